@@ -1,0 +1,314 @@
+//! `Direct` convolution: the lecture's zip-reduce of the weight window with the input window,
+//! vectorised over neighbouring output positions along the innermost axis.
+//!
+//! Forward, per output element (3-D; 1-D and 2-D are the same with unit extents):
+//!
+//! ```text
+//! y[n,k,o] = bias[k] + sum_{c in group(k)} sum_{t in kernel} w[k,c,t] * x[n,c,o*s + t*d - p]
+//! ```
+//!
+//! For a run of `LANES` outputs along W whose windows all lie inside the input, the inputs
+//! read by one tap are `LANES` consecutive elements (stride 1) or a strided gather, so each
+//! tap is one broadcast weight and one fused multiply-add per vector. Outputs whose windows
+//! touch the padding take a scalar path with bounds checks. No scratch memory is used.
+//!
+//! The input gradient is the same zip-reduce of the output gradient with the *flipped*
+//! window and the anchor reversed: input `i` receives from output `o = (i + p - t*d) / s`
+//! wherever that division is exact, which for stride 1 is again a contiguous run. The weight
+//! gradient correlates the input with the output gradient: one dot product per weight.
+//!
+//! Cost: `2 * N * K * (C / groups) * taps * out_plane` flops for each operation.
+
+use super::geometry::ConvShape;
+use crate::Element;
+use crate::window::{Axis, inverse_tap, tap};
+
+/// Vectors of outputs computed together in the wide path: enough independent FMA chains to
+/// hide the FMA latency.
+const UNROLL: usize = 4;
+
+/// Calls `f(x_row_start, w_row_start)` for every `(c, kd, kh)` whose input row is inside the
+/// input for output row `(od, oh)`; offsets are relative to the group's input and to the
+/// output channel's weights.
+#[inline(always)]
+fn for_each_window_row(s: &ConvShape, od: usize, oh: usize, mut f: impl FnMut(usize, usize)) {
+    let [az, ay, ax] = s.axes;
+    for c in 0..s.cg {
+        for kd in 0..az.kernel {
+            let Some(id) = tap(od, kd, &az) else { continue };
+            for kh in 0..ay.kernel {
+                let Some(ih) = tap(oh, kh, &ay) else { continue };
+                let x_row = c * s.in_plane + (id * ay.input + ih) * ax.input;
+                let w_row = ((c * az.kernel + kd) * ay.kernel + kh) * ax.kernel;
+                f(x_row, w_row);
+            }
+        }
+    }
+}
+
+/// `y = conv(x, w) + bias`.
+pub(crate) fn forward<T: Element>(
+    s: &ConvShape,
+    x: &[T],
+    w: &[T],
+    bias: Option<&[T]>,
+    y: &mut [T],
+) {
+    let [az, ay, ax] = s.axes;
+    let (lo, hi) = ax.interior_outputs();
+    for (row, y_row) in y.chunks_exact_mut(ax.output).enumerate() {
+        let oh = row % ay.output;
+        let od = (row / ay.output) % az.output;
+        let k = (row / (az.output * ay.output)) % s.out_channels;
+        let n = row / (s.out_channels * az.output * ay.output);
+        let g = k / s.kg;
+        let x_g = &x[(n * s.in_channels + g * s.cg) * s.in_plane..][..s.cg * s.in_plane];
+        let w_k = &w[k * s.unrolled_rows..][..s.unrolled_rows];
+        let b = bias.map_or(T::ZERO, |b| b[k]);
+
+        let scalar = |ow: usize| {
+            let mut acc = b;
+            for_each_window_row(s, od, oh, |xr, wr| {
+                for kw in 0..ax.kernel {
+                    if let Some(iw) = tap(ow, kw, &ax) {
+                        acc += w_k[wr + kw] * x_g[xr + iw];
+                    }
+                }
+            });
+            acc
+        };
+        let mut ow = 0;
+        while ow < lo {
+            y_row[ow] = scalar(ow);
+            ow += 1;
+        }
+        while ow + UNROLL * T::LANES <= hi {
+            forward_run::<T, UNROLL>(s, &ax, od, oh, x_g, w_k, b, ow, &mut y_row[ow..]);
+            ow += UNROLL * T::LANES;
+        }
+        while ow + T::LANES <= hi {
+            forward_run::<T, 1>(s, &ax, od, oh, x_g, w_k, b, ow, &mut y_row[ow..]);
+            ow += T::LANES;
+        }
+        while ow < ax.output {
+            y_row[ow] = scalar(ow);
+            ow += 1;
+        }
+    }
+}
+
+/// `U` vectors of interior outputs starting at `ow0`.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn forward_run<T: Element, const U: usize>(
+    s: &ConvShape,
+    ax: &Axis,
+    od: usize,
+    oh: usize,
+    x_g: &[T],
+    w_k: &[T],
+    b: T,
+    ow0: usize,
+    out: &mut [T],
+) {
+    let mut acc = [T::splat(b); U];
+    for_each_window_row(s, od, oh, |xr, wr| {
+        let x_row = &x_g[xr..xr + ax.input];
+        for (kw, &wv) in w_k[wr..wr + ax.kernel].iter().enumerate() {
+            let wv = T::splat(wv);
+            // Interior: the first input read is at or after the row start.
+            let first = ow0 * ax.stride + kw * ax.dilation - ax.pad_lo;
+            for (u, a) in acc.iter_mut().enumerate() {
+                let xv = if ax.stride == 1 {
+                    T::load(&x_row[first + u * T::LANES..])
+                } else {
+                    T::gather(x_row, first + u * T::LANES * ax.stride, ax.stride)
+                };
+                *a = T::mul_add(xv, wv, *a);
+            }
+        }
+    });
+    for (a, chunk) in acc.iter().zip(out.chunks_mut(T::LANES)) {
+        T::store(*a, chunk);
+    }
+}
+
+/// Calls `f(dy_row_start, w_row_start)` for every `(k, kd, kh)` whose output row reads input
+/// row `(id, ih)` of channel `c_local` (the reversed anchor); offsets are relative to the
+/// image's output gradient and to the whole weight tensor.
+#[inline(always)]
+fn for_each_gradient_row(
+    s: &ConvShape,
+    g: usize,
+    c_local: usize,
+    id: usize,
+    ih: usize,
+    mut f: impl FnMut(usize, usize),
+) {
+    let [az, ay, ax] = s.axes;
+    for k in g * s.kg..(g + 1) * s.kg {
+        for kd in 0..az.kernel {
+            let Some(od) = inverse_tap(id, kd, &az) else {
+                continue;
+            };
+            for kh in 0..ay.kernel {
+                let Some(oh) = inverse_tap(ih, kh, &ay) else {
+                    continue;
+                };
+                let dy_row = k * s.out_plane + (od * ay.output + oh) * ax.output;
+                let w_row = (((k * s.cg + c_local) * az.kernel + kd) * ay.kernel + kh) * ax.kernel;
+                f(dy_row, w_row);
+            }
+        }
+    }
+}
+
+/// `dx = conv_transpose(dy, w)`: the flipped window with the anchor reversed.
+pub(crate) fn backward_input<T: Element>(s: &ConvShape, dy: &[T], w: &[T], dx: &mut [T]) {
+    let [az, ay, ax] = s.axes;
+    // Inputs that every tap maps to an output, reachable with contiguous loads only when
+    // the stride is 1: input i reads output i + pad - kw * dilation.
+    let (lo, hi) = if ax.stride == 1 {
+        let lo = ((ax.kernel - 1) * ax.dilation).saturating_sub(ax.pad_lo);
+        let hi = ax.output.saturating_sub(ax.pad_lo).min(ax.input);
+        (lo.min(hi), hi)
+    } else {
+        (0, 0)
+    };
+    let k_len = s.out_channels * s.out_plane;
+    for (row, dx_row) in dx.chunks_exact_mut(ax.input).enumerate() {
+        let ih = row % ay.input;
+        let id = (row / ay.input) % az.input;
+        let c = (row / (az.input * ay.input)) % s.in_channels;
+        let n = row / (s.in_channels * az.input * ay.input);
+        let (g, c_local) = (c / s.cg, c % s.cg);
+        let dy_n = &dy[n * k_len..][..k_len];
+
+        let scalar = |iw: usize| {
+            let mut acc = T::ZERO;
+            for_each_gradient_row(s, g, c_local, id, ih, |dr, wr| {
+                for kw in 0..ax.kernel {
+                    if let Some(ow) = inverse_tap(iw, kw, &ax) {
+                        acc += w[wr + kw] * dy_n[dr + ow];
+                    }
+                }
+            });
+            acc
+        };
+        let mut iw = 0;
+        while iw < lo {
+            dx_row[iw] = scalar(iw);
+            iw += 1;
+        }
+        while iw + UNROLL * T::LANES <= hi {
+            backward_input_run::<T, UNROLL>(s, &ax, (g, c_local, id, ih), dy_n, w, iw, dx_row);
+            iw += UNROLL * T::LANES;
+        }
+        while iw + T::LANES <= hi {
+            backward_input_run::<T, 1>(s, &ax, (g, c_local, id, ih), dy_n, w, iw, dx_row);
+            iw += T::LANES;
+        }
+        while iw < ax.input {
+            dx_row[iw] = scalar(iw);
+            iw += 1;
+        }
+    }
+}
+
+/// `U` vectors of interior input gradients starting at `iw0` (stride 1 along W).
+#[inline(always)]
+fn backward_input_run<T: Element, const U: usize>(
+    s: &ConvShape,
+    ax: &Axis,
+    (g, c_local, id, ih): (usize, usize, usize, usize),
+    dy_n: &[T],
+    w: &[T],
+    iw0: usize,
+    dx_row: &mut [T],
+) {
+    let mut acc = [T::splat(T::ZERO); U];
+    for_each_gradient_row(s, g, c_local, id, ih, |dr, wr| {
+        let dy_row = &dy_n[dr..dr + ax.output];
+        for (kw, &wv) in w[wr..wr + ax.kernel].iter().enumerate() {
+            let wv = T::splat(wv);
+            let first = iw0 + ax.pad_lo - kw * ax.dilation;
+            for (u, a) in acc.iter_mut().enumerate() {
+                *a = T::mul_add(T::load(&dy_row[first + u * T::LANES..]), wv, *a);
+            }
+        }
+    });
+    for (a, chunk) in acc.iter().zip(dx_row[iw0..].chunks_mut(T::LANES)) {
+        T::store(*a, chunk);
+    }
+}
+
+/// `dw[k,c,t] = sum_{n,o} dy[n,k,o] * x[n,c,o*s + t*d - p]`.
+pub(crate) fn backward_weight<T: Element>(s: &ConvShape, x: &[T], dy: &[T], dw: &mut [T]) {
+    let [az, ay, ax] = s.axes;
+    for (row, dw_row) in dw.chunks_exact_mut(ax.kernel).enumerate() {
+        let kh = row % ay.kernel;
+        let kd = (row / ay.kernel) % az.kernel;
+        let c_local = (row / (az.kernel * ay.kernel)) % s.cg;
+        let k = row / (s.cg * az.kernel * ay.kernel);
+        let c = k / s.kg * s.cg + c_local;
+        for (kw, dw_kw) in dw_row.iter_mut().enumerate() {
+            let (lo, hi) = ax.valid_outputs(kw);
+            let mut acc = [T::splat(T::ZERO); UNROLL];
+            let mut tail = T::ZERO;
+            for n in 0..s.batch {
+                let x_c = &x[(n * s.in_channels + c) * s.in_plane..][..s.in_plane];
+                let dy_k = &dy[(n * s.out_channels + k) * s.out_plane..][..s.out_plane];
+                for od in 0..az.output {
+                    let Some(id) = tap(od, kd, &az) else { continue };
+                    for oh in 0..ay.output {
+                        let Some(ih) = tap(oh, kh, &ay) else { continue };
+                        let x_row = &x_c[(id * ay.input + ih) * ax.input..][..ax.input];
+                        let dy_row = &dy_k[(od * ay.output + oh) * ax.output..][..ax.output];
+                        tail += dot_run(&ax, kw, lo, hi, x_row, dy_row, &mut acc);
+                    }
+                }
+            }
+            *dw_kw = acc.iter().fold(tail, |t, &a| t + T::reduce_add(a));
+        }
+    }
+}
+
+/// Accumulates `sum_{ow in lo..hi} dy_row[ow] * x_row[ow*s + kw*d - p]` into the vector
+/// accumulators and returns the part that did not fill a vector.
+#[inline(always)]
+fn dot_run<T: Element>(
+    ax: &Axis,
+    kw: usize,
+    lo: usize,
+    hi: usize,
+    x_row: &[T],
+    dy_row: &[T],
+    acc: &mut [T::Simd; UNROLL],
+) -> T {
+    let at = |ow: usize| ow * ax.stride + kw * ax.dilation - ax.pad_lo;
+    let load_x = |ow: usize| {
+        if ax.stride == 1 {
+            T::load(&x_row[at(ow)..])
+        } else {
+            T::gather(x_row, at(ow), ax.stride)
+        }
+    };
+    let mut ow = lo;
+    while ow + UNROLL * T::LANES <= hi {
+        for (u, a) in acc.iter_mut().enumerate() {
+            let o = ow + u * T::LANES;
+            *a = T::mul_add(T::load(&dy_row[o..]), load_x(o), *a);
+        }
+        ow += UNROLL * T::LANES;
+    }
+    while ow + T::LANES <= hi {
+        acc[0] = T::mul_add(T::load(&dy_row[ow..]), load_x(ow), acc[0]);
+        ow += T::LANES;
+    }
+    let mut tail = T::ZERO;
+    while ow < hi {
+        tail += dy_row[ow] * x_row[at(ow)];
+        ow += 1;
+    }
+    tail
+}

@@ -1,0 +1,308 @@
+//! Convolution in 1, 2 and 3 spatial dimensions: forward, input gradient, weight gradient and
+//! bias gradient, each by every [`ConvAlgorithm`].
+//!
+//! Build a [`ConvNd`] from a [`ConvSpec`], ask it how much scratch an algorithm needs
+//! ([`ConvNd::scratch_len`]), then call the operations with caller-owned slices:
+//!
+//! ```
+//! use origami_kernels::{ConvAlgorithm, ConvOp, ConvSpec};
+//!
+//! // One 4x4 image with 2 channels, 3 output channels, a 3x3 kernel and padding 1.
+//! let conv = ConvSpec::new(1, 2, 3, [4, 4], [3, 3]).with_padding([1, 1]).build()?;
+//! assert_eq!(conv.output_size(), [4, 4]);
+//!
+//! let input = vec![1.0f32; conv.input_len()];
+//! let weight = vec![0.5f32; conv.weight_len()];
+//! let bias = vec![0.25f32; conv.bias_len()];
+//! let mut output = vec![0.0f32; conv.output_len()];
+//! let algo = ConvAlgorithm::Auto;
+//! let mut scratch = vec![0.0f32; conv.scratch_len::<f32>(ConvOp::Forward, algo)];
+//! conv.forward(algo, &input, &weight, Some(&bias), &mut output, &mut scratch)?;
+//! // The centre windows see 2 channels x 9 taps of 1.0 * 0.5, plus the bias.
+//! assert_eq!(output[5], 9.25);
+//! # Ok::<(), origami_kernels::Error>(())
+//! ```
+//!
+//! The lecture's unroll of `[1, 2, 3, 4, 5, 6]` with a window of 3, anchored at its left end
+//! (padding `(0, K - 1)`), gives one window per output position, `[1 2 3] [2 3 4] ... [6 0 0]`:
+//!
+//! ```
+//! use origami_kernels::ConvSpec;
+//!
+//! let conv = ConvSpec::new(1, 1, 1, [6], [3]).with_padding_lo_hi([0], [2]).build()?;
+//! let mut cols = [0.0f32; 18];
+//! conv.im2col(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], 0, 0, &mut cols)?;
+//! // `cols` is K x T (one column per window); read it as the lecture's T x K matrix.
+//! let window = |t: usize| [cols[t], cols[6 + t], cols[12 + t]];
+//! assert_eq!(window(0), [1.0, 2.0, 3.0]);
+//! assert_eq!(window(1), [2.0, 3.0, 4.0]);
+//! assert_eq!(window(4), [5.0, 6.0, 0.0]);
+//! assert_eq!(window(5), [6.0, 0.0, 0.0]);
+//! # Ok::<(), origami_kernels::Error>(())
+//! ```
+
+mod direct;
+mod geometry;
+mod im2col;
+mod transpose;
+mod unrolled;
+
+pub use geometry::{Conv1d, Conv2d, Conv3d, ConvNd, ConvSpec};
+pub use transpose::{ConvTransposeNd, ConvTransposeSpec};
+
+use crate::error::{check_len, check_scratch};
+use crate::{Element, Error};
+
+/// How a convolution is computed. Every algorithm computes the same function (up to the
+/// order of floating-point additions).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ConvAlgorithm {
+    /// Chooses one of the others from the geometry; see [`ConvNd::resolve`].
+    Auto,
+    /// Zip-reduce over each window, vectorised over output positions. No scratch.
+    Direct,
+    /// im2col (col2im for the input gradient) and a packed SIMD matrix product.
+    Unrolled,
+}
+
+impl ConvAlgorithm {
+    /// Every concrete algorithm (all but `Auto`).
+    pub const ALL: [ConvAlgorithm; 2] = [ConvAlgorithm::Direct, ConvAlgorithm::Unrolled];
+
+    /// Lower-case name, as used on command lines and in results.
+    pub const fn name(self) -> &'static str {
+        match self {
+            ConvAlgorithm::Auto => "auto",
+            ConvAlgorithm::Direct => "direct",
+            ConvAlgorithm::Unrolled => "unrolled",
+        }
+    }
+
+    /// Parses [`ConvAlgorithm::name`].
+    pub fn from_name(name: &str) -> Option<Self> {
+        [
+            ConvAlgorithm::Auto,
+            ConvAlgorithm::Direct,
+            ConvAlgorithm::Unrolled,
+        ]
+        .into_iter()
+        .find(|a| a.name() == name)
+    }
+}
+
+/// The four operations of a convolution layer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ConvOp {
+    /// `y = conv(x, w) + b`.
+    Forward,
+    /// `dx` from `dy` and `w`: the transposed convolution.
+    BackwardInput,
+    /// `dw` from `x` and `dy`.
+    BackwardWeight,
+    /// `db` from `dy`: the sum over the batch and every position.
+    BackwardBias,
+}
+
+impl ConvOp {
+    /// All four operations.
+    pub const ALL: [ConvOp; 4] = [
+        ConvOp::Forward,
+        ConvOp::BackwardInput,
+        ConvOp::BackwardWeight,
+        ConvOp::BackwardBias,
+    ];
+}
+
+impl<const D: usize> ConvNd<D> {
+    /// The concrete algorithm `algo` stands for: itself, or for `Auto` the choice for this
+    /// geometry. `Auto` takes `Unrolled` when the matrix product has room to reach its speed
+    /// (at least 8 output channels per group and 16 unrolled rows), `Direct` otherwise
+    /// (depthwise and other thin convolutions, which also need no scratch).
+    pub fn resolve(&self, algo: ConvAlgorithm) -> ConvAlgorithm {
+        match algo {
+            ConvAlgorithm::Auto => {
+                if self.shape.kg >= 8 && self.shape.unrolled_rows >= 16 {
+                    ConvAlgorithm::Unrolled
+                } else {
+                    ConvAlgorithm::Direct
+                }
+            }
+            other => other,
+        }
+    }
+
+    /// Elements of type `T` of scratch that `op` needs with `algo`. `Direct` and the bias
+    /// gradient need none; `Unrolled` needs one group's unrolled matrix
+    /// (`C / groups * taps * out_plane`, none for 1x1 kernels with stride 1 and no padding)
+    /// plus the matrix product's packing buffers.
+    pub fn scratch_len<T: Element>(&self, op: ConvOp, algo: ConvAlgorithm) -> usize {
+        let s = &self.shape;
+        match (self.resolve(algo), op) {
+            (_, ConvOp::BackwardBias) | (ConvAlgorithm::Direct, _) => 0,
+            (_, ConvOp::Forward) => unrolled::forward_scratch_len::<T>(s),
+            (_, ConvOp::BackwardInput) => unrolled::backward_input_scratch_len::<T>(s),
+            (_, ConvOp::BackwardWeight) => unrolled::backward_weight_scratch_len::<T>(s),
+        }
+    }
+
+    /// `output = conv(input, weight) + bias`.
+    ///
+    /// `input` is `[N, C, *input_size]`, `weight` `[K, C / groups, *kernel_size]`, `bias`
+    /// `[K]` or `None`, `output` `[N, K, *output_size]` (overwritten). `scratch` must hold
+    /// [`ConvNd::scratch_len`] elements; its contents on entry do not matter.
+    pub fn forward<T: Element>(
+        &self,
+        algo: ConvAlgorithm,
+        input: &[T],
+        weight: &[T],
+        bias: Option<&[T]>,
+        output: &mut [T],
+        scratch: &mut [T],
+    ) -> Result<(), Error> {
+        let s = &self.shape;
+        check_len("input", s.input_len, input.len())?;
+        check_len("weight", s.weight_len, weight.len())?;
+        if let Some(b) = bias {
+            check_len("bias", s.out_channels, b.len())?;
+        }
+        check_len("output", s.output_len, output.len())?;
+        check_scratch(self.scratch_len::<T>(ConvOp::Forward, algo), scratch.len())?;
+        match self.resolve(algo) {
+            ConvAlgorithm::Unrolled => {
+                unrolled::forward(s, input, weight, bias, output, scratch);
+            }
+            _ => direct::forward(s, input, weight, bias, output),
+        }
+        Ok(())
+    }
+
+    /// `grad_input` from `grad_output` and `weight` (overwritten): the convolution of the
+    /// output gradient with the flipped window and the anchor reversed,
+    /// `dx[n,c,i] = sum_{k,t : i = o*s + t*d - p} w[k,c,t] * dy[n,k,o]`.
+    pub fn backward_input<T: Element>(
+        &self,
+        algo: ConvAlgorithm,
+        grad_output: &[T],
+        weight: &[T],
+        grad_input: &mut [T],
+        scratch: &mut [T],
+    ) -> Result<(), Error> {
+        let s = &self.shape;
+        check_len("grad_output", s.output_len, grad_output.len())?;
+        check_len("weight", s.weight_len, weight.len())?;
+        check_len("grad_input", s.input_len, grad_input.len())?;
+        check_scratch(
+            self.scratch_len::<T>(ConvOp::BackwardInput, algo),
+            scratch.len(),
+        )?;
+        match self.resolve(algo) {
+            ConvAlgorithm::Unrolled => {
+                unrolled::backward_input(s, grad_output, weight, grad_input, scratch);
+            }
+            _ => direct::backward_input(s, grad_output, weight, grad_input),
+        }
+        Ok(())
+    }
+
+    /// `grad_weight` from `input` and `grad_output` (overwritten):
+    /// `dw[k,c,t] = sum_{n,o} dy[n,k,o] * x[n,c,o*s + t*d - p]`.
+    pub fn backward_weight<T: Element>(
+        &self,
+        algo: ConvAlgorithm,
+        input: &[T],
+        grad_output: &[T],
+        grad_weight: &mut [T],
+        scratch: &mut [T],
+    ) -> Result<(), Error> {
+        let s = &self.shape;
+        check_len("input", s.input_len, input.len())?;
+        check_len("grad_output", s.output_len, grad_output.len())?;
+        check_len("grad_weight", s.weight_len, grad_weight.len())?;
+        check_scratch(
+            self.scratch_len::<T>(ConvOp::BackwardWeight, algo),
+            scratch.len(),
+        )?;
+        match self.resolve(algo) {
+            ConvAlgorithm::Unrolled => {
+                unrolled::backward_weight(s, input, grad_output, grad_weight, scratch);
+            }
+            _ => direct::backward_weight(s, input, grad_output, grad_weight),
+        }
+        Ok(())
+    }
+
+    /// `grad_bias[k] = sum_{n,o} grad_output[n,k,o]` (overwritten). This reduction is the
+    /// same for every algorithm (for `Unrolled` it is the product of `dY` with a vector of
+    /// ones), so it takes none.
+    pub fn backward_bias<T: Element>(
+        &self,
+        grad_output: &[T],
+        grad_bias: &mut [T],
+    ) -> Result<(), Error> {
+        let s = &self.shape;
+        check_len("grad_output", s.output_len, grad_output.len())?;
+        check_len("grad_bias", s.out_channels, grad_bias.len())?;
+        for (k, db) in grad_bias.iter_mut().enumerate() {
+            let mut acc = T::splat(T::ZERO);
+            let mut tail = T::ZERO;
+            for n in 0..s.batch {
+                let plane = &grad_output[(n * s.out_channels + k) * s.out_plane..][..s.out_plane];
+                let mut chunks = plane.chunks_exact(T::LANES);
+                for c in &mut chunks {
+                    acc += T::load(c);
+                }
+                for &v in chunks.remainder() {
+                    tail += v;
+                }
+            }
+            *db = T::reduce_add(acc) + tail;
+        }
+        Ok(())
+    }
+
+    /// Rows of the unrolled matrix of one image and group: `C / groups * taps`.
+    pub fn im2col_rows(&self) -> usize {
+        self.shape.unrolled_rows
+    }
+
+    /// Elements of the unrolled matrix of one image and group: `im2col_rows() * out_plane`.
+    pub fn im2col_len(&self) -> usize {
+        self.shape.unrolled_len
+    }
+
+    /// Unrolls the windows of image `image`, group `group` of `input` into `cols`, a
+    /// row-major `im2col_rows() x out_plane` matrix: row `(c, *tap)`, column `*output
+    /// position`, zeros where a window reads padding. This is the matrix the `Unrolled`
+    /// algorithm multiplies; it is offered for use with other matrix products.
+    pub fn im2col<T: Element>(
+        &self,
+        input: &[T],
+        image: usize,
+        group: usize,
+        cols: &mut [T],
+    ) -> Result<(), Error> {
+        let s = &self.shape;
+        check_len("input", s.input_len, input.len())?;
+        check_len("cols", s.unrolled_len, cols.len())?;
+        if image >= s.batch {
+            return Err(Error::InvalidValue {
+                name: "image",
+                dim: None,
+                value: image,
+                reason: "must be smaller than batch",
+            });
+        }
+        if group >= s.groups {
+            return Err(Error::InvalidValue {
+                name: "group",
+                dim: None,
+                value: group,
+                reason: "must be smaller than groups",
+            });
+        }
+        let start = (image * s.in_channels + group * s.cg) * s.in_plane;
+        im2col::im2col(s, &input[start..start + s.cg * s.in_plane], cols);
+        Ok(())
+    }
+}

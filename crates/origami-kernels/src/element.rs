@@ -1,0 +1,217 @@
+//! The element types the kernels compute in (`f32`, `f64`) and the SIMD vector each one uses.
+//!
+//! The vector width is chosen here, once, at compile time from the target features, because
+//! `wide` picks its own code paths the same way: a build with `avx512f` gets 512-bit vectors,
+//! any other build 256-bit vectors (two 128-bit halves on NEON and SSE, scalar arrays on
+//! Cortex-M and RISC-V).
+
+use core::fmt::Debug;
+use core::ops::{Add, AddAssign, Div, Mul, MulAssign, Sub};
+
+/// A floating-point element type the kernels support, together with its SIMD vector type.
+///
+/// Loads and stores take slices and never panic: a short slice loads zeros into the missing
+/// lanes and a short destination receives only the lanes that fit. Kernels call them on
+/// full-length slices in their inner loops, where the length checks fold away.
+pub trait Element:
+    Copy
+    + Default
+    + Debug
+    + PartialEq
+    + PartialOrd
+    + Send
+    + Sync
+    + 'static
+    + Add<Output = Self>
+    + Sub<Output = Self>
+    + Mul<Output = Self>
+    + Div<Output = Self>
+    + AddAssign
+    + MulAssign
+{
+    /// The SIMD vector of `LANES` elements.
+    type Simd: Copy
+        + Debug
+        + Add<Output = Self::Simd>
+        + Sub<Output = Self::Simd>
+        + Mul<Output = Self::Simd>
+        + AddAssign;
+    /// Number of elements in [`Element::Simd`].
+    const LANES: usize;
+    /// Additive identity.
+    const ZERO: Self;
+    /// Multiplicative identity.
+    const ONE: Self;
+    /// Negative infinity, the identity of `max`.
+    const NEG_INFINITY: Self;
+    /// A quiet NaN.
+    const NAN: Self;
+    /// The type's name, `"f32"` or `"f64"`.
+    const NAME: &'static str;
+
+    /// A vector with every lane set to `x`.
+    fn splat(x: Self) -> Self::Simd;
+    /// Loads `src[..LANES]`; lanes past the end of `src` are zero.
+    fn load(src: &[Self]) -> Self::Simd;
+    /// Loads `src[start + i * step]` for each lane `i`; lanes past the end of `src` are zero.
+    fn gather(src: &[Self], start: usize, step: usize) -> Self::Simd;
+    /// Stores the lanes into `dst[..LANES]`, as many as fit.
+    fn store(v: Self::Simd, dst: &mut [Self]);
+    /// `a * b + c`, fused where the target has FMA.
+    fn mul_add(a: Self::Simd, b: Self::Simd, c: Self::Simd) -> Self::Simd;
+    /// Sum of the lanes.
+    fn reduce_add(v: Self::Simd) -> Self;
+    /// Lane-wise maximum that propagates NaN from either operand.
+    fn max_nan(a: Self::Simd, b: Self::Simd) -> Self::Simd;
+    /// Converts to `f64` exactly.
+    fn to_f64(self) -> f64;
+    /// Converts from `f64`, rounding to nearest.
+    fn from_f64(x: f64) -> Self;
+    /// Converts a count to the element type (rounding above 2^24 for `f32`).
+    fn from_usize(n: usize) -> Self;
+    /// Whether the value is NaN.
+    fn is_nan(self) -> bool;
+}
+
+macro_rules! impl_element {
+    ($t:ty, $simd:ty, $lanes:expr, $name:expr) => {
+        impl Element for $t {
+            type Simd = $simd;
+            const LANES: usize = $lanes;
+            const ZERO: Self = 0.0;
+            const ONE: Self = 1.0;
+            const NEG_INFINITY: Self = <$t>::NEG_INFINITY;
+            const NAN: Self = <$t>::NAN;
+            const NAME: &'static str = $name;
+
+            #[inline(always)]
+            fn splat(x: Self) -> Self::Simd {
+                <$simd>::splat(x)
+            }
+
+            #[inline(always)]
+            fn load(src: &[Self]) -> Self::Simd {
+                match src.first_chunk::<$lanes>() {
+                    Some(a) => <$simd>::new(*a),
+                    None => {
+                        let mut a = [0.0; $lanes];
+                        a[..src.len()].copy_from_slice(src);
+                        <$simd>::new(a)
+                    }
+                }
+            }
+
+            #[inline(always)]
+            fn gather(src: &[Self], start: usize, step: usize) -> Self::Simd {
+                let a: [$t; $lanes] =
+                    core::array::from_fn(|i| src.get(start + i * step).copied().unwrap_or(0.0));
+                <$simd>::new(a)
+            }
+
+            #[inline(always)]
+            fn store(v: Self::Simd, dst: &mut [Self]) {
+                match dst.first_chunk_mut::<$lanes>() {
+                    Some(d) => *d = v.to_array(),
+                    None => {
+                        let a = v.to_array();
+                        let n = dst.len();
+                        dst.copy_from_slice(&a[..n]);
+                    }
+                }
+            }
+
+            #[inline(always)]
+            fn mul_add(a: Self::Simd, b: Self::Simd, c: Self::Simd) -> Self::Simd {
+                a.mul_add(b, c)
+            }
+
+            #[inline(always)]
+            fn reduce_add(v: Self::Simd) -> Self {
+                v.reduce_add()
+            }
+
+            #[inline(always)]
+            fn max_nan(a: Self::Simd, b: Self::Simd) -> Self::Simd {
+                // `wide`'s max keeps `a` when `b` is NaN; `a + b` is NaN when either is.
+                (a.is_nan() | b.is_nan()).select(a + b, a.max(b))
+            }
+
+            #[inline(always)]
+            fn to_f64(self) -> f64 {
+                self as f64
+            }
+
+            #[inline(always)]
+            fn from_f64(x: f64) -> Self {
+                x as $t
+            }
+
+            #[inline(always)]
+            fn from_usize(n: usize) -> Self {
+                n as $t
+            }
+
+            #[inline(always)]
+            fn is_nan(self) -> bool {
+                <$t>::is_nan(self)
+            }
+        }
+    };
+}
+
+#[cfg(target_feature = "avx512f")]
+impl_element!(f32, wide::f32x16, 16, "f32");
+#[cfg(target_feature = "avx512f")]
+impl_element!(f64, wide::f64x8, 8, "f64");
+#[cfg(not(target_feature = "avx512f"))]
+impl_element!(f32, wide::f32x8, 8, "f32");
+#[cfg(not(target_feature = "avx512f"))]
+impl_element!(f64, wide::f64x4, 4, "f64");
+
+/// The widest vector of any element type, for stack buffers that hold one vector's lanes.
+pub(crate) const MAX_LANES: usize = 16;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn roundtrip<T: Element>() {
+        let src: [T; 40] = core::array::from_fn(|i| T::from_usize(i + 1));
+        let v = T::load(&src[3..]);
+        let mut out = [T::ZERO; 40];
+        T::store(v, &mut out);
+        assert_eq!(&out[..T::LANES], &src[3..3 + T::LANES]);
+        // Short slices: missing lanes load as zero, stores write only what fits.
+        let v = T::load(&src[..2]);
+        assert_eq!(T::reduce_add(v), T::from_usize(3));
+        let mut short = [T::ZERO; 3];
+        T::store(T::splat(T::ONE), &mut short);
+        assert_eq!(short, [T::ONE; 3]);
+        let g = T::gather(&src, 1, 3);
+        let mut out = [T::ZERO; MAX_LANES];
+        T::store(g, &mut out);
+        for (i, &x) in out[..T::LANES].iter().enumerate() {
+            let expected = src.get(1 + 3 * i).copied().unwrap_or(T::ZERO);
+            assert_eq!(x, expected);
+        }
+    }
+
+    #[test]
+    fn load_store_gather() {
+        roundtrip::<f32>();
+        roundtrip::<f64>();
+    }
+
+    #[test]
+    fn max_propagates_nan_from_both_sides() {
+        let a = f32::splat(f32::NAN);
+        let b = f32::splat(1.0);
+        let mut out = [0.0f32; MAX_LANES];
+        f32::store(f32::max_nan(a, b), &mut out);
+        assert!(out[0].is_nan());
+        f32::store(f32::max_nan(b, a), &mut out);
+        assert!(out[0].is_nan());
+        f32::store(f32::max_nan(b, f32::splat(2.0)), &mut out);
+        assert_eq!(out[0], 2.0);
+    }
+}

@@ -1,0 +1,512 @@
+//! A packed, cache-blocked matrix product `C = A B` (or `C += A B`) on strided views.
+//!
+//! This is the engine of the `Unrolled` convolution: forward is `W x cols`, the input
+//! gradient `W^T x dY`, the weight gradient `dY x cols^T`. Transposes cost nothing because
+//! every operand is a strided view and packing reads any strides: `A` is copied into
+//! `MR`-row slivers and `B` into `NR`-column slivers (zero-padded at the edges), so the
+//! micro-kernel ([`kernel`]) always runs full tiles and only the write-back to `C` handles
+//! edge tiles. Block sizes live in [`params`].
+//!
+//! The packing buffers come from the caller: [`pack_len`] says how many elements.
+
+pub mod params;
+
+mod kernel;
+
+use crate::element::MAX_LANES;
+use crate::error::check_scratch;
+use crate::{Element, Error};
+use kernel::{Tile, micro_tile};
+use params::{KC, MC, MR, NC, NV};
+
+/// A read-only matrix view: element `(i, j)` is `data[i * row_stride + j * col_stride]`.
+#[derive(Clone, Copy, Debug)]
+pub struct MatRef<'a, T> {
+    data: &'a [T],
+    rows: usize,
+    cols: usize,
+    rs: usize,
+    cs: usize,
+}
+
+/// A mutable matrix view: element `(i, j)` is `data[i * row_stride + j * col_stride]`.
+#[derive(Debug)]
+pub struct MatMut<'a, T> {
+    data: &'a mut [T],
+    rows: usize,
+    cols: usize,
+    rs: usize,
+    cs: usize,
+}
+
+/// Checks that a `rows x cols` view with the given strides stays inside `len` elements.
+fn check_view(
+    name: &'static str,
+    len: usize,
+    rows: usize,
+    cols: usize,
+    rs: usize,
+    cs: usize,
+) -> Result<(), Error> {
+    if rows == 0 || cols == 0 {
+        return Ok(());
+    }
+    let last = (rows - 1)
+        .checked_mul(rs)
+        .and_then(|r| (cols - 1).checked_mul(cs).and_then(|c| r.checked_add(c)))
+        .ok_or(Error::Overflow { name })?;
+    if last < len {
+        Ok(())
+    } else {
+        Err(Error::LengthMismatch {
+            buffer: name,
+            expected: last + 1,
+            actual: len,
+        })
+    }
+}
+
+impl<'a, T> MatRef<'a, T> {
+    /// A strided view; fails when the last element lies past the end of `data`.
+    pub fn new(
+        data: &'a [T],
+        rows: usize,
+        cols: usize,
+        row_stride: usize,
+        col_stride: usize,
+    ) -> Result<Self, Error> {
+        check_view("matrix", data.len(), rows, cols, row_stride, col_stride)?;
+        Ok(Self::from_parts(data, rows, cols, row_stride, col_stride))
+    }
+
+    /// A contiguous row-major `rows x cols` view.
+    pub fn row_major(data: &'a [T], rows: usize, cols: usize) -> Result<Self, Error> {
+        Self::new(data, rows, cols, cols, 1)
+    }
+
+    /// The transposed view (no copy).
+    pub fn t(self) -> Self {
+        Self::from_parts(self.data, self.cols, self.rows, self.cs, self.rs)
+    }
+
+    /// Rows of the view.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Columns of the view.
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// A view whose bounds the caller has established (out-of-range reads still panic rather
+    /// than read out of bounds, but a validated geometry never produces them).
+    pub(crate) fn from_parts(
+        data: &'a [T],
+        rows: usize,
+        cols: usize,
+        rs: usize,
+        cs: usize,
+    ) -> Self {
+        MatRef {
+            data,
+            rows,
+            cols,
+            rs,
+            cs,
+        }
+    }
+
+    #[inline(always)]
+    fn at(&self, i: usize, j: usize) -> T
+    where
+        T: Copy,
+    {
+        self.data[i * self.rs + j * self.cs]
+    }
+}
+
+impl<'a, T> MatMut<'a, T> {
+    /// A strided view; fails when the last element lies past the end of `data`.
+    pub fn new(
+        data: &'a mut [T],
+        rows: usize,
+        cols: usize,
+        row_stride: usize,
+        col_stride: usize,
+    ) -> Result<Self, Error> {
+        check_view("matrix", data.len(), rows, cols, row_stride, col_stride)?;
+        Ok(Self::from_parts(data, rows, cols, row_stride, col_stride))
+    }
+
+    /// A contiguous row-major `rows x cols` view.
+    pub fn row_major(data: &'a mut [T], rows: usize, cols: usize) -> Result<Self, Error> {
+        Self::new(data, rows, cols, cols, 1)
+    }
+
+    /// See [`MatRef::from_parts`].
+    pub(crate) fn from_parts(
+        data: &'a mut [T],
+        rows: usize,
+        cols: usize,
+        rs: usize,
+        cs: usize,
+    ) -> Self {
+        MatMut {
+            data,
+            rows,
+            cols,
+            rs,
+            cs,
+        }
+    }
+}
+
+/// Rounds `x` up to a multiple of `m`.
+const fn round_up(x: usize, m: usize) -> usize {
+    x.div_ceil(m) * m
+}
+
+/// Elements of packing scratch that [`gemm`] needs for an `m x k` by `k x n` product.
+pub fn pack_len<T: Element>(m: usize, n: usize, k: usize) -> usize {
+    if m == 0 || n == 0 || k == 0 {
+        return 0;
+    }
+    let kc = k.min(KC);
+    let nr = NV * T::LANES;
+    round_up(m.min(MC), MR) * kc + kc * round_up(n.min(NC), nr)
+}
+
+/// `C = A B`, or `C += A B` when `accumulate` is set.
+///
+/// `pack` is working memory of at least [`pack_len`]`(m, n, k)` elements; its contents on
+/// entry do not matter. Fails when the shapes do not agree or `pack` is too short.
+pub fn gemm<T: Element>(
+    a: MatRef<'_, T>,
+    b: MatRef<'_, T>,
+    c: MatMut<'_, T>,
+    accumulate: bool,
+    pack: &mut [T],
+) -> Result<(), Error> {
+    let mismatch = |buffer, expected, actual| Error::LengthMismatch {
+        buffer,
+        expected,
+        actual,
+    };
+    if b.rows != a.cols {
+        return Err(mismatch("rows of B", a.cols, b.rows));
+    }
+    if c.rows != a.rows {
+        return Err(mismatch("rows of C", a.rows, c.rows));
+    }
+    if c.cols != b.cols {
+        return Err(mismatch("columns of C", b.cols, c.cols));
+    }
+    check_scratch(pack_len::<T>(a.rows, b.cols, a.cols), pack.len())?;
+    gemm_unchecked(a, b, c, accumulate, pack);
+    Ok(())
+}
+
+/// [`gemm`] for callers that have established the shapes and the pack length.
+pub(crate) fn gemm_unchecked<T: Element>(
+    a: MatRef<'_, T>,
+    b: MatRef<'_, T>,
+    mut c: MatMut<'_, T>,
+    accumulate: bool,
+    pack: &mut [T],
+) {
+    let (m, n, k) = (a.rows, b.cols, a.cols);
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            for i in 0..m {
+                for j in 0..n {
+                    c.data[i * c.rs + j * c.cs] = T::ZERO;
+                }
+            }
+        }
+        return;
+    }
+    let nr = NV * T::LANES;
+    let (pa, pb) = pack.split_at_mut(round_up(m.min(MC), MR) * k.min(KC));
+    for j0 in (0..n).step_by(NC) {
+        let nc = NC.min(n - j0);
+        for p0 in (0..k).step_by(KC) {
+            let kc = KC.min(k - p0);
+            pack_b(&b, p0, kc, j0, nc, nr, pb);
+            // Later depth blocks add to what the first one wrote.
+            let add = accumulate || p0 > 0;
+            for i0 in (0..m).step_by(MC) {
+                let mc = MC.min(m - i0);
+                pack_a(&a, i0, mc, p0, kc, pa);
+                for jr in (0..nc).step_by(nr) {
+                    let b_sliver = &pb[jr * kc..(jr + nr) * kc];
+                    for ir in (0..mc).step_by(MR) {
+                        let a_sliver = &pa[ir * kc..(ir + MR) * kc];
+                        let tile = micro_tile::<T>(kc, a_sliver, b_sliver);
+                        let rows = MR.min(mc - ir);
+                        let cols = nr.min(nc - jr);
+                        write_tile(&tile, &mut c, i0 + ir, j0 + jr, rows, cols, add);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Packs rows `i0..i0 + mc`, depth `p0..p0 + kc` of A into `MR`-row slivers: sliver `s` holds,
+/// for each depth step, the `MR` values of rows `s * MR ..`, zero past the last row.
+fn pack_a<T: Element>(
+    a: &MatRef<'_, T>,
+    i0: usize,
+    mc: usize,
+    p0: usize,
+    kc: usize,
+    out: &mut [T],
+) {
+    for (s, sliver) in out
+        .chunks_exact_mut(MR * kc)
+        .take(mc.div_ceil(MR))
+        .enumerate()
+    {
+        let r0 = s * MR;
+        for (p, step) in sliver.chunks_exact_mut(MR).enumerate() {
+            for (ii, v) in step.iter_mut().enumerate() {
+                *v = if r0 + ii < mc {
+                    a.at(i0 + r0 + ii, p0 + p)
+                } else {
+                    T::ZERO
+                };
+            }
+        }
+    }
+}
+
+/// Packs depth `p0..p0 + kc`, columns `j0..j0 + nc` of B into `nr`-column slivers.
+fn pack_b<T: Element>(
+    b: &MatRef<'_, T>,
+    p0: usize,
+    kc: usize,
+    j0: usize,
+    nc: usize,
+    nr: usize,
+    out: &mut [T],
+) {
+    for (s, sliver) in out
+        .chunks_exact_mut(nr * kc)
+        .take(nc.div_ceil(nr))
+        .enumerate()
+    {
+        let c0 = s * nr;
+        let width = nr.min(nc - c0);
+        for (p, step) in sliver.chunks_exact_mut(nr).enumerate() {
+            let (valid, pad) = step.split_at_mut(width);
+            if b.cs == 1 {
+                let start = (p0 + p) * b.rs + j0 + c0;
+                valid.copy_from_slice(&b.data[start..start + width]);
+            } else {
+                for (jj, v) in valid.iter_mut().enumerate() {
+                    *v = b.at(p0 + p, j0 + c0 + jj);
+                }
+            }
+            pad.fill(T::ZERO);
+        }
+    }
+}
+
+/// Writes (or adds) the top-left `rows x cols` of a micro-tile into C at `(i, j)`.
+#[inline(always)]
+fn write_tile<T: Element>(
+    tile: &Tile<T>,
+    c: &mut MatMut<'_, T>,
+    i: usize,
+    j: usize,
+    rows: usize,
+    cols: usize,
+    add: bool,
+) {
+    let nr = NV * T::LANES;
+    if c.cs == 1 && cols == nr {
+        for (r, row) in tile.iter().enumerate().take(rows) {
+            let start = (i + r) * c.rs + j;
+            let dst = &mut c.data[start..start + nr];
+            for (v, chunk) in row.iter().zip(dst.chunks_exact_mut(T::LANES)) {
+                let out = if add { *v + T::load(chunk) } else { *v };
+                T::store(out, chunk);
+            }
+        }
+        return;
+    }
+    let mut lanes = [T::ZERO; MAX_LANES];
+    for (r, row) in tile.iter().enumerate().take(rows) {
+        for (q, v) in row.iter().enumerate() {
+            T::store(*v, &mut lanes);
+            for (l, &x) in lanes.iter().enumerate().take(T::LANES) {
+                let col = q * T::LANES + l;
+                if col < cols {
+                    let dst = &mut c.data[(i + r) * c.rs + (j + col) * c.cs];
+                    *dst = if add { *dst + x } else { x };
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn naive(a: &MatRef<'_, f64>, b: &MatRef<'_, f64>) -> Vec<f64> {
+        let mut out = vec![0.0; a.rows * b.cols];
+        for i in 0..a.rows {
+            for j in 0..b.cols {
+                out[i * b.cols + j] = (0..a.cols).map(|p| a.at(i, p) * b.at(p, j)).sum();
+            }
+        }
+        out
+    }
+
+    fn check<T: Element>(m: usize, n: usize, k: usize, ta: bool, tb: bool, accumulate: bool) {
+        let fill = |len: usize, seed: usize| -> Vec<f64> {
+            (0..len)
+                .map(|i| (((i * 7919 + seed * 104729) % 2003) as f64 - 1001.0) / 1001.0)
+                .collect()
+        };
+        let a64 = fill(m * k, 1);
+        let b64 = fill(k * n, 2);
+        let c64 = fill(m * n, 3);
+        let a_view = |d| {
+            if ta {
+                MatRef::new(d, k, m, m, 1).unwrap().t()
+            } else {
+                MatRef::row_major(d, m, k).unwrap()
+            }
+        };
+        let b_view = |d| {
+            if tb {
+                MatRef::new(d, n, k, k, 1).unwrap().t()
+            } else {
+                MatRef::row_major(d, k, n).unwrap()
+            }
+        };
+        let mut expected = naive(&a_view(&a64[..]), &b_view(&b64[..]));
+        if accumulate {
+            for (e, c) in expected.iter_mut().zip(&c64) {
+                *e += c;
+            }
+        }
+        let a: Vec<T> = a64.iter().map(|&x| T::from_f64(x)).collect();
+        let b: Vec<T> = b64.iter().map(|&x| T::from_f64(x)).collect();
+        let mut c: Vec<T> = c64.iter().map(|&x| T::from_f64(x)).collect();
+        let mut pack = vec![T::NAN; pack_len::<T>(m, n, k)];
+        let a_t = if ta {
+            MatRef::new(&a[..], k, m, m, 1).unwrap().t()
+        } else {
+            MatRef::row_major(&a[..], m, k).unwrap()
+        };
+        let b_t = if tb {
+            MatRef::new(&b[..], n, k, k, 1).unwrap().t()
+        } else {
+            MatRef::row_major(&b[..], k, n).unwrap()
+        };
+        gemm(
+            a_t,
+            b_t,
+            MatMut::row_major(&mut c, m, n).unwrap(),
+            accumulate,
+            &mut pack,
+        )
+        .unwrap();
+        let tol = if T::NAME == "f32" { 1e-5 } else { 1e-12 } * (k as f64 + 1.0);
+        for (idx, (&got, &want)) in c.iter().zip(&expected).enumerate() {
+            assert!(
+                (got.to_f64() - want).abs() <= tol,
+                "{} m={m} n={n} k={k} ta={ta} tb={tb} at {idx}: {} vs {want}",
+                T::NAME,
+                got.to_f64()
+            );
+        }
+    }
+
+    #[test]
+    fn matches_naive_product_on_odd_shapes() {
+        for &(m, n, k) in &[
+            (1, 1, 1),
+            (5, 3, 2),
+            (7, 33, 9),
+            (6, 32, 256),
+            (13, 47, 300),
+            (121, 17, 5),
+            (3, 1030, 4),
+        ] {
+            for ta in [false, true] {
+                for tb in [false, true] {
+                    for acc in [false, true] {
+                        check::<f32>(m, n, k, ta, tb, acc);
+                        check::<f64>(m, n, k, ta, tb, acc);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn empty_depth_clears_or_keeps_c() {
+        let a: [f32; 0] = [];
+        let mut c = [5.0f32; 6];
+        let av = MatRef::new(&a[..], 2, 0, 0, 1).unwrap();
+        let bv = MatRef::new(&a[..], 0, 3, 3, 1).unwrap();
+        gemm(
+            av,
+            bv,
+            MatMut::row_major(&mut c, 2, 3).unwrap(),
+            true,
+            &mut [],
+        )
+        .unwrap();
+        assert_eq!(c, [5.0; 6]);
+        gemm(
+            av,
+            bv,
+            MatMut::row_major(&mut c, 2, 3).unwrap(),
+            false,
+            &mut [],
+        )
+        .unwrap();
+        assert_eq!(c, [0.0; 6]);
+    }
+
+    #[test]
+    fn rejects_mismatched_shapes_and_short_pack() {
+        let d = [1.0f32; 12];
+        let mut c = [0.0f32; 12];
+        let a = MatRef::row_major(&d[..], 3, 4).unwrap();
+        let b = MatRef::row_major(&d[..], 3, 4).unwrap();
+        let r = gemm(
+            a,
+            b,
+            MatMut::row_major(&mut c, 3, 4).unwrap(),
+            false,
+            &mut [],
+        );
+        assert!(matches!(
+            r,
+            Err(Error::LengthMismatch {
+                buffer: "rows of B",
+                ..
+            })
+        ));
+        let b = MatRef::row_major(&d[..], 4, 3).unwrap();
+        let r = gemm(
+            a,
+            b,
+            MatMut::row_major(&mut c, 3, 3).unwrap(),
+            false,
+            &mut [],
+        );
+        assert!(matches!(r, Err(Error::ScratchTooSmall { .. })));
+        assert!(MatRef::row_major(&d[..], 5, 3).is_err());
+    }
+}

@@ -1,0 +1,442 @@
+//! Every convolution algorithm against the f64 reference, for every operation, element type
+//! and number of dimensions, on randomized geometries; finite-difference checks of the
+//! gradients; error handling of the operations.
+//!
+//! One suite ([`check_case`]) is instantiated for every (algorithm, type, D) by a macro, so a
+//! new algorithm gets every test by adding it to `ConvAlgorithm::ALL`.
+
+mod common;
+
+use common::{assert_close, cast, random};
+use origami_kernels::{ConvAlgorithm, ConvNd, ConvOp, ConvSpec, Element, Error, reference};
+use proptest::prelude::*;
+
+/// A random valid geometry: small channel counts, odd sizes, sizes below one vector, and rows
+/// long enough (along W) to reach the widest vector paths.
+fn spec_strategy<const D: usize>(
+    max_w: usize,
+    max_other: usize,
+) -> impl Strategy<Value = ConvSpec<D>> {
+    (
+        (1usize..3, 1usize..4, 1usize..4, 1usize..4),
+        proptest::collection::vec(
+            (
+                1usize..=max_other,
+                1usize..4,
+                1usize..4,
+                1usize..3,
+                0usize..3,
+                0usize..3,
+            ),
+            D,
+        ),
+        1usize..=max_w,
+    )
+        .prop_filter_map(
+            "window must fit",
+            move |((batch, groups, cg, kg), axes, w)| {
+                let mut spec = ConvSpec::new(batch, groups * cg, groups * kg, [1; D], [1; D])
+                    .with_groups(groups);
+                for (d, &(size, k, s, dil, lo, hi)) in axes.iter().enumerate() {
+                    spec.input_size[d] = if d == D - 1 { w } else { size };
+                    spec.kernel_size[d] = k;
+                    spec.stride[d] = s;
+                    spec.dilation[d] = dil;
+                    spec.padding_lo[d] = lo;
+                    spec.padding_hi[d] = hi;
+                }
+                spec.build().ok().map(|_| spec)
+            },
+        )
+}
+
+/// Fills a buffer with NaN, so an algorithm that reads what it did not write shows up.
+fn dirty<T: Element>(len: usize) -> Vec<T> {
+    vec![T::NAN; len]
+}
+
+/// Runs every operation of `algo` on `spec` and compares with the f64 reference.
+fn check_case<T: Element, const D: usize>(algo: ConvAlgorithm, spec: ConvSpec<D>, seed: u64) {
+    let conv = spec.build().expect("strategy yields valid specs");
+    let ctx = format!("{} {} {spec:?}", algo.name(), T::NAME);
+    let x64 = random(conv.input_len(), seed);
+    let w64 = random(conv.weight_len(), seed + 1);
+    let b64 = random(conv.bias_len(), seed + 2);
+    let dy64 = random(conv.output_len(), seed + 3);
+    let (x, w, b, dy) = (
+        cast::<T>(&x64),
+        cast::<T>(&w64),
+        cast::<T>(&b64),
+        cast::<T>(&dy64),
+    );
+
+    let with_bias = seed.is_multiple_of(2);
+    let mut expected = vec![0.0f64; conv.output_len()];
+    reference::conv_forward(
+        &conv,
+        &x64,
+        &w64,
+        with_bias.then_some(&b64[..]),
+        &mut expected,
+    )
+    .unwrap();
+    let mut y = dirty::<T>(conv.output_len());
+    let mut scratch = dirty::<T>(conv.scratch_len::<T>(ConvOp::Forward, algo));
+    conv.forward(
+        algo,
+        &x,
+        &w,
+        with_bias.then_some(&b[..]),
+        &mut y,
+        &mut scratch,
+    )
+    .unwrap();
+    assert_close("forward", &y, &expected, &ctx);
+
+    let mut expected = vec![0.0f64; conv.input_len()];
+    reference::conv_backward_input(&conv, &dy64, &w64, &mut expected).unwrap();
+    let mut dx = dirty::<T>(conv.input_len());
+    let mut scratch = dirty::<T>(conv.scratch_len::<T>(ConvOp::BackwardInput, algo));
+    conv.backward_input(algo, &dy, &w, &mut dx, &mut scratch)
+        .unwrap();
+    assert_close("backward_input", &dx, &expected, &ctx);
+
+    let mut expected = vec![0.0f64; conv.weight_len()];
+    reference::conv_backward_weight(&conv, &x64, &dy64, &mut expected).unwrap();
+    let mut dw = dirty::<T>(conv.weight_len());
+    let mut scratch = dirty::<T>(conv.scratch_len::<T>(ConvOp::BackwardWeight, algo));
+    conv.backward_weight(algo, &x, &dy, &mut dw, &mut scratch)
+        .unwrap();
+    assert_close("backward_weight", &dw, &expected, &ctx);
+
+    let mut expected = vec![0.0f64; conv.bias_len()];
+    reference::conv_backward_bias(&conv, &dy64, &mut expected).unwrap();
+    let mut db = dirty::<T>(conv.bias_len());
+    conv.backward_bias(&dy, &mut db).unwrap();
+    assert_close("backward_bias", &db, &expected, &ctx);
+}
+
+macro_rules! conv_suite {
+    ($($name:ident: $algo:expr, $t:ty, $d:literal, $max_w:expr, $max_other:expr;)*) => {$(
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(48))]
+            #[test]
+            fn $name(spec in spec_strategy::<$d>($max_w, $max_other), seed in any::<u64>()) {
+                check_case::<$t, $d>($algo, spec, seed % 1_000_000);
+            }
+        }
+    )*};
+}
+
+conv_suite! {
+    direct_f32_1d: ConvAlgorithm::Direct, f32, 1, 150, 1;
+    direct_f64_1d: ConvAlgorithm::Direct, f64, 1, 150, 1;
+    direct_f32_2d: ConvAlgorithm::Direct, f32, 2, 80, 7;
+    direct_f64_2d: ConvAlgorithm::Direct, f64, 2, 80, 7;
+    direct_f32_3d: ConvAlgorithm::Direct, f32, 3, 40, 5;
+    direct_f64_3d: ConvAlgorithm::Direct, f64, 3, 40, 5;
+    unrolled_f32_1d: ConvAlgorithm::Unrolled, f32, 1, 150, 1;
+    unrolled_f64_1d: ConvAlgorithm::Unrolled, f64, 1, 150, 1;
+    unrolled_f32_2d: ConvAlgorithm::Unrolled, f32, 2, 80, 7;
+    unrolled_f64_2d: ConvAlgorithm::Unrolled, f64, 2, 80, 7;
+    unrolled_f32_3d: ConvAlgorithm::Unrolled, f32, 3, 40, 5;
+    unrolled_f64_3d: ConvAlgorithm::Unrolled, f64, 3, 40, 5;
+    auto_f32_2d: ConvAlgorithm::Auto, f32, 2, 80, 7;
+}
+
+/// Shapes the random strategy rarely reaches: many channels (the matrix product's blocking),
+/// 1x1 kernels (the unroll-free path), depthwise, long rows with stride 2.
+#[test]
+fn fixed_shapes_every_algorithm() {
+    let specs: [ConvSpec<2>; 5] = [
+        ConvSpec::new(2, 40, 130, [9, 11], [3, 3]).with_padding([1, 1]),
+        ConvSpec::new(1, 300, 20, [5, 7], [1, 1]),
+        ConvSpec::new(2, 16, 16, [13, 70], [3, 3])
+            .with_groups(16)
+            .with_padding([1, 1]),
+        ConvSpec::new(1, 3, 8, [9, 131], [3, 5])
+            .with_stride([2, 2])
+            .with_padding_lo_hi([0, 2], [1, 0]),
+        ConvSpec::new(1, 4, 4, [6, 6], [1, 1]).with_stride([2, 2]),
+    ];
+    for (i, spec) in specs.into_iter().enumerate() {
+        for algo in ConvAlgorithm::ALL {
+            check_case::<f32, 2>(algo, spec, 100 + i as u64);
+            check_case::<f64, 2>(algo, spec, 200 + i as u64);
+        }
+    }
+}
+
+/// `sum(y * r)` for the forward pass of `conv` on `x`, `w` (no bias).
+fn loss<const D: usize>(
+    conv: &ConvNd<D>,
+    algo: ConvAlgorithm,
+    x: &[f64],
+    w: &[f64],
+    r: &[f64],
+) -> f64 {
+    let mut y = vec![0.0; conv.output_len()];
+    let mut scratch = vec![0.0; conv.scratch_len::<f64>(ConvOp::Forward, algo)];
+    conv.forward(algo, x, w, None, &mut y, &mut scratch)
+        .unwrap();
+    y.iter().zip(r).map(|(a, b)| a * b).sum()
+}
+
+/// Central finite differences of `sum(y * r)` against `backward_input` and
+/// `backward_weight`, in f64, for every algorithm. The error is `|fd - analytic| /
+/// max(1, |analytic|)`.
+fn gradcheck<const D: usize>(spec: ConvSpec<D>) {
+    let conv = spec.build().unwrap();
+    let x = random(conv.input_len(), 7);
+    let w = random(conv.weight_len(), 8);
+    let r = random(conv.output_len(), 9);
+    let h = 1e-3;
+    for algo in ConvAlgorithm::ALL {
+        let mut dx = vec![0.0; conv.input_len()];
+        let mut scratch = vec![0.0; conv.scratch_len::<f64>(ConvOp::BackwardInput, algo)];
+        conv.backward_input(algo, &r, &w, &mut dx, &mut scratch)
+            .unwrap();
+        let mut dw = vec![0.0; conv.weight_len()];
+        let mut scratch = vec![0.0; conv.scratch_len::<f64>(ConvOp::BackwardWeight, algo)];
+        conv.backward_weight(algo, &x, &r, &mut dw, &mut scratch)
+            .unwrap();
+        for i in 0..x.len() {
+            let (mut xp, mut xm) = (x.clone(), x.clone());
+            xp[i] += h;
+            xm[i] -= h;
+            let fd = (loss(&conv, algo, &xp, &w, &r) - loss(&conv, algo, &xm, &w, &r)) / (2.0 * h);
+            let err = (fd - dx[i]).abs() / dx[i].abs().max(1.0);
+            assert!(
+                err <= 1e-6,
+                "{} dx[{i}]: fd {fd} vs {} ({spec:?})",
+                algo.name(),
+                dx[i]
+            );
+        }
+        for i in 0..w.len() {
+            let (mut wp, mut wm) = (w.clone(), w.clone());
+            wp[i] += h;
+            wm[i] -= h;
+            let fd = (loss(&conv, algo, &x, &wp, &r) - loss(&conv, algo, &x, &wm, &r)) / (2.0 * h);
+            let err = (fd - dw[i]).abs() / dw[i].abs().max(1.0);
+            assert!(
+                err <= 1e-6,
+                "{} dw[{i}]: fd {fd} vs {} ({spec:?})",
+                algo.name(),
+                dw[i]
+            );
+        }
+    }
+}
+
+#[test]
+fn finite_differences_1d() {
+    gradcheck(
+        ConvSpec::new(2, 4, 6, [23], [3])
+            .with_groups(2)
+            .with_stride([2])
+            .with_padding_lo_hi([2], [1]),
+    );
+    gradcheck(
+        ConvSpec::new(1, 3, 2, [40], [4])
+            .with_dilation([3])
+            .with_padding([2]),
+    );
+}
+
+#[test]
+fn finite_differences_2d() {
+    gradcheck(
+        ConvSpec::new(2, 2, 3, [7, 9], [3, 2])
+            .with_stride([2, 1])
+            .with_padding_lo_hi([1, 0], [0, 1])
+            .with_dilation([1, 2]),
+    );
+    gradcheck(
+        ConvSpec::new(1, 4, 4, [6, 5], [3, 3])
+            .with_groups(4)
+            .with_padding([1, 1]),
+    );
+}
+
+#[test]
+fn finite_differences_3d() {
+    gradcheck(
+        ConvSpec::new(1, 2, 2, [4, 5, 6], [2, 3, 2])
+            .with_stride([1, 2, 1])
+            .with_padding([1, 0, 1]),
+    );
+}
+
+#[test]
+fn bad_slices_and_scratch_are_errors() {
+    let conv = ConvSpec::new(1, 2, 4, [5, 5], [3, 3]).build().unwrap();
+    let x = vec![0.0f32; conv.input_len()];
+    let w = vec![0.0f32; conv.weight_len()];
+    let b = vec![0.0f32; conv.bias_len()];
+    let mut y = vec![0.0f32; conv.output_len()];
+    let mut dx = vec![0.0f32; conv.input_len()];
+    let mut dw = vec![0.0f32; conv.weight_len()];
+    let mut scratch = vec![0.0f32; 1 << 16];
+    for algo in ConvAlgorithm::ALL {
+        let e = conv.forward(algo, &x[1..], &w, None, &mut y, &mut scratch);
+        assert_eq!(
+            e,
+            Err(Error::LengthMismatch {
+                buffer: "input",
+                expected: 50,
+                actual: 49
+            })
+        );
+        let e = conv.forward(algo, &x, &w[..3], None, &mut y, &mut scratch);
+        assert!(matches!(
+            e,
+            Err(Error::LengthMismatch {
+                buffer: "weight",
+                ..
+            })
+        ));
+        let e = conv.forward(algo, &x, &w, Some(&b[1..]), &mut y, &mut scratch);
+        assert!(matches!(
+            e,
+            Err(Error::LengthMismatch { buffer: "bias", .. })
+        ));
+        let e = conv.forward(algo, &x, &w, None, &mut y[1..], &mut scratch);
+        assert!(matches!(
+            e,
+            Err(Error::LengthMismatch {
+                buffer: "output",
+                ..
+            })
+        ));
+        let e = conv.backward_input(algo, &y[1..], &w, &mut dx, &mut scratch);
+        assert!(matches!(
+            e,
+            Err(Error::LengthMismatch {
+                buffer: "grad_output",
+                ..
+            })
+        ));
+        let e = conv.backward_weight(algo, &x, &y, &mut dw[1..], &mut scratch);
+        assert!(matches!(
+            e,
+            Err(Error::LengthMismatch {
+                buffer: "grad_weight",
+                ..
+            })
+        ));
+    }
+    let need = conv.scratch_len::<f32>(ConvOp::Forward, ConvAlgorithm::Unrolled);
+    assert!(need > 0);
+    let e = conv.forward(
+        ConvAlgorithm::Unrolled,
+        &x,
+        &w,
+        None,
+        &mut y,
+        &mut scratch[..need - 1],
+    );
+    assert_eq!(
+        e,
+        Err(Error::ScratchTooSmall {
+            required: need,
+            actual: need - 1
+        })
+    );
+    let mut db = vec![0.0f32; 3];
+    assert!(matches!(
+        conv.backward_bias(&y, &mut db),
+        Err(Error::LengthMismatch {
+            buffer: "grad_bias",
+            ..
+        })
+    ));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    /// Any spec at all, including zeros and values near `usize::MAX`: building returns `Ok`
+    /// or an error, never panics, and an `Ok` geometry's sizes follow PyTorch's formula with
+    /// element counts that fit.
+    #[test]
+    fn geometry_never_panics(
+        sizes in proptest::collection::vec(prop_oneof![0usize..6, Just(usize::MAX), any::<usize>()], 4),
+        axes in proptest::collection::vec(
+            proptest::collection::vec(prop_oneof![4 => 0usize..6, 1 => Just(usize::MAX / 2), 1 => any::<usize>()], 6),
+            2),
+    ) {
+        let mut spec = ConvSpec::<2>::new(sizes[0], sizes[1], sizes[2], [1, 1], [1, 1]).with_groups(sizes[3]);
+        for (d, a) in axes.iter().enumerate() {
+            spec.input_size[d] = a[0];
+            spec.kernel_size[d] = a[1];
+            spec.stride[d] = a[2];
+            spec.dilation[d] = a[3];
+            spec.padding_lo[d] = a[4];
+            spec.padding_hi[d] = a[5];
+        }
+        match spec.build() {
+            Ok(conv) => {
+                for d in 0..2 {
+                    let padded = spec.input_size[d] as u128 + spec.padding_lo[d] as u128 + spec.padding_hi[d] as u128;
+                    let window = spec.dilation[d] as u128 * (spec.kernel_size[d] as u128 - 1) + 1;
+                    prop_assert_eq!(conv.output_size()[d] as u128, (padded - window) / spec.stride[d] as u128 + 1);
+                }
+                let [oh, ow] = conv.output_size();
+                prop_assert_eq!(conv.output_len() as u128, spec.batch as u128 * spec.out_channels as u128 * oh as u128 * ow as u128);
+                prop_assert_eq!(conv.input_len() as u128,
+                    spec.batch as u128 * spec.in_channels as u128 * spec.input_size[0] as u128 * spec.input_size[1] as u128);
+                for algo in ConvAlgorithm::ALL {
+                    for op in ConvOp::ALL {
+                        let _ = conv.scratch_len::<f32>(op, algo);
+                    }
+                }
+            }
+            Err(e) => {
+                // Every error renders a message naming something.
+                prop_assert!(!e.to_string().is_empty());
+            }
+        }
+    }
+
+    /// Each rule breaks the build with the error that names it.
+    #[test]
+    fn each_invalid_value_is_named(zero_at in 0usize..8, d in 0usize..2) {
+        let mut spec = ConvSpec::<2>::new(2, 4, 6, [8, 8], [3, 3]);
+        let expected = match zero_at {
+            0 => { spec.batch = 0; Error::Zero { name: "batch", dim: None } }
+            1 => { spec.in_channels = 0; Error::Zero { name: "in_channels", dim: None } }
+            2 => { spec.out_channels = 0; Error::Zero { name: "out_channels", dim: None } }
+            3 => { spec.groups = 0; Error::Zero { name: "groups", dim: None } }
+            4 => { spec.input_size[d] = 0; Error::Zero { name: "input_size", dim: Some(d) } }
+            5 => { spec.kernel_size[d] = 0; Error::Zero { name: "kernel_size", dim: Some(d) } }
+            6 => { spec.stride[d] = 0; Error::Zero { name: "stride", dim: Some(d) } }
+            _ => { spec.dilation[d] = 0; Error::Zero { name: "dilation", dim: Some(d) } }
+        };
+        prop_assert_eq!(spec.build(), Err(expected));
+    }
+}
+
+#[test]
+fn groups_must_divide_channels_and_overflow_is_caught() {
+    assert_eq!(
+        ConvSpec::new(1, 6, 8, [4], [3]).with_groups(4).build(),
+        Err(Error::NotDivisible {
+            name: "in_channels",
+            value: 6,
+            groups: 4
+        })
+    );
+    assert_eq!(
+        ConvSpec::new(1, 1 << 40, 1, [1 << 30], [1]).build(),
+        Err(Error::Overflow {
+            name: "input length"
+        })
+    );
+    assert_eq!(
+        ConvSpec::new(1, 1, 1, [1 << 33, 1 << 33], [1, 1]).build(),
+        Err(Error::Overflow {
+            name: "input plane"
+        })
+    );
+}
