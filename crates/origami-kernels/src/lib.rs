@@ -44,3 +44,8 @@ pub use conv::{
 };
 pub use element::Element;
 pub use error::Error;
+
+/// The README's examples, compiled and run as doc tests so they cannot go stale.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;
