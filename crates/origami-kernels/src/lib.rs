@@ -18,7 +18,7 @@
 //!    naming it; a built geometry never panics.
 //! 2. Pick an algorithm ([`ConvAlgorithm`]) or let `Auto` pick, ask `scratch_len`, and call
 //!    the operation.
-//! 3. To check results, the [`reference`] module computes the same functions with plain loops
+//! 3. To check results, the [`reference`](mod@reference) module computes the same functions with plain loops
 //!    in `f64`.
 //!
 //! ## SIMD

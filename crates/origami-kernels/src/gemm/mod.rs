@@ -4,7 +4,7 @@
 //! gradient `W^T x dY`, the weight gradient `dY x cols^T`. Transposes cost nothing because
 //! every operand is a strided view and packing reads any strides: `A` is copied into
 //! `MR`-row slivers and `B` into `NR`-column slivers (zero-padded at the edges), so the
-//! micro-kernel ([`kernel`]) always runs full tiles and only the write-back to `C` handles
+//! micro-kernel (`kernel.rs`) always runs full tiles and only the write-back to `C` handles
 //! edge tiles. Block sizes live in [`params`].
 //!
 //! The packing buffers come from the caller: [`pack_len`] says how many elements.
