@@ -63,6 +63,14 @@ pub trait Element:
     fn reduce_add(v: Self::Simd) -> Self;
     /// Lane-wise maximum that propagates NaN from either operand.
     fn max_nan(a: Self::Simd, b: Self::Simd) -> Self::Simd;
+    /// PyTorch's max-pooling update, lane by lane: where `v` is greater than `best` or is NaN,
+    /// take `(v, v_index)`; elsewhere keep `(best, best_index)`.
+    fn max_update(
+        best: Self::Simd,
+        best_index: Self::Simd,
+        v: Self::Simd,
+        v_index: Self::Simd,
+    ) -> (Self::Simd, Self::Simd);
     /// Converts to `f64` exactly.
     fn to_f64(self) -> f64;
     /// Converts from `f64`, rounding to nearest.
@@ -134,6 +142,17 @@ macro_rules! impl_element {
             fn max_nan(a: Self::Simd, b: Self::Simd) -> Self::Simd {
                 // `wide`'s max keeps `a` when `b` is NaN; `a + b` is NaN when either is.
                 (a.is_nan() | b.is_nan()).select(a + b, a.max(b))
+            }
+
+            #[inline(always)]
+            fn max_update(
+                best: Self::Simd,
+                best_index: Self::Simd,
+                v: Self::Simd,
+                v_index: Self::Simd,
+            ) -> (Self::Simd, Self::Simd) {
+                let take = v.simd_gt(best) | v.is_nan();
+                (take.select(v, best), take.select(v_index, best_index))
             }
 
             #[inline(always)]

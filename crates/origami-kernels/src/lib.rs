@@ -13,10 +13,10 @@
 //!
 //! ## Using it
 //!
-//! 1. Describe the op with a spec ([`ConvSpec`]) and `build()` it into a validated geometry
-//!    ([`ConvNd`]; `D` is the number of spatial dimensions). Every bad value is an [`Error`]
+//! 1. Describe the op with a spec ([`ConvSpec`], [`PoolSpec`]) and `build()` it into a
+//!    validated geometry ([`ConvNd`], [`PoolNd`]; `D` is the number of spatial dimensions). Every bad value is an [`Error`]
 //!    naming it; a built geometry never panics.
-//! 2. Pick an algorithm ([`ConvAlgorithm`]) or let `Auto` pick, ask `scratch_len`, and call
+//! 2. Pick an algorithm ([`ConvAlgorithm`], [`PoolAlgorithm`]) or let `Auto` pick, ask `scratch_len`, and call
 //!    the operation.
 //! 3. To check results, the [`reference`](mod@reference) module computes the same functions with plain loops
 //!    in `f64`.
@@ -35,6 +35,7 @@ pub mod conv;
 pub mod element;
 pub mod error;
 pub mod gemm;
+pub mod pool;
 pub mod reference;
 mod window;
 
@@ -44,6 +45,7 @@ pub use conv::{
 };
 pub use element::Element;
 pub use error::Error;
+pub use pool::{Pool1d, Pool2d, Pool3d, PoolAlgorithm, PoolKind, PoolNd, PoolOp, PoolSpec};
 
 /// The README's examples, compiled and run as doc tests so they cannot go stale.
 #[cfg(doctest)]

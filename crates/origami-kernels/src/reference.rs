@@ -8,7 +8,7 @@
 
 use crate::error::check_len;
 use crate::window::to3;
-use crate::{ConvNd, Element, Error};
+use crate::{ConvNd, Element, Error, PoolKind, PoolNd};
 
 /// Everything a reference loop needs, as signed 3-D arrays.
 struct Dims {
@@ -212,6 +212,192 @@ pub fn conv_backward_bias<T: Element, const D: usize>(
             }
         }
         *db = T::from_f64(acc);
+    }
+    Ok(())
+}
+
+/// One spatial dimension of a pooling window, as PyTorch's loops see it.
+struct PoolAxis {
+    input: i64,
+    output: usize,
+    kernel: usize,
+    stride: i64,
+    pad: i64,
+    dilation: i64,
+}
+
+fn pool_axes<const D: usize>(pool: &PoolNd<D>) -> [PoolAxis; 3] {
+    let s = pool.spec();
+    let (input, output, kernel) = (
+        to3(s.input_size, 1),
+        to3(pool.output_size(), 1),
+        to3(s.kernel_size, 1),
+    );
+    let (stride, pad, dilation) = (to3(s.stride, 1), to3(s.padding, 0), to3(s.dilation, 1));
+    core::array::from_fn(|d| PoolAxis {
+        input: input[d] as i64,
+        output: output[d],
+        kernel: kernel[d],
+        stride: stride[d] as i64,
+        pad: pad[d] as i64,
+        dilation: dilation[d] as i64,
+    })
+}
+
+/// Visits the window of output `o` in row-major tap order: `f(Some(flat in-plane index))`
+/// for taps inside the input, `f(None)` for taps in the padding.
+fn pool_window(axes: &[PoolAxis; 3], o: [usize; 3], mut f: impl FnMut(Option<usize>)) {
+    let pos = |d: usize, t: usize| {
+        let a = &axes[d];
+        let i = o[d] as i64 * a.stride - a.pad + t as i64 * a.dilation;
+        (0..a.input).contains(&i).then_some(i as usize)
+    };
+    for t0 in 0..axes[0].kernel {
+        for t1 in 0..axes[1].kernel {
+            for t2 in 0..axes[2].kernel {
+                let at = match (pos(0, t0), pos(1, t1), pos(2, t2)) {
+                    (Some(a), Some(b), Some(c)) => {
+                        Some((a * axes[1].input as usize + b) * axes[2].input as usize + c)
+                    }
+                    _ => None,
+                };
+                f(at);
+            }
+        }
+    }
+}
+
+/// PyTorch's average divisor for output `o`: the override, or per dimension the taps before
+/// the end of the right padding (`count_include_pad`) or inside the input, multiplied.
+fn pool_divisor<const D: usize>(pool: &PoolNd<D>, axes: &[PoolAxis; 3], o: [usize; 3]) -> f64 {
+    let s = pool.spec();
+    if s.divisor_override != 0 {
+        return s.divisor_override as f64;
+    }
+    let mut count = 1.0;
+    for (a, &o) in axes.iter().zip(&o) {
+        let start = o as i64 * a.stride - a.pad;
+        let end = if s.count_include_pad {
+            a.input + a.pad
+        } else {
+            a.input
+        };
+        let lo = if s.count_include_pad { -a.pad } else { 0 };
+        let taps = (0..a.kernel as i64)
+            .map(|t| start + t * a.dilation)
+            .filter(|&i| i >= lo && i < end)
+            .count();
+        count *= taps as f64;
+    }
+    count
+}
+
+fn pool_positions(axes: &[PoolAxis; 3]) -> impl Iterator<Item = [usize; 3]> {
+    let ext = [axes[0].output, axes[1].output, axes[2].output];
+    (0..ext[0])
+        .flat_map(move |a| (0..ext[1]).flat_map(move |b| (0..ext[2]).map(move |c| [a, b, c])))
+}
+
+/// Pooling forward with PyTorch's loops: max keeps the first maximum (`v > max`) unless a
+/// later value is NaN; sums and averages accumulate in `f64`. For max, `indices` (if given)
+/// receives each maximum's flat index within its plane.
+pub fn pool_forward<T: Element, const D: usize>(
+    pool: &PoolNd<D>,
+    kind: PoolKind,
+    input: &[T],
+    output: &mut [T],
+    mut indices: Option<&mut [usize]>,
+) -> Result<(), Error> {
+    check_len("input", pool.input_len(), input.len())?;
+    check_len("output", pool.output_len(), output.len())?;
+    if let Some(ix) = indices.as_deref() {
+        check_len("indices", pool.output_len(), ix.len())?;
+    }
+    let axes = pool_axes(pool);
+    let in_plane = pool.input_len() / (pool.spec().batch * pool.spec().channels);
+    let out_plane = pool.output_len() / (pool.spec().batch * pool.spec().channels);
+    for p in 0..pool.spec().batch * pool.spec().channels {
+        let x = &input[p * in_plane..][..in_plane];
+        for (q, o) in pool_positions(&axes).enumerate() {
+            let mut max = f64::NEG_INFINITY;
+            let mut arg: Option<usize> = None;
+            let mut sum = 0.0;
+            pool_window(&axes, o, |at| {
+                let Some(i) = at else { return };
+                let v = x[i].to_f64();
+                if arg.is_none() {
+                    arg = Some(i);
+                }
+                if v > max || v.is_nan() {
+                    max = v;
+                    arg = Some(i);
+                }
+                sum += v;
+            });
+            output[p * out_plane + q] = T::from_f64(match kind {
+                PoolKind::Max => max,
+                PoolKind::Sum => sum,
+                PoolKind::Avg => sum / pool_divisor(pool, &axes, o),
+            });
+            if let (PoolKind::Max, Some(ix)) = (kind, indices.as_deref_mut()) {
+                ix[p * out_plane + q] = arg.unwrap_or(0);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Pooling backward: max adds each output gradient to the input its index names; average
+/// and sum add it (divided for the average) to every input of its window.
+pub fn pool_backward<T: Element, const D: usize>(
+    pool: &PoolNd<D>,
+    kind: PoolKind,
+    grad_output: &[T],
+    indices: Option<&[usize]>,
+    grad_input: &mut [T],
+) -> Result<(), Error> {
+    check_len("grad_output", pool.output_len(), grad_output.len())?;
+    check_len("grad_input", pool.input_len(), grad_input.len())?;
+    let axes = pool_axes(pool);
+    let planes = pool.spec().batch * pool.spec().channels;
+    let in_plane = pool.input_len() / planes;
+    let out_plane = pool.output_len() / planes;
+    if kind == PoolKind::Max {
+        let ix = indices.unwrap_or(&[]);
+        check_len("indices", pool.output_len(), ix.len())?;
+        if let Some(&bad) = ix.iter().find(|&&i| i >= in_plane) {
+            return Err(Error::InvalidValue {
+                name: "indices",
+                dim: None,
+                value: bad,
+                reason: "an index lies outside the input plane",
+            });
+        }
+    }
+    grad_input.fill(T::ZERO);
+    for p in 0..planes {
+        let dx = &mut grad_input[p * in_plane..][..in_plane];
+        for (q, o) in pool_positions(&axes).enumerate() {
+            let g = grad_output[p * out_plane + q].to_f64();
+            match (kind, indices) {
+                (PoolKind::Max, Some(ix)) => {
+                    let i = ix[p * out_plane + q];
+                    dx[i] = T::from_f64(dx[i].to_f64() + g);
+                }
+                _ => {
+                    let g = if kind == PoolKind::Avg {
+                        g / pool_divisor(pool, &axes, o)
+                    } else {
+                        g
+                    };
+                    pool_window(&axes, o, |at| {
+                        if let Some(i) = at {
+                            dx[i] = T::from_f64(dx[i].to_f64() + g);
+                        }
+                    });
+                }
+            }
+        }
     }
     Ok(())
 }

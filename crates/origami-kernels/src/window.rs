@@ -63,6 +63,45 @@ impl Axis {
         (lo.min(hi), hi)
     }
 
+    /// The first tap of output `o`'s window that reads inside the input.
+    #[inline]
+    pub fn first_valid_tap(&self, o: usize) -> Option<usize> {
+        let start = o * self.stride; // in padded coordinates
+        let t = self.pad_lo.saturating_sub(start).div_ceil(self.dilation);
+        (t < self.kernel && start + t * self.dilation - self.pad_lo < self.input).then_some(t)
+    }
+
+    /// The last tap of output `o`'s window that reads inside the input.
+    #[inline]
+    pub fn last_valid_tap(&self, o: usize) -> Option<usize> {
+        let first = self.first_valid_tap(o)?;
+        // The first valid tap proves `start + first * dilation <= input - 1 + pad`.
+        let room = self.input - 1 + self.pad_lo - o * self.stride;
+        Some((room / self.dilation).min(self.kernel - 1).max(first))
+    }
+
+    /// Taps of output `o`'s window that read inside the input.
+    #[inline]
+    pub fn taps_in_input(&self, o: usize) -> usize {
+        match (self.first_valid_tap(o), self.last_valid_tap(o)) {
+            (Some(a), Some(b)) => b - a + 1,
+            _ => 0,
+        }
+    }
+
+    /// Taps of output `o`'s window that lie before the end of the right padding (PyTorch's
+    /// `pool_size` with `count_include_pad`; symmetric padding of `pad_lo` on both sides).
+    #[inline]
+    pub fn taps_in_padded(&self, o: usize) -> usize {
+        let end = self.input + 2 * self.pad_lo; // exclusive, padded coordinates
+        let room = end.saturating_sub(o * self.stride + 1);
+        if o * self.stride >= end {
+            0
+        } else {
+            (room / self.dilation + 1).min(self.kernel)
+        }
+    }
+
     /// The outputs `[lo, hi)` for which every tap reads inside the input.
     #[inline]
     pub fn interior_outputs(&self) -> (usize, usize) {

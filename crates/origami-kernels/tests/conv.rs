@@ -119,7 +119,7 @@ fn check_case<T: Element, const D: usize>(algo: ConvAlgorithm, spec: ConvSpec<D>
 macro_rules! conv_suite {
     ($($name:ident: $algo:expr, $t:ty, $d:literal, $max_w:expr, $max_other:expr;)*) => {$(
         proptest! {
-            #![proptest_config(ProptestConfig::with_cases(48))]
+            #![proptest_config(ProptestConfig { cases: 48, max_shrink_iters: 32, ..ProptestConfig::default() })]
             #[test]
             fn $name(spec in spec_strategy::<$d>($max_w, $max_other), seed in any::<u64>()) {
                 check_case::<$t, $d>($algo, spec, seed % 1_000_000);

@@ -1,0 +1,185 @@
+//! `Direct` pooling: the loop over each window, vectorised over neighbouring outputs along W.
+//!
+//! For a run of `LANES` outputs whose windows lie inside the input along W, each window tap
+//! is one vector load (stride 1) or gather, and one add (sum, average) or one compare-select
+//! of value and index (max, keeping PyTorch's first maximum and last NaN). Outputs whose
+//! windows touch the padding take a scalar path. Cost: one operation per window tap, so it
+//! grows with the window's volume. No scratch.
+
+use super::PoolKind;
+use super::geometry::PoolShape;
+use super::prefix_sum::max_exact_index;
+use crate::Element;
+use crate::element::MAX_LANES;
+use crate::window::{Axis, tap};
+
+/// Decodes a flat output row index into (plane, od, oh).
+#[inline(always)]
+fn row_coords(s: &PoolShape, row: usize) -> (usize, usize, usize) {
+    let [az, ay, _] = s.axes;
+    (row / (az.output * ay.output), row / ay.output % az.output, row % ay.output)
+}
+
+/// Calls `f(row_start)` for each input row of the window of output row `(od, oh)`, in
+/// window order; `row_start` is the flat in-plane index of the row's first element.
+#[inline(always)]
+fn for_each_window_row(s: &PoolShape, od: usize, oh: usize, mut f: impl FnMut(usize)) {
+    let [az, ay, ax] = s.axes;
+    for kd in 0..az.kernel {
+        let Some(id) = tap(od, kd, &az) else { continue };
+        for kh in 0..ay.kernel {
+            let Some(ih) = tap(oh, kh, &ay) else { continue };
+            f((id * ay.input + ih) * ax.input);
+        }
+    }
+}
+
+/// One output by the plain loop: `(value, index of the max)`.
+#[inline(always)]
+fn scalar<T: Element>(
+    s: &PoolShape,
+    kind: PoolKind,
+    x_p: &[T],
+    (od, oh, ow): (usize, usize, usize),
+) -> (T, usize) {
+    let ax = s.axes[2];
+    let mut acc = if kind == PoolKind::Max {
+        T::NEG_INFINITY
+    } else {
+        T::ZERO
+    };
+    let mut best: Option<usize> = None;
+    for_each_window_row(s, od, oh, |row| {
+        for kw in 0..ax.kernel {
+            let Some(iw) = tap(ow, kw, &ax) else { continue };
+            let v = x_p[row + iw];
+            if kind == PoolKind::Max {
+                if best.is_none() || v > acc || v.is_nan() {
+                    acc = v;
+                    best = Some(row + iw);
+                }
+            } else {
+                acc += v;
+            }
+        }
+    });
+    if kind == PoolKind::Avg {
+        acc = acc / T::from_usize(s.divisor([od, oh, ow]));
+    }
+    (acc, best.unwrap_or(0))
+}
+
+pub(crate) fn forward<T: Element>(
+    s: &PoolShape,
+    kind: PoolKind,
+    x: &[T],
+    y: &mut [T],
+    mut indices: Option<&mut [usize]>,
+) {
+    let ax = s.axes[2];
+    let (lo, hi) = ax.interior_outputs();
+    // Indices travel through the vector path as values of T.
+    let vector_ok = kind != PoolKind::Max || s.in_plane <= max_exact_index::<T>();
+    let lanes = {
+        let mut ids = [T::ZERO; MAX_LANES];
+        for (i, v) in ids.iter_mut().enumerate() {
+            *v = T::from_usize(i * ax.stride);
+        }
+        T::load(&ids)
+    };
+    for (row, y_row) in y.chunks_exact_mut(ax.output).enumerate() {
+        let (p, od, oh) = row_coords(s, row);
+        let x_p = &x[p * s.in_plane..][..s.in_plane];
+        let mut idx_row = indices
+            .as_deref_mut()
+            .map(|ix| &mut ix[row * ax.output..][..ax.output]);
+        let mut ow = 0;
+        while ow < ax.output {
+            if vector_ok && ow >= lo && ow + T::LANES <= hi {
+                let (v, i) = vector_run(s, &ax, kind, x_p, (od, oh, ow), lanes);
+                T::store(v, &mut y_row[ow..]);
+                if let Some(ix) = idx_row.as_deref_mut() {
+                    let mut buf = [T::ZERO; MAX_LANES];
+                    T::store(i, &mut buf);
+                    for (d, &f) in ix[ow..].iter_mut().zip(&buf[..T::LANES]) {
+                        *d = f.to_f64() as usize;
+                    }
+                }
+                ow += T::LANES;
+            } else {
+                let (v, i) = scalar(s, kind, x_p, (od, oh, ow));
+                y_row[ow] = v;
+                if let Some(ix) = idx_row.as_deref_mut() {
+                    ix[ow] = i;
+                }
+                ow += 1;
+            }
+        }
+    }
+}
+
+/// `LANES` interior outputs starting at `ow0`: values and (for max) indices as `T`.
+#[inline(always)]
+fn vector_run<T: Element>(
+    s: &PoolShape,
+    ax: &Axis,
+    kind: PoolKind,
+    x_p: &[T],
+    (od, oh, ow0): (usize, usize, usize),
+    lanes: T::Simd,
+) -> (T::Simd, T::Simd) {
+    let mut acc = T::splat(T::ZERO);
+    let mut best_index = T::splat(T::ZERO);
+    let mut first = true;
+    for_each_window_row(s, od, oh, |row| {
+        for kw in 0..ax.kernel {
+            let start = ow0 * ax.stride + kw * ax.dilation - ax.pad_lo;
+            let v = if ax.stride == 1 {
+                T::load(&x_p[row + start..])
+            } else {
+                T::gather(x_p, row + start, ax.stride)
+            };
+            if kind == PoolKind::Max {
+                let index = T::splat(T::from_usize(row + start)) + lanes;
+                if first {
+                    (acc, best_index) = (v, index);
+                } else {
+                    (acc, best_index) = T::max_update(acc, best_index, v, index);
+                }
+            } else {
+                acc += v;
+            }
+            first = false;
+        }
+    });
+    if kind == PoolKind::Avg {
+        // Interior along W: the divisor is the same for every lane.
+        acc = acc * T::splat(T::ONE / T::from_usize(s.divisor([od, oh, ow0])));
+    }
+    (acc, best_index)
+}
+
+/// Backward of average or sum pooling: each output's gradient, divided by its divisor for
+/// the average, is added to every input its window read.
+pub(crate) fn backward<T: Element>(s: &PoolShape, kind: PoolKind, dy: &[T], dx: &mut [T]) {
+    let ax = s.axes[2];
+    dx.fill(T::ZERO);
+    for (row, dy_row) in dy.chunks_exact(ax.output).enumerate() {
+        let (p, od, oh) = row_coords(s, row);
+        let dx_p = &mut dx[p * s.in_plane..][..s.in_plane];
+        for (ow, &g) in dy_row.iter().enumerate() {
+            let g = if kind == PoolKind::Avg {
+                g / T::from_usize(s.divisor([od, oh, ow]))
+            } else {
+                g
+            };
+            for_each_window_row(s, od, oh, |r| {
+                for kw in 0..ax.kernel {
+                    if let Some(iw) = tap(ow, kw, &ax) {
+                        dx_p[r + iw] += g;
+                    }
+                }
+            });
+        }
+    }
+}

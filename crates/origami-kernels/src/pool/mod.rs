@@ -1,0 +1,276 @@
+//! Pooling in 1, 2 and 3 spatial dimensions: max (with PyTorch's indices), average and sum,
+//! forward and backward, each by every [`PoolAlgorithm`] that can serve the geometry.
+//!
+//! ```
+//! use origami_kernels::{PoolAlgorithm, PoolKind, PoolOp, PoolSpec};
+//!
+//! // ResNet's stem pool: nn.MaxPool2d(3, stride=2, padding=1).
+//! let pool = PoolSpec::new(1, 1, [4, 4], [3, 3]).with_stride([2, 2]).with_padding([1, 1]).build()?;
+//! let x: Vec<f32> = (0..16).map(|i| i as f32).collect();
+//! let mut y = vec![0.0f32; pool.output_len()];
+//! let mut idx = vec![0usize; pool.output_len()];
+//! let algo = PoolAlgorithm::Auto;
+//! let mut scratch = vec![0.0f32; pool.scratch_len::<f32>(PoolKind::Max, PoolOp::Forward, algo)];
+//! pool.forward(PoolKind::Max, algo, &x, &mut y, Some(&mut idx), &mut scratch)?;
+//! assert_eq!(y, [5.0, 7.0, 13.0, 15.0]);
+//! assert_eq!(idx, [5, 7, 13, 15]);
+//! # Ok::<(), origami_kernels::Error>(())
+//! ```
+//!
+//! Semantics are PyTorch's: padding never wins a max and is never summed; max pooling's ties
+//! pick the first maximum in window order, and a NaN in a window makes the output NaN (the
+//! last NaN's index); the average divides by the window's size in the padded input
+//! (`count_include_pad`), by the taps inside the input, or by `divisor_override`. Sum pooling
+//! is the average's numerator. Unlike PyTorch, a geometry in which some window reads only
+//! padding (possible with dilation on tiny inputs) is refused when built.
+
+mod direct;
+mod fold;
+mod geometry;
+mod prefix_sum;
+
+pub use geometry::{Pool1d, Pool2d, Pool3d, PoolNd, PoolSpec};
+
+use crate::error::{check_len, check_scratch};
+use crate::{Element, Error};
+
+/// The reduction over each window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PoolKind {
+    /// Maximum, with the index of the maximum.
+    Max,
+    /// Mean (see [`PoolSpec::count_include_pad`] and [`PoolSpec::divisor_override`]).
+    Avg,
+    /// Sum.
+    Sum,
+}
+
+impl PoolKind {
+    /// All kinds.
+    pub const ALL: [PoolKind; 3] = [PoolKind::Max, PoolKind::Avg, PoolKind::Sum];
+
+    /// Lower-case name, as in case files (`max_pool`, ...) without the suffix.
+    pub const fn name(self) -> &'static str {
+        match self {
+            PoolKind::Max => "max",
+            PoolKind::Avg => "avg",
+            PoolKind::Sum => "sum",
+        }
+    }
+}
+
+/// How pooling is computed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum PoolAlgorithm {
+    /// Chooses from the geometry; see [`PoolNd::resolve`].
+    Auto,
+    /// The loop over each window, vectorised over outputs: cost grows with the window.
+    Direct,
+    /// The lecture's reshape-and-reduce; only for windows that tile the input.
+    Fold,
+    /// Block-restarted prefix sums and running maxima: O(1) per output for any window.
+    PrefixSum,
+}
+
+impl PoolAlgorithm {
+    /// Every concrete algorithm (all but `Auto`).
+    pub const ALL: [PoolAlgorithm; 3] = [
+        PoolAlgorithm::Direct,
+        PoolAlgorithm::Fold,
+        PoolAlgorithm::PrefixSum,
+    ];
+
+    /// Lower-case name, as used on command lines and in results.
+    pub const fn name(self) -> &'static str {
+        match self {
+            PoolAlgorithm::Auto => "auto",
+            PoolAlgorithm::Direct => "direct",
+            PoolAlgorithm::Fold => "fold",
+            PoolAlgorithm::PrefixSum => "prefix_sum",
+        }
+    }
+
+    /// Parses [`PoolAlgorithm::name`].
+    pub fn from_name(name: &str) -> Option<Self> {
+        [
+            PoolAlgorithm::Auto,
+            PoolAlgorithm::Direct,
+            PoolAlgorithm::Fold,
+            PoolAlgorithm::PrefixSum,
+        ]
+        .into_iter()
+        .find(|a| a.name() == name)
+    }
+}
+
+/// The two passes of a pooling layer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PoolOp {
+    /// Output (and max indices) from the input.
+    Forward,
+    /// Input gradient from the output gradient (and, for max, the indices).
+    Backward,
+}
+
+impl<const D: usize> PoolNd<D> {
+    /// Whether `algo` can serve this geometry for `kind` in element type `T`; the error says
+    /// why not.
+    pub fn supports<T: Element>(&self, kind: PoolKind, algo: PoolAlgorithm) -> Result<(), Error> {
+        match self.resolve::<T>(kind, algo) {
+            PoolAlgorithm::Fold => fold::check(&self.shape),
+            PoolAlgorithm::PrefixSum
+                if kind == PoolKind::Max
+                    && self.shape.in_plane > prefix_sum::max_exact_index::<T>() =>
+            {
+                Err(Error::Unsupported {
+                    algorithm: "prefix_sum",
+                    reason: "max indices must be exact in the element type: at most 2^24 \
+                             elements per channel plane for f32",
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The concrete algorithm `algo` stands for. `Auto` takes `Fold` when the windows tile
+    /// the input, `Direct` for windows of at most 9 taps, and `PrefixSum` for larger ones,
+    /// whose cost it keeps constant.
+    pub fn resolve<T: Element>(&self, kind: PoolKind, algo: PoolAlgorithm) -> PoolAlgorithm {
+        match algo {
+            PoolAlgorithm::Auto => {
+                if fold::check(&self.shape).is_ok() {
+                    PoolAlgorithm::Fold
+                } else if self.window_taps() <= 9
+                    || (kind == PoolKind::Max
+                        && self.shape.in_plane > prefix_sum::max_exact_index::<T>())
+                {
+                    PoolAlgorithm::Direct
+                } else {
+                    PoolAlgorithm::PrefixSum
+                }
+            }
+            other => other,
+        }
+    }
+
+    /// Elements of type `T` of scratch that `op` of `kind` needs with `algo` (0 for `Direct`,
+    /// `Fold` and max's backward, which routes through the indices).
+    pub fn scratch_len<T: Element>(
+        &self,
+        kind: PoolKind,
+        op: PoolOp,
+        algo: PoolAlgorithm,
+    ) -> usize {
+        match (self.resolve::<T>(kind, algo), op, kind) {
+            (PoolAlgorithm::PrefixSum, PoolOp::Forward, _) => {
+                prefix_sum::forward_scratch_len(&self.shape, kind)
+            }
+            (PoolAlgorithm::PrefixSum, PoolOp::Backward, PoolKind::Avg | PoolKind::Sum) => {
+                prefix_sum::backward_scratch_len(&self.shape)
+            }
+            _ => 0,
+        }
+    }
+
+    /// Pools `input` into `output` (overwritten). For max, `indices` (if given) receives the
+    /// flat index of each maximum within its `(n, c)` input plane, as PyTorch's
+    /// `return_indices`; it is ignored for the other kinds.
+    pub fn forward<T: Element>(
+        &self,
+        kind: PoolKind,
+        algo: PoolAlgorithm,
+        input: &[T],
+        output: &mut [T],
+        mut indices: Option<&mut [usize]>,
+        scratch: &mut [T],
+    ) -> Result<(), Error> {
+        let s = &self.shape;
+        check_len("input", s.input_len, input.len())?;
+        check_len("output", s.output_len, output.len())?;
+        if kind != PoolKind::Max {
+            indices = None;
+        }
+        if let Some(ix) = indices.as_deref() {
+            check_len("indices", s.output_len, ix.len())?;
+        }
+        self.supports::<T>(kind, algo)?;
+        check_scratch(
+            self.scratch_len::<T>(kind, PoolOp::Forward, algo),
+            scratch.len(),
+        )?;
+        match self.resolve::<T>(kind, algo) {
+            PoolAlgorithm::Fold => fold::forward(s, kind, input, output, indices),
+            PoolAlgorithm::PrefixSum => {
+                prefix_sum::forward(s, kind, input, output, indices, scratch);
+            }
+            _ => direct::forward(s, kind, input, output, indices),
+        }
+        Ok(())
+    }
+
+    /// The input gradient (overwritten) from the output gradient. Max routes each gradient to
+    /// the input its index names (`indices` from [`PoolNd::forward`], required); average and
+    /// sum spread it over the window.
+    pub fn backward<T: Element>(
+        &self,
+        kind: PoolKind,
+        algo: PoolAlgorithm,
+        grad_output: &[T],
+        indices: Option<&[usize]>,
+        grad_input: &mut [T],
+        scratch: &mut [T],
+    ) -> Result<(), Error> {
+        let s = &self.shape;
+        check_len("grad_output", s.output_len, grad_output.len())?;
+        check_len("grad_input", s.input_len, grad_input.len())?;
+        self.supports::<T>(kind, algo)?;
+        check_scratch(
+            self.scratch_len::<T>(kind, PoolOp::Backward, algo),
+            scratch.len(),
+        )?;
+        if kind == PoolKind::Max {
+            let indices = indices.unwrap_or(&[]);
+            check_len("indices", s.output_len, indices.len())?;
+            return route_max_gradient(s, grad_output, indices, grad_input);
+        }
+        match self.resolve::<T>(kind, algo) {
+            PoolAlgorithm::Fold => fold::backward(s, kind, grad_output, grad_input),
+            PoolAlgorithm::PrefixSum => {
+                prefix_sum::backward(s, kind, grad_output, grad_input, scratch);
+            }
+            _ => direct::backward(s, kind, grad_output, grad_input),
+        }
+        Ok(())
+    }
+}
+
+/// Max pooling's backward, the same for every algorithm: `dx[plane][indices[o]] += dy[o]`.
+/// Indices come from the caller, so each is checked against the plane before anything is
+/// written.
+fn route_max_gradient<T: Element>(
+    s: &geometry::PoolShape,
+    dy: &[T],
+    indices: &[usize],
+    dx: &mut [T],
+) -> Result<(), Error> {
+    if let Some(&bad) = indices.iter().find(|&&i| i >= s.in_plane) {
+        return Err(Error::InvalidValue {
+            name: "indices",
+            dim: None,
+            value: bad,
+            reason: "an index lies outside the input plane",
+        });
+    }
+    dx.fill(T::ZERO);
+    for ((dx_p, dy_p), ix_p) in dx
+        .chunks_exact_mut(s.in_plane)
+        .zip(dy.chunks_exact(s.out_plane))
+        .zip(indices.chunks_exact(s.out_plane))
+    {
+        for (&g, &i) in dy_p.iter().zip(ix_p) {
+            dx_p[i] += g;
+        }
+    }
+    Ok(())
+}

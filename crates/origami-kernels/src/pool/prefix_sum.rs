@@ -1,0 +1,425 @@
+//! `PrefixSum` pooling: every window in O(1), whatever its size.
+//!
+//! A box window is separable: summing (or taking the max) over a `kd x kh x kw` box is a pass
+//! of 1-D windows along W, then along H over the results, then along D. Each 1-D pass uses
+//! block-restarted running reductions (van Herk / Gil-Werman): cut each line into blocks of
+//! `k` taps, keep for every element the reduction from its block's start (`pre`) and to its
+//! block's end (`suf`); a window of `k` taps then covers the end of one block and the start of
+//! the next, so
+//!
+//! ```text
+//!   window(a .. a+k) = suf[a] (+) pre[a+k-1]          (one combine per output)
+//!   | block b        | block b+1      |
+//!   |     a ---------|------ a+k-1    |
+//!        suf[a]          pre[a+k-1]
+//! ```
+//!
+//! For sums this is a summed-area table that restarts every block: the running sums never
+//! grow past one window's worth, so the cancellation that ruins a plain prefix sum over a
+//! long `f32` row (`P[j] - P[i]` with both near `10^9`) cannot happen; the error stays that of
+//! summing one window. For max it is exact, and the combine keeps PyTorch's choice of index
+//! (the first maximum in row-major window order, the last NaN). Dilation `d` runs the same
+//! on each residue class `m mod d` of the line. Windows clipped by the padding are covered
+//! by `pre` or `suf` alone.
+//!
+//! The backward pass of average and sum pooling is a box sum too: upsample the (divided)
+//! output gradient by the stride along an axis, then every input receives a window sum of
+//! `k` taps of spacing `d` from it, again in O(1) per element.
+//!
+//! Scratch holds the intermediate tensors between passes and the `pre` / `suf` lines.
+//! Max indices travel through the passes as values of `T`, which is exact while a channel
+//! plane has at most 2^24 elements for `f32` (2^53 for `f64`).
+
+use super::PoolKind;
+use super::geometry::PoolShape;
+use crate::Element;
+use crate::window::Axis;
+
+/// Whether the pass along `axis` can be skipped: a unit axis with a unit window. (Other
+/// axes whose window is a single tap still run, as a copy, because max pooling adds their
+/// coordinate to the index on the way.)
+fn skipped(axis: &Axis) -> bool {
+    axis.input == 1 && axis.output == 1
+}
+
+/// Items per element: the value, and for max its index within the channel plane.
+const fn width(kind: PoolKind) -> usize {
+    match kind {
+        PoolKind::Max => 2,
+        _ => 1,
+    }
+}
+
+/// The largest index of a channel plane that an element of `T` holds exactly.
+pub(crate) fn max_exact_index<T: Element>() -> usize {
+    if T::NAME == "f32" { 1 << 24 } else { 1 << 53 }
+}
+
+/// Extents of the tensor between forward passes: axes after `a` already reduced.
+fn forward_extents(s: &PoolShape, a: usize) -> (usize, usize, usize) {
+    let outer = s.planes * s.axes[..a].iter().map(|x| x.input).product::<usize>();
+    let inner = s.axes[a + 1..].iter().map(|x| x.output).product::<usize>();
+    (outer, s.axes[a].input, inner)
+}
+
+/// Extents of the tensor between backward passes: axes before `a` already expanded.
+fn backward_extents(s: &PoolShape, a: usize) -> (usize, usize, usize) {
+    let outer = s.planes * s.axes[..a].iter().map(|x| x.input).product::<usize>();
+    let inner = s.axes[a + 1..].iter().map(|x| x.output).product::<usize>();
+    (outer, s.axes[a].output, inner)
+}
+
+/// The window along which the backward pass of `axis` sums: over the output gradient
+/// upsampled by the stride (`u[o * stride] = g[o]`), input `i` reads `k` taps of spacing `d`
+/// starting at `i - ((k - 1) * d - pad)`.
+fn transposed_axis(axis: &Axis) -> Axis {
+    Axis {
+        input: (axis.output - 1) * axis.stride + 1,
+        output: axis.input,
+        kernel: axis.kernel,
+        stride: 1,
+        dilation: axis.dilation,
+        pad_lo: (axis.kernel - 1) * axis.dilation - axis.pad_lo,
+    }
+}
+
+/// Elements (per item) of one intermediate tensor and of one `pre` / `suf` line set of the
+/// forward passes.
+fn forward_layout(s: &PoolShape) -> (usize, usize) {
+    let (mut tmp, mut line) = (0, 0);
+    for a in (0..3).filter(|&a| !skipped(&s.axes[a])) {
+        let (outer, len, inner) = forward_extents(s, a);
+        tmp = tmp.max(outer * s.axes[a].output * inner);
+        line = line.max(len * inner);
+    }
+    (tmp, line)
+}
+
+/// Elements of one intermediate tensor and of one line set of the backward passes.
+fn backward_layout(s: &PoolShape) -> (usize, usize) {
+    let (mut tmp, mut line) = (s.output_len, 0);
+    for a in (0..3).filter(|&a| !skipped(&s.axes[a])) {
+        let (outer, _, inner) = backward_extents(s, a);
+        tmp = tmp.max(outer * s.axes[a].input * inner);
+        line = line.max(transposed_axis(&s.axes[a]).input * inner);
+    }
+    (tmp, line)
+}
+
+/// Elements of scratch for the forward pass of `kind`: two intermediate tensors (ping-pong)
+/// and the `pre` and `suf` lines, each item `width(kind)` elements wide.
+pub(crate) fn forward_scratch_len(s: &PoolShape, kind: PoolKind) -> usize {
+    let (tmp, line) = forward_layout(s);
+    width(kind) * (2 * tmp + 2 * line)
+}
+
+/// Elements of scratch for the backward pass of average or sum pooling: two intermediate
+/// tensors, the upsampled lines, and `pre` and `suf`.
+pub(crate) fn backward_scratch_len(s: &PoolShape) -> usize {
+    let (tmp, line) = backward_layout(s);
+    2 * tmp + 3 * line
+}
+
+/// PyTorch's max rule as an associative combine of `[value, index]` items, `a` before `b`
+/// in window order: a NaN wins over anything before it, otherwise only a strictly greater
+/// value replaces the current one.
+#[inline(always)]
+fn combine_max<T: Element>(a: [T; 2], b: [T; 2]) -> [T; 2] {
+    if b[0].is_nan() || (!a[0].is_nan() && b[0] > a[0]) {
+        b
+    } else {
+        a
+    }
+}
+
+#[inline(always)]
+fn combine_sum<T: Element>(a: [T; 1], b: [T; 1]) -> [T; 1] {
+    [a[0] + b[0]]
+}
+
+#[inline(always)]
+fn get<T: Element, const W: usize>(buf: &[T], i: usize) -> [T; W] {
+    core::array::from_fn(|j| buf[i * W + j])
+}
+
+#[inline(always)]
+fn put<T: Element, const W: usize>(buf: &mut [T], i: usize, item: [T; W]) {
+    buf[i * W..i * W + W].copy_from_slice(&item);
+}
+
+/// The 1-D window reduction along the middle axis of `[outer, axis.input, inner]`, writing
+/// `[outer, axis.output, inner]`. `load(b, m, col)` reads element `m` of line `(b, col)`;
+/// `store(b, o, col, item)` receives each window's reduction, or `empty` when the window
+/// reads nothing.
+#[allow(clippy::too_many_arguments)]
+fn running_pass<T: Element, const W: usize>(
+    outer: usize,
+    inner: usize,
+    axis: &Axis,
+    pre: &mut [T],
+    suf: &mut [T],
+    empty: [T; W],
+    combine: impl Fn([T; W], [T; W]) -> [T; W],
+    load: impl Fn(usize, usize, usize) -> [T; W],
+    mut store: impl FnMut(usize, usize, usize, [T; W]),
+) {
+    let (len, k, d) = (axis.input, axis.kernel, axis.dilation);
+    for b in 0..outer {
+        for m in 0..len {
+            let starts_block = (m / d) % k == 0;
+            for col in 0..inner {
+                let x = load(b, m, col);
+                let item = if starts_block {
+                    x
+                } else {
+                    combine(get(pre, (m - d) * inner + col), x)
+                };
+                put(pre, m * inner + col, item);
+            }
+        }
+        for m in (0..len).rev() {
+            let ends_block = (m / d) % k == k - 1 || m + d >= len;
+            for col in 0..inner {
+                let x = load(b, m, col);
+                let item = if ends_block {
+                    x
+                } else {
+                    combine(x, get(suf, (m + d) * inner + col))
+                };
+                put(suf, m * inner + col, item);
+            }
+        }
+        for o in 0..axis.output {
+            let taps = axis.first_valid_tap(o).zip(axis.last_valid_tap(o));
+            let Some((ta, tb)) = taps else {
+                for col in 0..inner {
+                    store(b, o, col, empty);
+                }
+                continue;
+            };
+            let first = o * axis.stride + ta * d - axis.pad_lo;
+            let last = o * axis.stride + tb * d - axis.pad_lo;
+            let (ja, jb) = (first / d, last / d);
+            for col in 0..inner {
+                let item = if ja / k != jb / k {
+                    combine(get(suf, first * inner + col), get(pre, last * inner + col))
+                } else if ja % k == 0 {
+                    get(pre, last * inner + col)
+                } else {
+                    get(suf, first * inner + col)
+                };
+                store(b, o, col, item);
+            }
+        }
+    }
+}
+
+/// Forward pooling of `kind` (`indices` only for max). The caller has checked that max
+/// indices fit in `T` exactly.
+pub(crate) fn forward<T: Element>(
+    s: &PoolShape,
+    kind: PoolKind,
+    x: &[T],
+    y: &mut [T],
+    mut indices: Option<&mut [usize]>,
+    scratch: &mut [T],
+) {
+    match kind {
+        PoolKind::Max => {
+            let mut sink = |i: usize, item: [T; 2]| {
+                y[i] = item[0];
+                if let Some(ix) = indices.as_deref_mut() {
+                    // Exact: the value is an integer below 2^24 (f32) or 2^53 (f64).
+                    ix[i] = item[1].to_f64() as usize;
+                }
+            };
+            forward_passes::<T, 2>(
+                s,
+                x,
+                scratch,
+                [T::NEG_INFINITY, T::ZERO],
+                combine_max,
+                &mut sink,
+            );
+        }
+        PoolKind::Sum | PoolKind::Avg => {
+            let avg = kind == PoolKind::Avg;
+            let [_, oh, ow] = s.axes.map(|a| a.output);
+            let mut sink = |i: usize, item: [T; 1]| {
+                y[i] = if avg {
+                    let q = i % s.out_plane;
+                    item[0] / T::from_usize(s.divisor([q / (oh * ow), q / ow % oh, q % ow]))
+                } else {
+                    item[0]
+                };
+            };
+            forward_passes::<T, 1>(s, x, scratch, [T::ZERO], combine_sum, &mut sink);
+        }
+    }
+}
+
+/// Runs the forward passes W, H, D (skipping identity axes) and hands every output item to
+/// `sink(flat output index, item)`.
+fn forward_passes<T: Element, const W: usize>(
+    s: &PoolShape,
+    x: &[T],
+    scratch: &mut [T],
+    empty: [T; W],
+    combine: impl Fn([T; W], [T; W]) -> [T; W] + Copy,
+    sink: &mut impl FnMut(usize, [T; W]),
+) {
+    let (tmp, line) = forward_layout(s);
+    let (tmp_a, rest) = scratch.split_at_mut(tmp * W);
+    let (tmp_b, rest) = rest.split_at_mut(tmp * W);
+    let line = line * W;
+    let (pre, rest) = rest.split_at_mut(line);
+    let suf = &mut rest[..line];
+    let passes: [usize; 3] = [2, 1, 0];
+    let last = passes.iter().copied().rfind(|&a| !skipped(&s.axes[a]));
+    let Some(last) = last else {
+        // Every axis is an identity: the output is the input.
+        for (i, &v) in x.iter().enumerate() {
+            let mut item = empty;
+            item[0] = v;
+            if W == 2 {
+                item[1] = T::from_usize(i % s.in_plane);
+            }
+            sink(i, item);
+        }
+        return;
+    };
+    // Index strides within a channel plane, for max.
+    let plane_stride = [s.axes[1].input * s.axes[2].input, s.axes[2].input, 1];
+    let mut from_input = true;
+    // The current source is tmp_a when `src_is_a` (and not from the input).
+    let mut src_is_a = false;
+    for a in passes {
+        if skipped(&s.axes[a]) {
+            continue;
+        }
+        let (outer, len, inner) = forward_extents(s, a);
+        let axis = s.axes[a];
+        let out_len = axis.output;
+        let scale = T::from_usize(plane_stride[a]);
+        let (src, dst): (&[T], &mut [T]) = if src_is_a {
+            (&*tmp_a, &mut *tmp_b)
+        } else {
+            (&*tmp_b, &mut *tmp_a)
+        };
+        let load = |b: usize, m: usize, col: usize| -> [T; W] {
+            let i = (b * len + m) * inner + col;
+            let mut item = if from_input {
+                let mut it = empty;
+                it[0] = x[i];
+                if W == 2 {
+                    it[1] = T::ZERO;
+                }
+                it
+            } else {
+                get(src, i)
+            };
+            if W == 2 {
+                item[1] += T::from_usize(m) * scale;
+            }
+            item
+        };
+        if a == last {
+            running_pass(
+                outer,
+                inner,
+                &axis,
+                pre,
+                suf,
+                empty,
+                combine,
+                load,
+                |b, o, col, item| sink((b * out_len + o) * inner + col, item),
+            );
+        } else {
+            running_pass(
+                outer,
+                inner,
+                &axis,
+                pre,
+                suf,
+                empty,
+                combine,
+                load,
+                |b, o, col, item| put(dst, (b * out_len + o) * inner + col, item),
+            );
+            src_is_a = !src_is_a;
+            from_input = false;
+        }
+    }
+}
+
+/// Backward of average or sum pooling: `dx[i] = sum over windows o containing i of
+/// dy[o] / divisor(o)` (divisor 1 for sum).
+pub(crate) fn backward<T: Element>(
+    s: &PoolShape,
+    kind: PoolKind,
+    dy: &[T],
+    dx: &mut [T],
+    scratch: &mut [T],
+) {
+    let (tmp_len, line) = backward_layout(s);
+    let (tmp_a, rest) = scratch.split_at_mut(tmp_len);
+    let (tmp_b, rest) = rest.split_at_mut(tmp_len);
+    let (u, rest) = rest.split_at_mut(line);
+    let (pre, rest) = rest.split_at_mut(line);
+    let suf = &mut rest[..line];
+
+    // g = dy / divisor, in tmp_a.
+    let [_, oh, ow] = s.axes.map(|a| a.output);
+    for (i, (g, &v)) in tmp_a.iter_mut().zip(dy).enumerate() {
+        *g = if kind == PoolKind::Avg {
+            let q = i % s.out_plane;
+            v / T::from_usize(s.divisor([q / (oh * ow), q / ow % oh, q % ow]))
+        } else {
+            v
+        };
+    }
+    let passes: [usize; 3] = [0, 1, 2];
+    let last = passes.iter().copied().rfind(|&a| !skipped(&s.axes[a]));
+    let Some(last) = last else {
+        dx.copy_from_slice(&tmp_a[..s.output_len]);
+        return;
+    };
+    let mut src_is_a = true;
+    for a in passes {
+        let axis = s.axes[a];
+        if skipped(&axis) {
+            continue;
+        }
+        let (outer, len_out, inner) = backward_extents(s, a);
+        let t = transposed_axis(&axis);
+        let (src, dst): (&[T], &mut [T]) = if src_is_a {
+            (&*tmp_a, &mut *tmp_b)
+        } else {
+            (&*tmp_b, &mut *tmp_a)
+        };
+        let dst: &mut [T] = if a == last { &mut *dx } else { dst };
+        for b in 0..outer {
+            // Upsample the block's lines by the stride.
+            let u = &mut u[..t.input * inner];
+            u.fill(T::ZERO);
+            for o in 0..len_out {
+                let from = &src[(b * len_out + o) * inner..][..inner];
+                u[o * axis.stride * inner..][..inner].copy_from_slice(from);
+            }
+            let u = &*u;
+            running_pass::<T, 1>(
+                1,
+                inner,
+                &t,
+                pre,
+                suf,
+                [T::ZERO],
+                combine_sum,
+                |_, m, col| [u[m * inner + col]],
+                |_, i, col, item| dst[(b * t.output + i) * inner + col] = item[0],
+            );
+        }
+        src_is_a = !src_is_a;
+    }
+}
