@@ -435,6 +435,13 @@ proptest! {
                 }
                 prop_assert_eq!(pool.output_size()[d] as i128, o);
                 prop_assert!(p <= k / 2);
+                // Every window reads at least one input element (small cases, brute force).
+                if o < 1000 && k < 1000 {
+                    for oo in 0..o {
+                        let hit = (0..k).any(|t| (0..i).contains(&(oo * s - p + t * dil)));
+                        prop_assert!(hit, "window {} of dim {} reads only padding", oo, d);
+                    }
+                }
             }
             for kind in PoolKind::ALL {
                 for algo in PoolAlgorithm::ALL {

@@ -17,7 +17,11 @@ use crate::window::{Axis, tap};
 #[inline(always)]
 fn row_coords(s: &PoolShape, row: usize) -> (usize, usize, usize) {
     let [az, ay, _] = s.axes;
-    (row / (az.output * ay.output), row / ay.output % az.output, row % ay.output)
+    (
+        row / (az.output * ay.output),
+        row / ay.output % az.output,
+        row % ay.output,
+    )
 }
 
 /// Calls `f(row_start)` for each input row of the window of output row `(od, oh)`, in

@@ -206,19 +206,23 @@ impl<const D: usize> PoolNd<D> {
                 pad_lo: pad[i],
             })
         };
-        // With dilation, a window that starts in the padding can step over a short input
+        // With dilation, a window that starts in the left padding can step over a short input
         // entirely; PyTorch then returns -inf and an index outside the plane. Refuse such
-        // geometries instead.
+        // geometries instead. Only windows starting in the padding can be empty, and only
+        // when the input is shorter than the dilation, which (with padding at most half the
+        // kernel) leaves at most one such window per axis: the loop is O(1).
         for (i, axis) in axes.iter().enumerate() {
-            for o in 0..axis.output {
-                if axis.first_valid_tap(o).is_none() {
-                    return Err(Error::InvalidValue {
-                        name: "dilation",
-                        dim: Some((i + D).saturating_sub(3)),
-                        value: axis.dilation,
-                        reason: "a window reads only padding",
-                    });
-                }
+            if axis.input >= axis.dilation {
+                continue;
+            }
+            let in_padding = axis.pad_lo.div_ceil(axis.stride).min(axis.output);
+            if (0..in_padding).any(|o| axis.first_valid_tap(o).is_none()) {
+                return Err(Error::InvalidValue {
+                    name: "dilation",
+                    dim: Some((i + D).saturating_sub(3)),
+                    value: axis.dilation,
+                    reason: "a window reads only padding",
+                });
             }
         }
         let planes = checked_product(&[spec.batch, spec.channels], "planes")?;
@@ -310,6 +314,67 @@ mod tests {
             .build()?;
         assert_eq!(p.output_size(), [3]);
         Ok(())
+    }
+
+    /// Exhaustively on small 1-D geometries: a geometry builds exactly when every window
+    /// reads at least one input element (given a non-empty output).
+    #[test]
+    fn refuses_exactly_the_windows_that_read_only_padding() {
+        for input in 1..9usize {
+            for kernel in 1..6usize {
+                for stride in 1..4usize {
+                    for dilation in 1..5usize {
+                        for pad in 0..=kernel / 2 {
+                            for ceil in [false, true] {
+                                let spec = PoolSpec::new(1, 1, [input], [kernel])
+                                    .with_stride([stride])
+                                    .with_dilation([dilation])
+                                    .with_padding([pad])
+                                    .with_ceil_mode(ceil);
+                                let reads = |o: usize| {
+                                    (0..kernel).any(|t| {
+                                        (o * stride + t * dilation)
+                                            .checked_sub(pad)
+                                            .is_some_and(|i| i < input)
+                                    })
+                                };
+                                match spec.build() {
+                                    Ok(p) => {
+                                        assert!((0..p.output_size()[0]).all(reads), "{spec:?}")
+                                    }
+                                    Err(Error::InvalidValue { name, .. }) => {
+                                        assert_eq!(name, "dilation");
+                                        let span = input + 2 * pad - dilation * (kernel - 1) - 1;
+                                        let mut out = if ceil {
+                                            span.div_ceil(stride) + 1
+                                        } else {
+                                            span / stride + 1
+                                        };
+                                        if ceil && (out - 1) * stride >= input + pad {
+                                            out -= 1;
+                                        }
+                                        assert!(!(0..out).all(reads), "{spec:?}");
+                                    }
+                                    Err(_) => {}
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let e = PoolSpec::new(1, 1, [2], [2])
+            .with_stride([1])
+            .with_dilation([3])
+            .with_padding([1])
+            .build();
+        assert!(matches!(
+            e,
+            Err(Error::InvalidValue {
+                name: "dilation",
+                ..
+            })
+        ));
     }
 
     #[test]

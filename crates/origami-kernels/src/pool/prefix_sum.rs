@@ -57,15 +57,23 @@ pub(crate) fn max_exact_index<T: Element>() -> usize {
 
 /// Extents of the tensor between forward passes: axes after `a` already reduced.
 fn forward_extents(s: &PoolShape, a: usize) -> (usize, usize, usize) {
-    let outer = s.planes * s.axes[..a].iter().map(|x| x.input).product::<usize>();
-    let inner = s.axes[a + 1..].iter().map(|x| x.output).product::<usize>();
+    let outer = s.axes[..a]
+        .iter()
+        .fold(s.planes, |p, x| p.saturating_mul(x.input));
+    let inner = s.axes[a + 1..]
+        .iter()
+        .fold(1, |p: usize, x| p.saturating_mul(x.output));
     (outer, s.axes[a].input, inner)
 }
 
 /// Extents of the tensor between backward passes: axes before `a` already expanded.
 fn backward_extents(s: &PoolShape, a: usize) -> (usize, usize, usize) {
-    let outer = s.planes * s.axes[..a].iter().map(|x| x.input).product::<usize>();
-    let inner = s.axes[a + 1..].iter().map(|x| x.output).product::<usize>();
+    let outer = s.axes[..a]
+        .iter()
+        .fold(s.planes, |p, x| p.saturating_mul(x.input));
+    let inner = s.axes[a + 1..]
+        .iter()
+        .fold(1, |p: usize, x| p.saturating_mul(x.output));
     (outer, s.axes[a].output, inner)
 }
 
@@ -89,8 +97,8 @@ fn forward_layout(s: &PoolShape) -> (usize, usize) {
     let (mut tmp, mut line) = (0, 0);
     for a in (0..3).filter(|&a| !skipped(&s.axes[a])) {
         let (outer, len, inner) = forward_extents(s, a);
-        tmp = tmp.max(outer * s.axes[a].output * inner);
-        line = line.max(len * inner);
+        tmp = tmp.max(outer.saturating_mul(s.axes[a].output).saturating_mul(inner));
+        line = line.max(len.saturating_mul(inner));
     }
     (tmp, line)
 }
@@ -100,8 +108,8 @@ fn backward_layout(s: &PoolShape) -> (usize, usize) {
     let (mut tmp, mut line) = (s.output_len, 0);
     for a in (0..3).filter(|&a| !skipped(&s.axes[a])) {
         let (outer, _, inner) = backward_extents(s, a);
-        tmp = tmp.max(outer * s.axes[a].input * inner);
-        line = line.max(transposed_axis(&s.axes[a]).input * inner);
+        tmp = tmp.max(outer.saturating_mul(s.axes[a].input).saturating_mul(inner));
+        line = line.max(transposed_axis(&s.axes[a]).input.saturating_mul(inner));
     }
     (tmp, line)
 }
@@ -109,15 +117,16 @@ fn backward_layout(s: &PoolShape) -> (usize, usize) {
 /// Elements of scratch for the forward pass of `kind`: two intermediate tensors (ping-pong)
 /// and the `pre` and `suf` lines, each item `width(kind)` elements wide.
 pub(crate) fn forward_scratch_len(s: &PoolShape, kind: PoolKind) -> usize {
+    // Saturates: a geometry too large to hold in memory asks for more than any slice has.
     let (tmp, line) = forward_layout(s);
-    width(kind) * (2 * tmp + 2 * line)
+    width(kind).saturating_mul(tmp.saturating_add(line).saturating_mul(2))
 }
 
 /// Elements of scratch for the backward pass of average or sum pooling: two intermediate
 /// tensors, the upsampled lines, and `pre` and `suf`.
 pub(crate) fn backward_scratch_len(s: &PoolShape) -> usize {
     let (tmp, line) = backward_layout(s);
-    2 * tmp + 3 * line
+    tmp.saturating_mul(2).saturating_add(line.saturating_mul(3))
 }
 
 /// PyTorch's max rule as an associative combine of `[value, index]` items, `a` before `b`
