@@ -67,7 +67,12 @@ impl Axis {
     #[inline]
     pub fn first_valid_tap(&self, o: usize) -> Option<usize> {
         let start = o * self.stride; // in padded coordinates
-        let t = self.pad_lo.saturating_sub(start).div_ceil(self.dilation);
+        let before = self.pad_lo.saturating_sub(start);
+        let t = if self.dilation == 1 {
+            before
+        } else {
+            before.div_ceil(self.dilation)
+        };
         (t < self.kernel && start + t * self.dilation - self.pad_lo < self.input).then_some(t)
     }
 
@@ -77,7 +82,12 @@ impl Axis {
         let first = self.first_valid_tap(o)?;
         // The first valid tap proves `start + first * dilation <= input - 1 + pad`.
         let room = self.input - 1 + self.pad_lo - o * self.stride;
-        Some((room / self.dilation).min(self.kernel - 1).max(first))
+        let t = if self.dilation == 1 {
+            room
+        } else {
+            room / self.dilation
+        };
+        Some(t.min(self.kernel - 1).max(first))
     }
 
     /// Taps of output `o`'s window that read inside the input.
@@ -98,7 +108,12 @@ impl Axis {
         if o * self.stride >= end {
             0
         } else {
-            (room / self.dilation + 1).min(self.kernel)
+            let t = if self.dilation == 1 {
+                room
+            } else {
+                room / self.dilation
+            };
+            (t + 1).min(self.kernel)
         }
     }
 

@@ -35,11 +35,11 @@ use super::geometry::PoolShape;
 use crate::Element;
 use crate::window::Axis;
 
-/// Whether the pass along `axis` can be skipped: a unit axis with a unit window. (Other
+/// Whether the pass along `axis` can be skipped: a unit axis with a single-tap window. Other
 /// axes whose window is a single tap still run, as a copy, because max pooling adds their
-/// coordinate to the index on the way.)
+/// coordinate to the index and the average divides by their count on the way.
 fn skipped(axis: &Axis) -> bool {
-    axis.input == 1 && axis.output == 1
+    axis.input == 1 && axis.output == 1 && axis.kernel == 1
 }
 
 /// Items per element: the value, and for max its index within the channel plane.
@@ -156,6 +156,79 @@ fn put<T: Element, const W: usize>(buf: &mut [T], i: usize, item: [T; W]) {
     buf[i * W..i * W + W].copy_from_slice(&item);
 }
 
+/// Which of the running reductions answer one output's window.
+#[derive(Clone, Copy)]
+enum Span {
+    /// The window reads nothing.
+    Empty,
+    /// The window ends one block and starts the next: `suf[first] (+) pre[last]`.
+    Both(usize, usize),
+    /// The window starts a block: `pre[last]`.
+    Pre(usize),
+    /// The window ends a block or the line: `suf[first]`.
+    Suf(usize),
+}
+
+/// The spans of an axis's windows, output by output. Dilation 1, the common case, is tracked
+/// incrementally without a division per output; other dilations work per residue class.
+struct Spans<'a> {
+    axis: &'a Axis,
+    o: usize,
+    /// For dilation 1: the previous window's first element and its offset in its block.
+    first: usize,
+    offset: usize,
+}
+
+impl<'a> Spans<'a> {
+    fn new(axis: &'a Axis) -> Self {
+        Spans {
+            axis,
+            o: 0,
+            first: 0,
+            offset: 0,
+        }
+    }
+}
+
+impl Iterator for Spans<'_> {
+    type Item = Span;
+
+    #[inline(always)]
+    fn next(&mut self) -> Option<Span> {
+        let a = self.axis;
+        if self.o >= a.output {
+            return None;
+        }
+        let o = self.o;
+        self.o += 1;
+        let (Some(ta), Some(tb)) = (a.first_valid_tap(o), a.last_valid_tap(o)) else {
+            return Some(Span::Empty);
+        };
+        let (k, d) = (a.kernel, a.dilation);
+        let first = o * a.stride + ta * d - a.pad_lo;
+        let last = o * a.stride + tb * d - a.pad_lo;
+        let (offset, crosses) = if d == 1 {
+            // `first` never decreases: advance the block offset by the step.
+            self.offset += first - self.first;
+            while self.offset >= k {
+                self.offset -= k;
+            }
+            self.first = first;
+            (self.offset, self.offset + (last - first) >= k)
+        } else {
+            let (ja, jb) = (first / d, last / d);
+            (ja % k, ja / k != jb / k)
+        };
+        Some(if crosses {
+            Span::Both(first, last)
+        } else if offset == 0 {
+            Span::Pre(last)
+        } else {
+            Span::Suf(first)
+        })
+    }
+}
+
 /// The 1-D window reduction along the middle axis of `[outer, axis.input, inner]`, writing
 /// `[outer, axis.output, inner]`. `load(b, m, col)` reads element `m` of line `(b, col)`;
 /// `store(b, o, col, item)` receives each window's reduction, or `empty` when the window
@@ -174,53 +247,75 @@ fn running_pass<T: Element, const W: usize>(
 ) {
     let (len, k, d) = (axis.input, axis.kernel, axis.dilation);
     for b in 0..outer {
-        for m in 0..len {
-            let starts_block = (m / d) % k == 0;
-            for col in 0..inner {
-                let x = load(b, m, col);
-                let item = if starts_block {
-                    x
-                } else {
-                    combine(get(pre, (m - d) * inner + col), x)
-                };
-                put(pre, m * inner + col, item);
-            }
-        }
-        for m in (0..len).rev() {
-            let ends_block = (m / d) % k == k - 1 || m + d >= len;
-            for col in 0..inner {
-                let x = load(b, m, col);
-                let item = if ends_block {
-                    x
-                } else {
-                    combine(x, get(suf, (m + d) * inner + col))
-                };
-                put(suf, m * inner + col, item);
-            }
-        }
-        for o in 0..axis.output {
-            let taps = axis.first_valid_tap(o).zip(axis.last_valid_tap(o));
-            let Some((ta, tb)) = taps else {
-                for col in 0..inner {
-                    store(b, o, col, empty);
+        // Blocks of k consecutive elements of each residue class m mod d.
+        for r in 0..d.min(len) {
+            let class_len = (len - r).div_ceil(d);
+            for j0 in (0..class_len).step_by(k) {
+                let j1 = (j0 + k).min(class_len);
+                for j in j0..j1 {
+                    let m = r + j * d;
+                    for col in 0..inner {
+                        let x = load(b, m, col);
+                        let item = if j == j0 {
+                            x
+                        } else {
+                            combine(get(pre, (m - d) * inner + col), x)
+                        };
+                        put(pre, m * inner + col, item);
+                    }
                 }
-                continue;
-            };
-            let first = o * axis.stride + ta * d - axis.pad_lo;
-            let last = o * axis.stride + tb * d - axis.pad_lo;
-            let (ja, jb) = (first / d, last / d);
+                for j in (j0..j1).rev() {
+                    let m = r + j * d;
+                    for col in 0..inner {
+                        let x = load(b, m, col);
+                        let item = if j + 1 == j1 {
+                            x
+                        } else {
+                            combine(x, get(suf, (m + d) * inner + col))
+                        };
+                        put(suf, m * inner + col, item);
+                    }
+                }
+            }
+        }
+        for (o, span) in Spans::new(axis).enumerate() {
             for col in 0..inner {
-                let item = if ja / k != jb / k {
-                    combine(get(suf, first * inner + col), get(pre, last * inner + col))
-                } else if ja % k == 0 {
-                    get(pre, last * inner + col)
-                } else {
-                    get(suf, first * inner + col)
+                let item = match span {
+                    Span::Empty => empty,
+                    Span::Both(first, last) => {
+                        combine(get(suf, first * inner + col), get(pre, last * inner + col))
+                    }
+                    Span::Pre(last) => get(pre, last * inner + col),
+                    Span::Suf(first) => get(suf, first * inner + col),
                 };
                 store(b, o, col, item);
             }
         }
     }
+}
+
+/// The average's divisor is a product over the axes (or the override), so each pass divides
+/// by its own axis's count for output `o`; the override is applied once, in the last pass.
+/// Returns 1 for sum.
+#[inline(always)]
+fn average_factor<T: Element>(s: &PoolShape, kind: PoolKind, a: usize, o: usize, last: bool) -> T {
+    if kind != PoolKind::Avg {
+        return T::ONE;
+    }
+    if s.divisor_override != 0 {
+        return if last {
+            T::ONE / T::from_usize(s.divisor_override)
+        } else {
+            T::ONE
+        };
+    }
+    let axis = &s.axes[a];
+    let count = if s.count_include_pad {
+        axis.taps_in_padded(o)
+    } else {
+        axis.taps_in_input(o)
+    };
+    T::ONE / T::from_usize(count)
 }
 
 /// Forward pooling of `kind` (`indices` only for max). The caller has checked that max
@@ -248,21 +343,16 @@ pub(crate) fn forward<T: Element>(
                 scratch,
                 [T::NEG_INFINITY, T::ZERO],
                 combine_max,
+                &mut |_, _, _, item| item,
                 &mut sink,
             );
         }
         PoolKind::Sum | PoolKind::Avg => {
-            let avg = kind == PoolKind::Avg;
-            let [_, oh, ow] = s.axes.map(|a| a.output);
-            let mut sink = |i: usize, item: [T; 1]| {
-                y[i] = if avg {
-                    let q = i % s.out_plane;
-                    item[0] / T::from_usize(s.divisor([q / (oh * ow), q / ow % oh, q % ow]))
-                } else {
-                    item[0]
-                };
+            let mut sink = |i: usize, item: [T; 1]| y[i] = item[0];
+            let mut scale = |a: usize, o: usize, last: bool, item: [T; 1]| {
+                [item[0] * average_factor::<T>(s, kind, a, o, last)]
             };
-            forward_passes::<T, 1>(s, x, scratch, [T::ZERO], combine_sum, &mut sink);
+            forward_passes::<T, 1>(s, x, scratch, [T::ZERO], combine_sum, &mut scale, &mut sink);
         }
     }
 }
@@ -275,6 +365,7 @@ fn forward_passes<T: Element, const W: usize>(
     scratch: &mut [T],
     empty: [T; W],
     combine: impl Fn([T; W], [T; W]) -> [T; W] + Copy,
+    scale: &mut impl FnMut(usize, usize, bool, [T; W]) -> [T; W],
     sink: &mut impl FnMut(usize, [T; W]),
 ) {
     let (tmp, line) = forward_layout(s);
@@ -293,7 +384,7 @@ fn forward_passes<T: Element, const W: usize>(
             if W == 2 {
                 item[1] = T::from_usize(i % s.in_plane);
             }
-            sink(i, item);
+            sink(i, scale(2, 0, true, item));
         }
         return;
     };
@@ -309,7 +400,7 @@ fn forward_passes<T: Element, const W: usize>(
         let (outer, len, inner) = forward_extents(s, a);
         let axis = s.axes[a];
         let out_len = axis.output;
-        let scale = T::from_usize(plane_stride[a]);
+        let index_stride = T::from_usize(plane_stride[a]);
         let (src, dst): (&[T], &mut [T]) = if src_is_a {
             (&*tmp_a, &mut *tmp_b)
         } else {
@@ -328,7 +419,7 @@ fn forward_passes<T: Element, const W: usize>(
                 get(src, i)
             };
             if W == 2 {
-                item[1] += T::from_usize(m) * scale;
+                item[1] += T::from_usize(m) * index_stride;
             }
             item
         };
@@ -342,7 +433,7 @@ fn forward_passes<T: Element, const W: usize>(
                 empty,
                 combine,
                 load,
-                |b, o, col, item| sink((b * out_len + o) * inner + col, item),
+                |b, o, col, item| sink((b * out_len + o) * inner + col, scale(a, o, true, item)),
             );
         } else {
             running_pass(
@@ -354,7 +445,13 @@ fn forward_passes<T: Element, const W: usize>(
                 empty,
                 combine,
                 load,
-                |b, o, col, item| put(dst, (b * out_len + o) * inner + col, item),
+                |b, o, col, item| {
+                    put(
+                        dst,
+                        (b * out_len + o) * inner + col,
+                        scale(a, o, false, item),
+                    )
+                },
             );
             src_is_a = !src_is_a;
             from_input = false;
@@ -378,22 +475,17 @@ pub(crate) fn backward<T: Element>(
     let (pre, rest) = rest.split_at_mut(line);
     let suf = &mut rest[..line];
 
-    // g = dy / divisor, in tmp_a.
-    let [_, oh, ow] = s.axes.map(|a| a.output);
-    for (i, (g, &v)) in tmp_a.iter_mut().zip(dy).enumerate() {
-        *g = if kind == PoolKind::Avg {
-            let q = i % s.out_plane;
-            v / T::from_usize(s.divisor([q / (oh * ow), q / ow % oh, q % ow]))
-        } else {
-            v
-        };
-    }
+    tmp_a[..s.output_len].copy_from_slice(dy);
     let passes: [usize; 3] = [0, 1, 2];
     let last = passes.iter().copied().rfind(|&a| !skipped(&s.axes[a]));
     let Some(last) = last else {
-        dx.copy_from_slice(&tmp_a[..s.output_len]);
+        let f = average_factor::<T>(s, kind, 2, 0, true);
+        for (d, &g) in dx.iter_mut().zip(dy) {
+            *d = g * f;
+        }
         return;
     };
+    let first = passes.iter().copied().find(|&a| !skipped(&s.axes[a]));
     let mut src_is_a = true;
     for a in passes {
         let axis = s.axes[a];
@@ -413,8 +505,12 @@ pub(crate) fn backward<T: Element>(
             let u = &mut u[..t.input * inner];
             u.fill(T::ZERO);
             for o in 0..len_out {
+                // Each pass divides by its axis's count; the first one also by the override.
+                let f = average_factor::<T>(s, kind, a, o, Some(a) == first);
                 let from = &src[(b * len_out + o) * inner..][..inner];
-                u[o * axis.stride * inner..][..inner].copy_from_slice(from);
+                for (v, &g) in u[o * axis.stride * inner..][..inner].iter_mut().zip(from) {
+                    *v = g * f;
+                }
             }
             let u = &*u;
             running_pass::<T, 1>(
