@@ -1,7 +1,12 @@
 //! # origami-kernels
 //!
 //! Convolution and pooling kernels for 1-D, 2-D and 3-D tensors, forward and backward, in
-//! several algorithms, with SIMD through [`wide`]. `#![no_std]`, and nothing allocates:
+//! several algorithms, with SIMD through [`wide`]:
+//!
+//! | op | algorithms |
+//! | --- | --- |
+//! | convolution: forward, input / weight / bias gradient, transposed ([`conv`]) | `Direct`, `Unrolled` (im2col + packed GEMM) |
+//! | pooling: max (with indices), average, sum; forward and backward ([`pool`]) | `Direct`, `Fold`, `PrefixSum` | `#![no_std]`, and nothing allocates:
 //! every operation takes caller-owned slices, and operations that need working memory say how
 //! much through a `scratch_len` query and take it as a `&mut [T]`.
 //!
@@ -28,7 +33,9 @@
 //! `x86-64-v3`) to get AVX2 or AVX-512. Without such flags the kernels still vectorise, on
 //! SSE2 on x86-64, NEON on aarch64, and scalar code on microcontrollers.
 #![cfg_attr(not(test), no_std)]
-#![forbid(unsafe_op_in_unsafe_fn)]
+// No unsafe code: every bound is checked or proven by a validated geometry. A kernel that
+// needs `unsafe` for speed must relax this with a `// SAFETY:` comment on each block.
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod conv;
