@@ -440,3 +440,36 @@ fn groups_must_divide_channels_and_overflow_is_caught() {
         })
     );
 }
+
+/// The transposed convolution is the adjoint's input gradient plus the bias, for every
+/// algorithm, and its output size is PyTorch's.
+#[test]
+fn transposed_convolution_matches_the_reference() {
+    use origami_kernels::ConvTransposeSpec;
+    let t = ConvTransposeSpec::new(2, 4, 6, [5, 7], [3, 2])
+        .with_stride([2, 3])
+        .with_padding([1, 0])
+        .with_output_padding([1, 2])
+        .with_dilation([1, 2])
+        .with_groups(2)
+        .build()
+        .unwrap();
+    // (in - 1) * stride - 2 * pad + dilation * (kernel - 1) + output_padding + 1
+    assert_eq!(t.output_size(), [4 * 2 - 2 + 2 + 1 + 1, 6 * 3 + 2 + 2 + 1]);
+    let x = random(t.input_len(), 1);
+    let w = random(t.weight_len(), 2);
+    let b = random(6, 3);
+    let mut expected = vec![0.0; t.output_len()];
+    reference::conv_backward_input(t.adjoint(), &x, &w, &mut expected).unwrap();
+    let plane = t.output_size().iter().product::<usize>();
+    for (i, e) in expected.iter_mut().enumerate() {
+        *e += b[(i / plane) % 6];
+    }
+    for algo in ConvAlgorithm::ALL {
+        let mut y = vec![f64::NAN; t.output_len()];
+        let mut scratch = vec![f64::NAN; t.scratch_len::<f64>(algo)];
+        t.forward(algo, &x, &w, Some(&b), &mut y, &mut scratch)
+            .unwrap();
+        assert_close("conv_transpose", &y, &expected, algo.name());
+    }
+}
