@@ -52,7 +52,9 @@ const fn width(kind: PoolKind) -> usize {
 
 /// The largest index of a channel plane that an element of `T` holds exactly.
 pub(crate) fn max_exact_index<T: Element>() -> usize {
-    if T::NAME == "f32" { 1 << 24 } else { 1 << 53 }
+    let digits = if T::NAME == "f32" { 24 } else { 53 };
+    // 2^53 does not fit a 32-bit usize, where every index is exact in f64 anyway.
+    1usize.checked_shl(digits).unwrap_or(usize::MAX)
 }
 
 /// Extents of the tensor between forward passes: axes after `a` already reduced.
