@@ -179,7 +179,10 @@ pub(crate) fn arr<const D: usize>(v: &[usize], name: &str) -> Result<[usize; D],
 impl Case {
     /// The convolution geometry the case describes.
     pub fn conv_geometry<const D: usize>(&self) -> Result<ConvNd<D>, String> {
-        let weight = self.weight.as_ref().ok_or("conv case without dataset weight")?;
+        let weight = self
+            .weight
+            .as_ref()
+            .ok_or("conv case without dataset weight")?;
         let x = &self.input.shape;
         if x.len() != D + 2 || weight.shape.len() != D + 2 {
             return Err(format!(
@@ -295,6 +298,8 @@ fn expect_shape(name: &str, got: &[usize], want: &[usize]) -> Result<(), String>
     if got == want {
         Ok(())
     } else {
-        Err(format!("dataset {name} has shape {got:?}, expected {want:?}"))
+        Err(format!(
+            "dataset {name} has shape {got:?}, expected {want:?}"
+        ))
     }
 }

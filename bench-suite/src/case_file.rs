@@ -53,7 +53,12 @@ pub fn read_cases(path: &Path) -> Result<Vec<Case>, CaseFileError> {
                 format!("root attribute format is {f:?}, expected {FORMAT:?}"),
             ));
         }
-        _ => return Err(err(None, format!("missing root attribute format ({FORMAT:?})"))),
+        _ => {
+            return Err(err(
+                None,
+                format!("missing root attribute format ({FORMAT:?})"),
+            ));
+        }
     }
     let mut names = root
         .groups()
@@ -115,7 +120,9 @@ fn attr_float(v: &AttrValue) -> Option<f64> {
         AttrValue::F32(x) => Some(*x as f64),
         AttrValue::F64Array(x) if x.len() == 1 => Some(x[0]),
         AttrValue::F32Array(x) if x.len() == 1 => Some(x[0] as f64),
-        other => attr_ints(other).filter(|v| v.len() == 1).map(|v| v[0] as f64),
+        other => attr_ints(other)
+            .filter(|v| v.len() == 1)
+            .map(|v| v[0] as f64),
     }
 }
 
@@ -129,7 +136,11 @@ impl Attrs<'_> {
         };
         let ints = attr_ints(v).ok_or(format!("attribute {name} must be integer"))?;
         ints.into_iter()
-            .map(|i| usize::try_from(i).map_err(|_| format!("attribute {name} has value {i}: must be a non-negative integer")))
+            .map(|i| {
+                usize::try_from(i).map_err(|_| {
+                    format!("attribute {name} has value {i}: must be a non-negative integer")
+                })
+            })
             .collect::<Result<Vec<_>, _>>()
             .map(Some)
     }
@@ -154,7 +165,10 @@ impl Attrs<'_> {
     fn scalar(&self, name: &str) -> Result<Option<usize>, String> {
         match self.ints(name)? {
             Some(v) if v.len() == 1 => Ok(Some(v[0])),
-            Some(v) => Err(format!("attribute {name} must be one integer, got {}", v.len())),
+            Some(v) => Err(format!(
+                "attribute {name} must be one integer, got {}",
+                v.len()
+            )),
             None => Ok(None),
         }
     }
@@ -179,11 +193,11 @@ impl Attrs<'_> {
 }
 
 fn read_case(name: &str, group: &hdf5_pure::Group) -> Result<Case, String> {
-    let attrs = group.attrs().map_err(|e| format!("cannot read attributes: {e}"))?;
+    let attrs = group
+        .attrs()
+        .map_err(|e| format!("cannot read attributes: {e}"))?;
     let a = Attrs(&attrs);
-    let op_name = attrs
-        .get("op")
-        .ok_or("missing attribute op")?;
+    let op_name = attrs.get("op").ok_or("missing attribute op")?;
     let op_name = attr_string(op_name).ok_or("attribute op must be a string")?;
     let op = Op::parse(&op_name).ok_or(format!(
         "attribute op = {op_name:?}: must be conv, max_pool, avg_pool or sum_pool"
@@ -241,7 +255,11 @@ fn read_case(name: &str, group: &hdf5_pure::Group) -> Result<Case, String> {
                 ds.read_f64()
                     .map_err(|e| format!("cannot read dataset {n}: {e}"))?,
             ),
-            other => return Err(format!("dataset {n} has type {other:?}: must be float32 or float64")),
+            other => {
+                return Err(format!(
+                    "dataset {n} has type {other:?}: must be float32 or float64"
+                ));
+            }
         };
         match dtype {
             None => dtype = Some(this),
@@ -328,8 +346,14 @@ pub fn write_cases(path: &Path, cases: &[Case]) -> Result<(), String> {
             g.set_attr("kernel_size", ints(&p.kernel_size));
             g.set_attr("padding", ints(&p.padding));
             g.set_attr("ceil_mode", AttrValue::I64(p.ceil_mode as i64));
-            g.set_attr("count_include_pad", AttrValue::I64(p.count_include_pad as i64));
-            g.set_attr("divisor_override", AttrValue::I64(p.divisor_override as i64));
+            g.set_attr(
+                "count_include_pad",
+                AttrValue::I64(p.count_include_pad as i64),
+            );
+            g.set_attr(
+                "divisor_override",
+                AttrValue::I64(p.divisor_override as i64),
+            );
         }
         if let Some(r) = case.rtol {
             g.set_attr("rtol", AttrValue::F64(r));
@@ -364,7 +388,9 @@ pub fn write_cases(path: &Path, cases: &[Case]) -> Result<(), String> {
         }
         if let Some(ix) = &case.indices {
             let shape: Vec<u64> = case.output.shape.iter().map(|&v| v as u64).collect();
-            g.create_dataset("indices").with_i64_data(ix).with_shape(&shape);
+            g.create_dataset("indices")
+                .with_i64_data(ix)
+                .with_shape(&shape);
         }
         fb.add_group(g.finish());
     }

@@ -33,7 +33,11 @@ impl Summary {
 }
 
 /// Runs every case of `files` on the variants whose names are in `only` (all when empty).
-pub fn eval_files(files: &[impl AsRef<Path>], only: &[String], out: &mut impl Write) -> io::Result<Summary> {
+pub fn eval_files(
+    files: &[impl AsRef<Path>],
+    only: &[String],
+    out: &mut impl Write,
+) -> io::Result<Summary> {
     let mut summary = Summary::default();
     for file in files {
         let file = file.as_ref();
@@ -55,7 +59,12 @@ pub fn eval_files(files: &[impl AsRef<Path>], only: &[String], out: &mut impl Wr
 }
 
 /// Runs one case on every applicable variant and writes its rows.
-pub fn eval_case(case: &Case, only: &[String], out: &mut impl Write, summary: &mut Summary) -> io::Result<()> {
+pub fn eval_case(
+    case: &Case,
+    only: &[String],
+    out: &mut impl Write,
+    summary: &mut Summary,
+) -> io::Result<()> {
     let (default_rtol, default_atol) = case.dtype.default_tolerances();
     let rtol = case.rtol.unwrap_or(default_rtol);
     let atol = case.atol.unwrap_or(default_atol);
@@ -66,7 +75,12 @@ pub fn eval_case(case: &Case, only: &[String], out: &mut impl Write, summary: &m
         let results = match run(case, variant) {
             Ok(r) => r,
             Err(RunError::Unsupported(reason)) => {
-                writeln!(out, "{:<28} {:<11} cannot serve this case: {reason}", case.name, variant.name())?;
+                writeln!(
+                    out,
+                    "{:<28} {:<11} cannot serve this case: {reason}",
+                    case.name,
+                    variant.name()
+                )?;
                 continue;
             }
             Err(RunError::Invalid(msg)) => {
@@ -75,7 +89,10 @@ pub fn eval_case(case: &Case, only: &[String], out: &mut impl Write, summary: &m
                 continue;
             }
         };
-        let mut rows: Vec<(&str, Comparison)> = vec![("output", compare(&results.output, &case.output.data, rtol, atol))];
+        let mut rows: Vec<(&str, Comparison)> = vec![(
+            "output",
+            compare(&results.output, &case.output.data, rtol, atol),
+        )];
         let pairs = [
             ("grad_input", &results.grad_input, &case.grad_input),
             ("grad_weight", &results.grad_weight, &case.grad_weight),

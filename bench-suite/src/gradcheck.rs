@@ -15,10 +15,14 @@ const STEP: f64 = 1e-5;
 /// Deterministic values in [-1, 1) (a fixed linear congruential sequence: the checks must not
 /// depend on a random seed).
 fn values(len: usize, seed: u64) -> Vec<f64> {
-    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut s = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     (0..len)
         .map(|_| {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             ((s >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
         })
         .collect()
@@ -69,7 +73,11 @@ pub struct Tally {
 
 fn row(out: &mut impl Write, tally: &mut Tally, what: &str, worst: f64) -> io::Result<()> {
     let ok = worst <= TOLERANCE;
-    writeln!(out, "{what:<44} worst rel. error {worst:.3e}  {}", if ok { "pass" } else { "FAIL" })?;
+    writeln!(
+        out,
+        "{what:<44} worst rel. error {worst:.3e}  {}",
+        if ok { "pass" } else { "FAIL" }
+    )?;
     if ok {
         tally.passed += 1;
     } else {
@@ -78,7 +86,11 @@ fn row(out: &mut impl Write, tally: &mut Tally, what: &str, worst: f64) -> io::R
     Ok(())
 }
 
-fn conv_checks<const D: usize>(spec: ConvSpec<D>, out: &mut impl Write, tally: &mut Tally) -> io::Result<()> {
+fn conv_checks<const D: usize>(
+    spec: ConvSpec<D>,
+    out: &mut impl Write,
+    tally: &mut Tally,
+) -> io::Result<()> {
     let conv: ConvNd<D> = spec.build().map_err(io::Error::other)?;
     let x = values(conv.input_len(), 1);
     let w = values(conv.weight_len(), 2);
@@ -88,14 +100,17 @@ fn conv_checks<const D: usize>(spec: ConvSpec<D>, out: &mut impl Write, tally: &
         let forward = |x: &[f64], w: &[f64], b: &[f64]| {
             let mut y = vec![0.0; conv.output_len()];
             let mut s = vec![0.0; conv.scratch_len::<f64>(ConvOp::Forward, algo)];
-            conv.forward(algo, x, w, Some(b), &mut y, &mut s).map(|_| dot(&y, &r))
+            conv.forward(algo, x, w, Some(b), &mut y, &mut s)
+                .map(|_| dot(&y, &r))
         };
         let mut dx = vec![0.0; conv.input_len()];
         let mut s = vec![0.0; conv.scratch_len::<f64>(ConvOp::BackwardInput, algo)];
-        conv.backward_input(algo, &r, &w, &mut dx, &mut s).map_err(io::Error::other)?;
+        conv.backward_input(algo, &r, &w, &mut dx, &mut s)
+            .map_err(io::Error::other)?;
         let mut dw = vec![0.0; conv.weight_len()];
         let mut s = vec![0.0; conv.scratch_len::<f64>(ConvOp::BackwardWeight, algo)];
-        conv.backward_weight(algo, &x, &r, &mut dw, &mut s).map_err(io::Error::other)?;
+        conv.backward_weight(algo, &x, &r, &mut dw, &mut s)
+            .map_err(io::Error::other)?;
         let mut db = vec![0.0; conv.bias_len()];
         conv.backward_bias(&r, &mut db).map_err(io::Error::other)?;
         let name = |g: &str| format!("conv{D}d {:<10} {g}", algo.name());
@@ -110,7 +125,11 @@ fn conv_checks<const D: usize>(spec: ConvSpec<D>, out: &mut impl Write, tally: &
     Ok(())
 }
 
-fn pool_checks<const D: usize>(spec: PoolSpec<D>, out: &mut impl Write, tally: &mut Tally) -> io::Result<()> {
+fn pool_checks<const D: usize>(
+    spec: PoolSpec<D>,
+    out: &mut impl Write,
+    tally: &mut Tally,
+) -> io::Result<()> {
     let pool: PoolNd<D> = spec.build().map_err(io::Error::other)?;
     let x = distinct(pool.input_len(), 5);
     let r = values(pool.output_len(), 6);
@@ -122,13 +141,15 @@ fn pool_checks<const D: usize>(spec: PoolSpec<D>, out: &mut impl Write, tally: &
             let forward = |x: &[f64], idx: &mut [usize]| {
                 let mut y = vec![0.0; pool.output_len()];
                 let mut s = vec![0.0; pool.scratch_len::<f64>(kind, PoolOp::Forward, algo)];
-                pool.forward(kind, algo, x, &mut y, Some(idx), &mut s).map(|_| dot(&y, &r))
+                pool.forward(kind, algo, x, &mut y, Some(idx), &mut s)
+                    .map(|_| dot(&y, &r))
             };
             let mut idx = vec![0; pool.output_len()];
             forward(&x, &mut idx).map_err(io::Error::other)?;
             let mut dx = vec![0.0; pool.input_len()];
             let mut s = vec![0.0; pool.scratch_len::<f64>(kind, PoolOp::Backward, algo)];
-            pool.backward(kind, algo, &r, Some(&idx), &mut dx, &mut s).map_err(io::Error::other)?;
+            pool.backward(kind, algo, &r, Some(&idx), &mut dx, &mut s)
+                .map_err(io::Error::other)?;
             let e = worst_error(&x, &dx, |p| {
                 let mut idx = vec![0; pool.output_len()];
                 forward(p, &mut idx).unwrap_or(f64::NAN)
@@ -144,30 +165,51 @@ fn pool_checks<const D: usize>(spec: PoolSpec<D>, out: &mut impl Write, tally: &
 pub fn gradcheck(out: &mut impl Write) -> io::Result<Tally> {
     let mut tally = Tally::default();
     conv_checks(
-        ConvSpec::new(2, 4, 6, [13], [3]).with_stride([2]).with_padding_lo_hi([2], [1]).with_groups(2),
+        ConvSpec::new(2, 4, 6, [13], [3])
+            .with_stride([2])
+            .with_padding_lo_hi([2], [1])
+            .with_groups(2),
         out,
         &mut tally,
     )?;
     conv_checks(
-        ConvSpec::new(1, 3, 4, [6, 7], [3, 2]).with_dilation([2, 1]).with_padding([2, 1]),
+        ConvSpec::new(1, 3, 4, [6, 7], [3, 2])
+            .with_dilation([2, 1])
+            .with_padding([2, 1]),
         out,
         &mut tally,
     )?;
     conv_checks(
-        ConvSpec::new(1, 2, 2, [4, 5, 4], [2, 3, 2]).with_stride([1, 2, 1]).with_padding([1, 0, 1]).with_groups(2),
+        ConvSpec::new(1, 2, 2, [4, 5, 4], [2, 3, 2])
+            .with_stride([1, 2, 1])
+            .with_padding([1, 0, 1])
+            .with_groups(2),
         out,
         &mut tally,
     )?;
-    pool_checks(PoolSpec::new(2, 2, [15], [4]).with_stride([3]).with_padding([2]).with_ceil_mode(true), out, &mut tally)?;
+    pool_checks(
+        PoolSpec::new(2, 2, [15], [4])
+            .with_stride([3])
+            .with_padding([2])
+            .with_ceil_mode(true),
+        out,
+        &mut tally,
+    )?;
     pool_checks(PoolSpec::new(1, 2, [12], [3]), out, &mut tally)?;
     pool_checks(
-        PoolSpec::new(1, 2, [7, 9], [3, 2]).with_stride([2, 1]).with_padding([1, 1]).with_count_include_pad(false),
+        PoolSpec::new(1, 2, [7, 9], [3, 2])
+            .with_stride([2, 1])
+            .with_padding([1, 1])
+            .with_count_include_pad(false),
         out,
         &mut tally,
     )?;
     pool_checks(PoolSpec::new(1, 1, [6, 8], [2, 4]), out, &mut tally)?;
     pool_checks(
-        PoolSpec::new(1, 1, [5, 6, 7], [3, 2, 3]).with_stride([1, 2, 2]).with_padding([1, 1, 0]).with_dilation([1, 2, 1]),
+        PoolSpec::new(1, 1, [5, 6, 7], [3, 2, 3])
+            .with_stride([1, 2, 2])
+            .with_padding([1, 1, 0])
+            .with_dilation([1, 2, 1]),
         out,
         &mut tally,
     )?;

@@ -7,7 +7,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "origami-bench", version, about = "Check and measure the origami kernels")]
+#[command(
+    name = "origami-bench",
+    version,
+    about = "Check and measure the origami kernels"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -52,7 +56,10 @@ fn main() -> ExitCode {
         } => {
             let known = Variant::all_names();
             if let Some(bad) = variants.iter().find(|v| !known.contains(&v.as_str())) {
-                eprintln!("error: unknown variant {bad:?}; known: {}", known.join(", "));
+                eprintln!(
+                    "error: unknown variant {bad:?}; known: {}",
+                    known.join(", ")
+                );
                 return ExitCode::from(2);
             }
             if backend == Backend::Gpu {

@@ -90,13 +90,16 @@ fn kernel_error(e: origami_kernels::Error) -> RunError {
     }
 }
 
-fn run_typed<T: Element, const D: usize>(case: &Case, variant: Variant) -> Result<Results, RunError> {
+fn run_typed<T: Element, const D: usize>(
+    case: &Case,
+    variant: Variant,
+) -> Result<Results, RunError> {
     let x: Vec<T> = cast(&case.input.data);
     let dy: Option<Vec<T>> = case.grad_output.as_ref().map(|g| cast(&g.data));
     match (case.op, variant) {
         (Op::Conv, Variant::Conv(algo)) => {
             let conv = case.conv_geometry::<D>().map_err(RunError::Invalid)?;
-            let w: Vec<T> = cast(&case.weight.as_ref().map(|w| &w.data[..]).unwrap_or(&[]));
+            let w: Vec<T> = cast(case.weight.as_ref().map(|w| &w.data[..]).unwrap_or(&[]));
             let b: Option<Vec<T>> = case.bias.as_ref().map(|b| cast(&b.data));
             let mut y = vec![T::NAN; conv.output_len()];
             let mut scratch = vec![T::NAN; conv.scratch_len::<T>(ConvOp::Forward, algo)];
@@ -112,8 +115,7 @@ fn run_typed<T: Element, const D: usize>(case: &Case, variant: Variant) -> Resul
                 conv.backward_input(algo, &dy, &w, &mut dx, &mut scratch)
                     .map_err(kernel_error)?;
                 let mut dw = vec![T::NAN; conv.weight_len()];
-                let mut scratch =
-                    vec![T::NAN; conv.scratch_len::<T>(ConvOp::BackwardWeight, algo)];
+                let mut scratch = vec![T::NAN; conv.scratch_len::<T>(ConvOp::BackwardWeight, algo)];
                 conv.backward_weight(algo, &x, &dy, &mut dw, &mut scratch)
                     .map_err(kernel_error)?;
                 let mut db = vec![T::NAN; conv.bias_len()];
@@ -126,7 +128,9 @@ fn run_typed<T: Element, const D: usize>(case: &Case, variant: Variant) -> Resul
         }
         (op, Variant::Pool(algo)) if op != Op::Conv => {
             let pool = case.pool_geometry::<D>().map_err(RunError::Invalid)?;
-            let kind = op.pool_kind().ok_or(RunError::Invalid("not a pool".into()))?;
+            let kind = op
+                .pool_kind()
+                .ok_or(RunError::Invalid("not a pool".into()))?;
             pool.supports::<T>(kind, algo).map_err(kernel_error)?;
             let mut y = vec![T::NAN; pool.output_len()];
             let mut idx = vec![usize::MAX; pool.output_len()];
@@ -140,8 +144,7 @@ fn run_typed<T: Element, const D: usize>(case: &Case, variant: Variant) -> Resul
             };
             if let Some(dy) = dy {
                 let mut dx = vec![T::NAN; pool.input_len()];
-                let mut scratch =
-                    vec![T::NAN; pool.scratch_len::<T>(kind, PoolOp::Backward, algo)];
+                let mut scratch = vec![T::NAN; pool.scratch_len::<T>(kind, PoolOp::Backward, algo)];
                 pool.backward(kind, algo, &dy, Some(&idx), &mut dx, &mut scratch)
                     .map_err(kernel_error)?;
                 r.grad_input = Some(widen(&dx));
