@@ -134,6 +134,17 @@ pub(crate) fn checked_product(values: &[usize], name: &'static str) -> Result<us
         .ok_or(Error::Overflow { name })
 }
 
+/// `values[0] * values[1] * ...` elements, checked to fit a slice of the widest element type:
+/// no slice may exceed `isize::MAX` bytes, so a tensor with more elements than
+/// `isize::MAX / 8` cannot exist in `f64`, and the geometry is refused.
+pub(crate) fn tensor_len(values: &[usize], name: &'static str) -> Result<usize, Error> {
+    let len = checked_product(values, name)?;
+    match len.checked_mul(core::mem::size_of::<f64>()) {
+        Some(bytes) if bytes <= isize::MAX as usize => Ok(len),
+        _ => Err(Error::Overflow { name }),
+    }
+}
+
 /// Fails with [`Error::Zero`] when `value` is zero.
 pub(crate) fn nonzero(value: usize, name: &'static str, dim: Option<usize>) -> Result<(), Error> {
     if value == 0 {

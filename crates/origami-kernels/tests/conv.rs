@@ -473,3 +473,22 @@ fn transposed_convolution_matches_the_reference() {
         assert_close("conv_transpose", &y, &expected, algo.name());
     }
 }
+
+/// A geometry whose tensors could not exist in memory (over `isize::MAX` bytes in `f64`) is
+/// refused, even when its element count fits `usize`.
+#[test]
+fn tensors_larger_than_memory_are_refused() {
+    let huge = (isize::MAX as usize) / 8 + 1;
+    assert_eq!(
+        ConvSpec::new(1, 1, 1, [huge], [1]).build(),
+        Err(Error::Overflow {
+            name: "input length"
+        })
+    );
+    assert_eq!(
+        ConvSpec::new(1, 1, 1, [huge - 1], [1])
+            .build()
+            .map(|c| c.input_len()),
+        Ok(huge - 1)
+    );
+}

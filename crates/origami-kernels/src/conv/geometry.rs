@@ -1,7 +1,7 @@
 //! The validated geometry of a convolution, generic over the number of spatial dimensions.
 
 use crate::Error;
-use crate::window::{Axis, checked_product, nonzero, to3, window_extent};
+use crate::window::{Axis, checked_product, nonzero, tensor_len, to3, window_extent};
 
 /// The parameters of an N-dimensional convolution, in PyTorch's terms.
 ///
@@ -234,14 +234,11 @@ impl<const D: usize> ConvNd<D> {
             in_plane,
             out_plane,
             taps,
-            input_len: checked_product(&[spec.batch, spec.in_channels, in_plane], "input length")?,
-            weight_len: checked_product(&[spec.out_channels, cg, taps], "weight length")?,
-            output_len: checked_product(
-                &[spec.batch, spec.out_channels, out_plane],
-                "output length",
-            )?,
+            input_len: tensor_len(&[spec.batch, spec.in_channels, in_plane], "input length")?,
+            weight_len: tensor_len(&[spec.out_channels, cg, taps], "weight length")?,
+            output_len: tensor_len(&[spec.batch, spec.out_channels, out_plane], "output length")?,
             unrolled_rows: checked_product(&[cg, taps], "unrolled matrix rows")?,
-            unrolled_len: checked_product(&[cg, taps, out_plane], "unrolled matrix length")?,
+            unrolled_len: tensor_len(&[cg, taps, out_plane], "unrolled matrix length")?,
         };
         Ok(ConvNd {
             spec,

@@ -1,7 +1,7 @@
 //! The validated geometry of a pooling layer, generic over the number of spatial dimensions.
 
 use crate::Error;
-use crate::window::{Axis, checked_product, nonzero, to3, window_extent};
+use crate::window::{Axis, checked_product, nonzero, tensor_len, to3, window_extent};
 
 /// The parameters of an N-dimensional pooling layer, in PyTorch's terms.
 ///
@@ -233,8 +233,8 @@ impl<const D: usize> PoolNd<D> {
             axes,
             in_plane,
             out_plane,
-            input_len: checked_product(&[planes, in_plane], "input length")?,
-            output_len: checked_product(&[planes, out_plane], "output length")?,
+            input_len: tensor_len(&[planes, in_plane], "input length")?,
+            output_len: tensor_len(&[planes, out_plane], "output length")?,
             count_include_pad: spec.count_include_pad,
             divisor_override: spec.divisor_override,
         };
