@@ -13,17 +13,6 @@ use crate::Element;
 use crate::element::MAX_LANES;
 use crate::window::{Axis, tap};
 
-/// Decodes a flat output row index into (plane, od, oh).
-#[inline(always)]
-fn row_coords(s: &PoolShape, row: usize) -> (usize, usize, usize) {
-    let [az, ay, _] = s.axes;
-    (
-        row / (az.output * ay.output),
-        row / ay.output % az.output,
-        row % ay.output,
-    )
-}
-
 /// Calls `f(row_start)` for each input row of the window of output row `(od, oh)`, in
 /// window order; `row_start` is the flat in-plane index of the row's first element.
 #[inline(always)]
@@ -92,7 +81,7 @@ pub(crate) fn forward<T: Element>(
         T::load(&ids)
     };
     for (row, y_row) in y.chunks_exact_mut(ax.output).enumerate() {
-        let (p, od, oh) = row_coords(s, row);
+        let (p, od, oh) = s.row_coords(row);
         let x_p = &x[p * s.in_plane..][..s.in_plane];
         let mut idx_row = indices
             .as_deref_mut()
@@ -169,7 +158,7 @@ pub(crate) fn backward<T: Element>(s: &PoolShape, kind: PoolKind, dy: &[T], dx: 
     let ax = s.axes[2];
     dx.fill(T::ZERO);
     for (row, dy_row) in dy.chunks_exact(ax.output).enumerate() {
-        let (p, od, oh) = row_coords(s, row);
+        let (p, od, oh) = s.row_coords(row);
         let dx_p = &mut dx[p * s.in_plane..][..s.in_plane];
         for (ow, &g) in dy_row.iter().enumerate() {
             let g = if kind == PoolKind::Avg {

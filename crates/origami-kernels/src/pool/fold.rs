@@ -77,11 +77,7 @@ pub(crate) fn forward<T: Element>(
     let [az, ay, ax] = s.axes;
     let (kw, iw) = (ax.kernel, ax.input);
     for (row, y_row) in y.chunks_exact_mut(ax.output).enumerate() {
-        let (p, od, oh) = (
-            row / (az.output * ay.output),
-            row / ay.output % az.output,
-            row % ay.output,
-        );
+        let (p, od, oh) = s.row_coords(row);
         let x_p = &x[p * s.in_plane..][..s.in_plane];
         let mut idx_row = indices
             .as_deref_mut()
@@ -138,11 +134,7 @@ pub(crate) fn backward<T: Element>(s: &PoolShape, kind: PoolKind, dy: &[T], dx: 
         T::ONE
     };
     for (row, dy_row) in dy.chunks_exact(ax.output).enumerate() {
-        let (p, od, oh) = (
-            row / (az.output * ay.output),
-            row / ay.output % az.output,
-            row % ay.output,
-        );
+        let (p, od, oh) = s.row_coords(row);
         let dx_p = &mut dx[p * s.in_plane..][..s.in_plane];
         for kd in 0..az.kernel {
             for kh in 0..ay.kernel {

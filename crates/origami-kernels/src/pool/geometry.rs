@@ -272,6 +272,17 @@ impl<const D: usize> PoolNd<D> {
 }
 
 impl PoolShape {
+    /// Decodes the index of an output row (a run of `W` outputs) into (plane, od, oh).
+    #[inline(always)]
+    pub fn row_coords(&self, row: usize) -> (usize, usize, usize) {
+        let [az, ay, _] = self.axes;
+        (
+            row / (az.output * ay.output),
+            row / ay.output % az.output,
+            row % ay.output,
+        )
+    }
+
     /// The average's divisor for output position `o` (3-D): the override, or the product
     /// over the axes of the taps that count (inside the padded input, or inside the input).
     #[inline]
