@@ -425,39 +425,28 @@ fn forward_passes<T: Element, const W: usize>(
             }
             item
         };
-        if a == last {
-            running_pass(
-                outer,
-                inner,
-                &axis,
-                pre,
-                suf,
-                empty,
-                combine,
-                load,
-                |b, o, col, item| sink((b * out_len + o) * inner + col, scale(a, o, true, item)),
-            );
-        } else {
-            running_pass(
-                outer,
-                inner,
-                &axis,
-                pre,
-                suf,
-                empty,
-                combine,
-                load,
-                |b, o, col, item| {
-                    put(
-                        dst,
-                        (b * out_len + o) * inner + col,
-                        scale(a, o, false, item),
-                    )
-                },
-            );
-            src_is_a = !src_is_a;
-            from_input = false;
-        }
+        let is_last = a == last;
+        running_pass(
+            outer,
+            inner,
+            &axis,
+            pre,
+            suf,
+            empty,
+            combine,
+            load,
+            |b, o, col, item| {
+                let at = (b * out_len + o) * inner + col;
+                let item = scale(a, o, is_last, item);
+                if is_last {
+                    sink(at, item);
+                } else {
+                    put(dst, at, item);
+                }
+            },
+        );
+        src_is_a = !src_is_a;
+        from_input = false;
     }
 }
 
