@@ -57,25 +57,29 @@ pub(crate) fn max_exact_index<T: Element>() -> usize {
     1usize.checked_shl(digits).unwrap_or(usize::MAX)
 }
 
-/// Extents of the tensor between forward passes: axes after `a` already reduced.
-fn forward_extents(s: &PoolShape, a: usize) -> (usize, usize, usize) {
+/// The blocks around axis `a` during a pass along it: `outer` (planes times the axes before
+/// `a`, which hold input extents in both directions: the forward pass has not reduced them
+/// yet, the backward pass has already expanded them) and `inner` (the axes after `a`, at
+/// their output extents for the same reason).
+fn outer_inner(s: &PoolShape, a: usize) -> (usize, usize) {
     let outer = s.axes[..a]
         .iter()
         .fold(s.planes, |p, x| p.saturating_mul(x.input));
     let inner = s.axes[a + 1..]
         .iter()
         .fold(1, |p: usize, x| p.saturating_mul(x.output));
+    (outer, inner)
+}
+
+/// `(outer, line length, inner)` of the forward pass along `a`: lines of input extent.
+fn forward_extents(s: &PoolShape, a: usize) -> (usize, usize, usize) {
+    let (outer, inner) = outer_inner(s, a);
     (outer, s.axes[a].input, inner)
 }
 
-/// Extents of the tensor between backward passes: axes before `a` already expanded.
+/// `(outer, line length, inner)` of the backward pass along `a`: lines of output extent.
 fn backward_extents(s: &PoolShape, a: usize) -> (usize, usize, usize) {
-    let outer = s.axes[..a]
-        .iter()
-        .fold(s.planes, |p, x| p.saturating_mul(x.input));
-    let inner = s.axes[a + 1..]
-        .iter()
-        .fold(1, |p: usize, x| p.saturating_mul(x.output));
+    let (outer, inner) = outer_inner(s, a);
     (outer, s.axes[a].output, inner)
 }
 
