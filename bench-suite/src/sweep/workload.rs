@@ -1,0 +1,390 @@
+//! One sweep point's geometry and buffers behind one interface for every op and dimension,
+//! so the driver, the timers and the tests never match on `(op, D)` themselves.
+
+use crate::case::Op;
+use crate::family::Shape;
+use crate::run::{RunError, Variant};
+use origami_kernels::{ConvNd, ConvOp, PoolKind, PoolNd, PoolOp, reference};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+
+/// A pass the sweep times.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// `y` from `x` (and `w`, `b`).
+    Forward,
+    /// `dx` from `dy`.
+    BackwardInput,
+    /// `dw` from `x` and `dy` (convolution).
+    BackwardWeight,
+}
+
+impl Direction {
+    /// Every direction.
+    pub const ALL: [Direction; 3] = [
+        Direction::Forward,
+        Direction::BackwardInput,
+        Direction::BackwardWeight,
+    ];
+
+    /// `forward`, `backward_input` or `backward_weight`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Direction::Forward => "forward",
+            Direction::BackwardInput => "backward_input",
+            Direction::BackwardWeight => "backward_weight",
+        }
+    }
+
+    /// Parses [`Direction::name`].
+    pub fn parse(name: &str) -> Option<Direction> {
+        Direction::ALL.into_iter().find(|d| d.name() == name)
+    }
+}
+
+/// What a sweep point offers the driver: its passes, their nominal work, the reference
+/// answer, and a way to run a CPU variant into its own output buffer.
+pub trait Workload {
+    /// The op.
+    fn op(&self) -> Op;
+    /// The passes this op has.
+    fn directions(&self) -> &'static [Direction];
+    /// Nominal floating-point operations of a pass: `2 * MACs` for convolution, one per
+    /// window tap for pooling (what the direct algorithm does).
+    fn flop(&self, d: Direction) -> f64;
+    /// The least memory traffic of a pass in bytes: every tensor read once and written once.
+    fn bytes(&self, d: Direction) -> f64;
+    /// The pass computed by the `f64` reference from the same inputs.
+    fn reference(&self, d: Direction) -> Vec<f64>;
+    /// Runs a CPU variant; the result lands in [`Workload::result`].
+    fn run_cpu(&mut self, variant: Variant, d: Direction) -> Result<(), RunError>;
+    /// The last result of a pass.
+    fn result(&self, d: Direction) -> &[f32];
+    /// The last result of a pass, to poison before a check (or to corrupt in tests).
+    fn result_mut(&mut self, d: Direction) -> &mut [f32];
+    /// Fills a pass's result (and max indices) with NaN and garbage, so a variant that
+    /// leaves part of it unwritten cannot pass its check on a previous variant's answer.
+    fn poison(&mut self, d: Direction) {
+        self.result_mut(d).fill(f32::NAN);
+    }
+    /// For max pooling: whether the indices of the last forward pass are the reference's.
+    fn indices_match(&self) -> bool {
+        true
+    }
+}
+
+/// Builds the workload of a point with inputs drawn uniformly from `[-1, 1)` by a
+/// generator seeded with `seed`.
+pub fn workload(shape: &Shape, seed: u64) -> Result<Box<dyn Workload>, String> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    Ok(match (shape.op, shape.dims) {
+        (Op::Conv, 1) => Box::new(ConvWork::new(shape.conv::<1>()?, &mut rng)),
+        (Op::Conv, 2) => Box::new(ConvWork::new(shape.conv::<2>()?, &mut rng)),
+        (Op::Conv, 3) => Box::new(ConvWork::new(shape.conv::<3>()?, &mut rng)),
+        (op, d) => {
+            let kind = op.pool_kind().ok_or("not a pooling op")?;
+            match d {
+                1 => Box::new(PoolWork::new(shape.pool::<1>()?, kind, op, &mut rng)),
+                2 => Box::new(PoolWork::new(shape.pool::<2>()?, kind, op, &mut rng)),
+                3 => Box::new(PoolWork::new(shape.pool::<3>()?, kind, op, &mut rng)),
+                _ => return Err(format!("dims = {d}: must be 1, 2 or 3")),
+            }
+        }
+    })
+}
+
+fn random(rng: &mut StdRng, n: usize) -> Vec<f32> {
+    (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect()
+}
+
+fn widen(v: &[f32]) -> Vec<f64> {
+    v.iter().map(|&x| f64::from(x)).collect()
+}
+
+fn kernel_error(e: origami_kernels::Error) -> RunError {
+    match e {
+        origami_kernels::Error::Unsupported { reason, .. } => RunError::Unsupported(reason.into()),
+        other => RunError::Invalid(other.to_string()),
+    }
+}
+
+fn grow(scratch: &mut Vec<f32>, len: usize) {
+    if scratch.len() < len {
+        scratch.resize(len, 0.0);
+    }
+}
+
+const F32: f64 = 4.0;
+
+struct ConvWork<const D: usize> {
+    conv: ConvNd<D>,
+    x: Vec<f32>,
+    w: Vec<f32>,
+    b: Vec<f32>,
+    dy: Vec<f32>,
+    y: Vec<f32>,
+    dx: Vec<f32>,
+    dw: Vec<f32>,
+    scratch: Vec<f32>,
+}
+
+impl<const D: usize> ConvWork<D> {
+    fn new(conv: ConvNd<D>, rng: &mut StdRng) -> Self {
+        ConvWork {
+            x: random(rng, conv.input_len()),
+            w: random(rng, conv.weight_len()),
+            b: random(rng, conv.bias_len()),
+            dy: random(rng, conv.output_len()),
+            y: vec![0.0; conv.output_len()],
+            dx: vec![0.0; conv.input_len()],
+            dw: vec![0.0; conv.weight_len()],
+            scratch: Vec::new(),
+            conv,
+        }
+    }
+}
+
+impl<const D: usize> Workload for ConvWork<D> {
+    fn op(&self) -> Op {
+        Op::Conv
+    }
+
+    fn directions(&self) -> &'static [Direction] {
+        &Direction::ALL
+    }
+
+    fn flop(&self, _: Direction) -> f64 {
+        2.0 * self.conv.macs() as f64
+    }
+
+    fn bytes(&self, d: Direction) -> f64 {
+        let (x, w, y) = (self.x.len(), self.w.len(), self.y.len());
+        F32 * match d {
+            Direction::Forward => x + w + self.b.len() + y,
+            Direction::BackwardInput | Direction::BackwardWeight => x + w + y,
+        } as f64
+    }
+
+    fn reference(&self, d: Direction) -> Vec<f64> {
+        let c = &self.conv;
+        let (x, w, dy) = (widen(&self.x), widen(&self.w), widen(&self.dy));
+        let failed = "the reference accepts what the kernels accept";
+        match d {
+            Direction::Forward => {
+                let mut y = vec![0.0; c.output_len()];
+                reference::conv_forward(c, &x, &w, Some(&widen(&self.b)), &mut y).expect(failed);
+                y
+            }
+            Direction::BackwardInput => {
+                let mut dx = vec![0.0; c.input_len()];
+                reference::conv_backward_input(c, &dy, &w, &mut dx).expect(failed);
+                dx
+            }
+            Direction::BackwardWeight => {
+                let mut dw = vec![0.0; c.weight_len()];
+                reference::conv_backward_weight(c, &x, &dy, &mut dw).expect(failed);
+                dw
+            }
+        }
+    }
+
+    fn run_cpu(&mut self, variant: Variant, d: Direction) -> Result<(), RunError> {
+        let Variant::Conv(algo) = variant else {
+            return Err(RunError::Invalid(format!(
+                "{} is not a convolution algorithm",
+                variant.name()
+            )));
+        };
+        let op = match d {
+            Direction::Forward => ConvOp::Forward,
+            Direction::BackwardInput => ConvOp::BackwardInput,
+            Direction::BackwardWeight => ConvOp::BackwardWeight,
+        };
+        grow(&mut self.scratch, self.conv.scratch_len::<f32>(op, algo));
+        let c = &self.conv;
+        match d {
+            Direction::Forward => c.forward(
+                algo,
+                &self.x,
+                &self.w,
+                Some(&self.b),
+                &mut self.y,
+                &mut self.scratch,
+            ),
+            Direction::BackwardInput => {
+                c.backward_input(algo, &self.dy, &self.w, &mut self.dx, &mut self.scratch)
+            }
+            Direction::BackwardWeight => {
+                c.backward_weight(algo, &self.x, &self.dy, &mut self.dw, &mut self.scratch)
+            }
+        }
+        .map_err(kernel_error)
+    }
+
+    fn result(&self, d: Direction) -> &[f32] {
+        match d {
+            Direction::Forward => &self.y,
+            Direction::BackwardInput => &self.dx,
+            Direction::BackwardWeight => &self.dw,
+        }
+    }
+
+    fn result_mut(&mut self, d: Direction) -> &mut [f32] {
+        match d {
+            Direction::Forward => &mut self.y,
+            Direction::BackwardInput => &mut self.dx,
+            Direction::BackwardWeight => &mut self.dw,
+        }
+    }
+}
+
+struct PoolWork<const D: usize> {
+    pool: PoolNd<D>,
+    kind: PoolKind,
+    op: Op,
+    x: Vec<f32>,
+    dy: Vec<f32>,
+    y: Vec<f32>,
+    dx: Vec<f32>,
+    indices: Vec<usize>,
+    /// The reference's max indices: every variant's backward pass routes through these,
+    /// so backward timings do not depend on which forward variant ran last.
+    reference_indices: Vec<usize>,
+    reference_output: Vec<f64>,
+    scratch: Vec<f32>,
+}
+
+impl<const D: usize> PoolWork<D> {
+    fn new(pool: PoolNd<D>, kind: PoolKind, op: Op, rng: &mut StdRng) -> Self {
+        let x = random(rng, pool.input_len());
+        let dy = random(rng, pool.output_len());
+        let mut reference_output = vec![0.0; pool.output_len()];
+        let mut reference_indices = vec![0; pool.output_len()];
+        reference::pool_forward(
+            &pool,
+            kind,
+            &widen(&x),
+            &mut reference_output,
+            Some(&mut reference_indices),
+        )
+        .expect("the reference accepts what the kernels accept");
+        PoolWork {
+            y: vec![0.0; pool.output_len()],
+            dx: vec![0.0; pool.input_len()],
+            indices: vec![0; pool.output_len()],
+            scratch: Vec::new(),
+            pool,
+            kind,
+            op,
+            x,
+            dy,
+            reference_indices,
+            reference_output,
+        }
+    }
+
+    fn is_max(&self) -> bool {
+        self.kind == PoolKind::Max
+    }
+}
+
+impl<const D: usize> Workload for PoolWork<D> {
+    fn op(&self) -> Op {
+        self.op
+    }
+
+    fn directions(&self) -> &'static [Direction] {
+        &[Direction::Forward, Direction::BackwardInput]
+    }
+
+    fn flop(&self, _: Direction) -> f64 {
+        (self.pool.output_len() as f64) * (self.pool.window_taps() as f64)
+    }
+
+    fn bytes(&self, _: Direction) -> f64 {
+        let indices = if self.is_max() {
+            std::mem::size_of::<usize>() as f64 * self.y.len() as f64
+        } else {
+            0.0
+        };
+        F32 * (self.x.len() + self.y.len()) as f64 + indices
+    }
+
+    fn reference(&self, d: Direction) -> Vec<f64> {
+        match d {
+            Direction::Forward => self.reference_output.clone(),
+            _ => {
+                let mut dx = vec![0.0; self.pool.input_len()];
+                let ix = self.is_max().then_some(&self.reference_indices[..]);
+                reference::pool_backward(&self.pool, self.kind, &widen(&self.dy), ix, &mut dx)
+                    .expect("the reference accepts what the kernels accept");
+                dx
+            }
+        }
+    }
+
+    fn run_cpu(&mut self, variant: Variant, d: Direction) -> Result<(), RunError> {
+        let Variant::Pool(algo) = variant else {
+            return Err(RunError::Invalid(format!(
+                "{} is not a pooling algorithm",
+                variant.name()
+            )));
+        };
+        let pass = match d {
+            Direction::Forward => PoolOp::Forward,
+            _ => PoolOp::Backward,
+        };
+        self.pool
+            .supports::<f32>(self.kind, algo)
+            .map_err(kernel_error)?;
+        grow(
+            &mut self.scratch,
+            self.pool.scratch_len::<f32>(self.kind, pass, algo),
+        );
+        let max = self.is_max();
+        match d {
+            Direction::Forward => self.pool.forward(
+                self.kind,
+                algo,
+                &self.x,
+                &mut self.y,
+                max.then_some(&mut self.indices[..]),
+                &mut self.scratch,
+            ),
+            _ => self.pool.backward(
+                self.kind,
+                algo,
+                &self.dy,
+                max.then_some(&self.reference_indices[..]),
+                &mut self.dx,
+                &mut self.scratch,
+            ),
+        }
+        .map_err(kernel_error)
+    }
+
+    fn result(&self, d: Direction) -> &[f32] {
+        match d {
+            Direction::Forward => &self.y,
+            _ => &self.dx,
+        }
+    }
+
+    fn result_mut(&mut self, d: Direction) -> &mut [f32] {
+        match d {
+            Direction::Forward => &mut self.y,
+            _ => &mut self.dx,
+        }
+    }
+
+    fn poison(&mut self, d: Direction) {
+        self.result_mut(d).fill(f32::NAN);
+        self.indices.fill(usize::MAX);
+    }
+
+    fn indices_match(&self) -> bool {
+        !self.is_max() || self.indices == self.reference_indices
+    }
+}
