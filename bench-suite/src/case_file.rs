@@ -77,7 +77,7 @@ pub fn read_cases(path: &Path) -> Result<Vec<Case>, CaseFileError> {
         .collect()
 }
 
-fn attr_string(v: &AttrValue) -> Option<String> {
+pub(crate) fn attr_string(v: &AttrValue) -> Option<String> {
     match v {
         AttrValue::String(s)
         | AttrValue::AsciiString(s)

@@ -4,22 +4,23 @@
 //! shapes come from, tags for filtering, and its points. A point gives the tensor sizes and
 //! the op's parameters in PyTorch's terms; what it leaves out takes PyTorch's default
 //! (stride 1 for convolution and the window size for pooling, padding 0, dilation 1, one
-//! group). Each point belongs to the smallest [`Profile`] that includes it.
+//! group). Each point names the [`Profile`] it belongs to (see [`Profile::includes`]).
 
 use crate::case::{Op, Params};
 use serde::Deserialize;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-/// How much of the sweep to run: each profile includes the ones before it.
+/// How much of the sweep to run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Profile {
-    /// A few small shapes per family: under a minute, for CI and for trying things.
+    /// Small stand-ins for each family's layers: the whole sweep in under a minute, for CI
+    /// and for trying things. Only smoke runs them.
     Smoke,
-    /// The default: the common layers at batch 1 and a few at batch 8 (`cargo bench`).
+    /// The default (`cargo bench`): the real layers at batch 1 and a few at batch 8.
     Quick,
-    /// Everything, including the large batch-8 and 3-D layers.
+    /// The quick points and the large batch-8 and 3-D layers.
     Full,
 }
 
@@ -40,13 +41,24 @@ impl Profile {
     pub fn parse(name: &str) -> Option<Profile> {
         Profile::ALL.into_iter().find(|p| p.name() == name)
     }
+
+    /// Whether a sweep of this profile runs a point of profile `point`: smoke runs the
+    /// smoke points only (they are stand-ins, not layers worth charting beside the real
+    /// ones); full runs quick and full points.
+    pub fn includes(self, point: Profile) -> bool {
+        match self {
+            Profile::Smoke => point == Profile::Smoke,
+            Profile::Quick => point == Profile::Quick,
+            Profile::Full => point != Profile::Smoke,
+        }
+    }
 }
 
 /// One shape of a family.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Point {
-    /// The smallest profile that runs this point.
+    /// The profile this point belongs to (default `quick`).
     #[serde(default = "quick")]
     pub profile: Profile,
     /// Images `N`.

@@ -12,6 +12,7 @@ pub mod eval;
 pub mod family;
 pub mod gradcheck;
 pub mod machine;
+pub mod report;
 pub mod results;
 pub mod run;
 pub mod sweep;

@@ -167,7 +167,7 @@ fn peak_gflops(threads: usize, duration: Duration) -> f64 {
     fma_loop(16);
     let per_block = t.elapsed().as_secs_f64() / 16.0;
     let blocks = ((duration.as_secs_f64() / per_block.max(1e-9)) as u64).max(16);
-    let best = (0..3)
+    (0..3)
         .map(|_| {
             let barrier = Barrier::new(threads);
             let start = Instant::now();
@@ -184,8 +184,7 @@ fn peak_gflops(threads: usize, duration: Duration) -> f64 {
             });
             flop as f64 / start.elapsed().as_secs_f64() / 1e9
         })
-        .fold(0.0, f64::max);
-    best
+        .fold(0.0, f64::max)
 }
 
 /// Elements per array: four times the last-level cache, at least 32 Mi `f32` (128 MiB).

@@ -137,7 +137,9 @@ const FLOATS: [FloatCol; 9] = [
     ("max_error", |r| r.max_error, |r, v| r.max_error = v),
 ];
 
-const MACHINE_FLOATS: [(&str, fn(&Machine) -> f64, fn(&mut Machine, f64)); 6] = [
+type MachineCol = (&'static str, fn(&Machine) -> f64, fn(&mut Machine, f64));
+
+const MACHINE_FLOATS: [MachineCol; 6] = [
     (
         "peak_gflops_1",
         |m| m.peak_gflops_1,
@@ -210,10 +212,7 @@ pub fn read_h5(path: &Path) -> Result<Results, String> {
         .root()
         .attrs()
         .map_err(|e| err(format!("cannot read root attributes: {e}")))?;
-    let text = |name: &str| match attrs.get(name) {
-        Some(AttrValue::String(s)) | Some(AttrValue::AsciiString(s)) => Some(s.clone()),
-        _ => None,
-    };
+    let text = |name: &str| attrs.get(name).and_then(crate::case_file::attr_string);
     let number = |name: &str| match attrs.get(name) {
         Some(AttrValue::F64(v)) => Some(*v),
         Some(AttrValue::F32(v)) => Some(f64::from(*v)),

@@ -38,25 +38,13 @@ with h5py.File(src, "r") as f, h5py.File(dst, "w") as g:
 print("ok")
 "#;
 
-fn python() -> String {
-    std::env::var("ORIGAMI_PYTHON").unwrap_or_else(|_| "python3".into())
-}
+mod common;
 
 #[test]
 fn h5py_reads_ours_and_we_read_h5pys() {
-    let py = python();
-    let has_h5py = Command::new(&py)
-        .args(["-c", "import h5py"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !has_h5py {
-        assert!(
-            std::env::var_os("ORIGAMI_REQUIRE_H5PY").is_none(),
-            "ORIGAMI_REQUIRE_H5PY is set but {py} cannot import h5py"
-        );
-        eprintln!("skipped: {py} cannot import h5py (set ORIGAMI_PYTHON to a Python that can)");
+    let Some(py) = common::python_with_h5py("the case-file interop test") else {
         return;
-    }
+    };
     let golden = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../datasets/golden");
     let dir = std::env::temp_dir().join(format!("origami-h5py-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

@@ -95,6 +95,64 @@ pub fn workload(shape: &Shape, seed: u64) -> Result<Box<dyn Workload>, String> {
     })
 }
 
+/// `(direction, nominal FLOP, least bytes)` of each pass of a point, from its geometry alone.
+pub fn nominal_work(shape: &Shape) -> Result<Vec<(Direction, f64, f64)>, String> {
+    fn conv<const D: usize>(s: &Shape) -> Result<Vec<(Direction, f64, f64)>, String> {
+        let c = s.conv::<D>()?;
+        Ok(Direction::ALL
+            .into_iter()
+            .map(|d| (d, conv_flop(&c), conv_bytes(&c, d)))
+            .collect())
+    }
+    fn pool<const D: usize>(
+        s: &Shape,
+        kind: PoolKind,
+    ) -> Result<Vec<(Direction, f64, f64)>, String> {
+        let p = s.pool::<D>()?;
+        Ok([Direction::Forward, Direction::BackwardInput]
+            .into_iter()
+            .map(|d| (d, pool_flop(&p), pool_bytes(&p, kind)))
+            .collect())
+    }
+    match (shape.op.pool_kind(), shape.dims) {
+        (None, 1) => conv::<1>(shape),
+        (None, 2) => conv::<2>(shape),
+        (None, 3) => conv::<3>(shape),
+        (Some(k), 1) => pool::<1>(shape, k),
+        (Some(k), 2) => pool::<2>(shape, k),
+        (Some(k), 3) => pool::<3>(shape, k),
+        (_, d) => Err(format!("dims = {d}: must be 1, 2 or 3")),
+    }
+}
+
+fn conv_flop<const D: usize>(c: &ConvNd<D>) -> f64 {
+    2.0 * c.macs() as f64
+}
+
+fn conv_bytes<const D: usize>(c: &ConvNd<D>, d: Direction) -> f64 {
+    let bias = if d == Direction::Forward {
+        c.bias_len()
+    } else {
+        0
+    };
+    F32 * (c.input_len() + c.weight_len() + c.output_len() + bias) as f64
+}
+
+fn pool_flop<const D: usize>(p: &PoolNd<D>) -> f64 {
+    (p.output_len() as f64) * (p.window_taps() as f64)
+}
+
+/// Input and output once, plus the `usize` indices max pooling writes (forward) or reads
+/// (backward).
+fn pool_bytes<const D: usize>(p: &PoolNd<D>, kind: PoolKind) -> f64 {
+    let indices = if kind == PoolKind::Max {
+        std::mem::size_of::<usize>() as f64 * p.output_len() as f64
+    } else {
+        0.0
+    };
+    F32 * (p.input_len() + p.output_len()) as f64 + indices
+}
+
 fn random(rng: &mut StdRng, n: usize) -> Vec<f32> {
     (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect()
 }
@@ -156,15 +214,11 @@ impl<const D: usize> Workload for ConvWork<D> {
     }
 
     fn flop(&self, _: Direction) -> f64 {
-        2.0 * self.conv.macs() as f64
+        conv_flop(&self.conv)
     }
 
     fn bytes(&self, d: Direction) -> f64 {
-        let (x, w, y) = (self.x.len(), self.w.len(), self.y.len());
-        F32 * match d {
-            Direction::Forward => x + w + self.b.len() + y,
-            Direction::BackwardInput | Direction::BackwardWeight => x + w + y,
-        } as f64
+        conv_bytes(&self.conv, d)
     }
 
     fn reference(&self, d: Direction) -> Vec<f64> {
@@ -300,16 +354,11 @@ impl<const D: usize> Workload for PoolWork<D> {
     }
 
     fn flop(&self, _: Direction) -> f64 {
-        (self.pool.output_len() as f64) * (self.pool.window_taps() as f64)
+        pool_flop(&self.pool)
     }
 
     fn bytes(&self, _: Direction) -> f64 {
-        let indices = if self.is_max() {
-            std::mem::size_of::<usize>() as f64 * self.y.len() as f64
-        } else {
-            0.0
-        };
-        F32 * (self.x.len() + self.y.len()) as f64 + indices
+        pool_bytes(&self.pool, self.kind)
     }
 
     fn reference(&self, d: Direction) -> Vec<f64> {

@@ -1,0 +1,209 @@
+#!/usr/bin/env python3
+"""Time PyTorch on the sweep's shape families and write a baseline results file.
+
+The points come from `origami-bench plan` (so labels, FLOP and byte counts are exactly the
+sweep's), and the file has the sweep's layout (`origami-results/1`, see
+bench-suite/src/results.rs) with backend "pytorch" and variant "pytorch", so
+
+    origami-bench report DIR --baseline baseline.h5
+
+overlays it on every chart. Each pass is timed like the sweep times ours: float32, NCHW,
+buffers allocated once, warm-up, then the median of repeats of single calls.
+
+- forward: F.conv{1,2,3}d; F.max_pool{d}d with indices (what training runs, and what
+  origami computes); F.avg_pool{d}d; sum pooling is avg_pool with divisor_override=1
+  (1-D runs as 2-D with a 1 x k window, since avg_pool1d has no divisor_override).
+- backward_input / backward_weight: torch.autograd.grad of the forward output with respect
+  to the input or the weight alone, so autograd computes only that gradient.
+
+Usage:
+    python scripts/torch_baseline.py --out baseline.h5 [--profile quick] [--family F]...
+        [--threads 1] [--bench-bin target/release/origami-bench]
+
+Needs torch, numpy and h5py (e.g. `pip install torch numpy h5py` in a venv).
+"""
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+
+def plan(args):
+    if args.bench_bin:
+        cmd = [args.bench_bin]
+    else:
+        cmd = ["cargo", "run", "--release", "-q", "-p", "origami-bench", "--"]
+    cmd += ["plan", "--profile", args.profile]
+    for f in args.family:
+        cmd += ["--family", f]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+def timed(fn, target_s, min_repeats, max_repeats):
+    fn()
+    t = time.perf_counter()
+    fn()
+    once = max(time.perf_counter() - t, 1e-7)
+    repeats = int(min(max(target_s / once, min_repeats), max_repeats))
+    samples = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - t)
+    return statistics.median(samples), min(samples), max(samples), repeats
+
+
+def passes(torch, F, p):
+    """Callables for each direction of one point."""
+    d = p["dims"]
+    shape = [p["batch"], p["channels"], *p["size"]]
+    g = torch.Generator().manual_seed(20261127)
+    x = (torch.rand(shape, generator=g) * 2 - 1).requires_grad_(True)
+    op = p["op"]
+    if op == "conv":
+        w_shape = [p["out_channels"], p["channels"] // p["groups"], *p["kernel"]]
+        w = (torch.rand(w_shape, generator=g) * 2 - 1).requires_grad_(True)
+        b = torch.rand(p["out_channels"], generator=g) * 2 - 1
+        conv = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}[d]
+
+        def fwd():
+            return conv(x, w, b, p["stride"], p["padding"], p["dilation"], p["groups"])
+
+        with torch.no_grad():
+            y_shape = fwd().shape
+        dy = torch.rand(y_shape, generator=g) * 2 - 1
+        y = fwd()
+
+        def forward():
+            with torch.no_grad():
+                fwd()
+
+        return {
+            "forward": forward,
+            "backward_input": lambda: torch.autograd.grad(y, x, dy, retain_graph=True),
+            "backward_weight": lambda: torch.autograd.grad(y, w, dy, retain_graph=True),
+        }
+    k, s, pad = p["kernel"], p["stride"], p["padding"]
+    if op == "max_pool":
+        pool = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}[d]
+
+        def fwd():
+            return pool(x, k, s, pad, p["dilation"], p["ceil_mode"], return_indices=True)[0]
+
+    elif op == "avg_pool":
+        if d == 1:
+
+            def fwd():
+                return F.avg_pool1d(x, k, s, pad, p["ceil_mode"], p["count_include_pad"])
+
+        else:
+            pool = {2: F.avg_pool2d, 3: F.avg_pool3d}[d]
+
+            def fwd():
+                return pool(x, k, s, pad, p["ceil_mode"], p["count_include_pad"])
+
+    elif op == "sum_pool":
+        if d == 1:
+
+            def fwd():
+                y = F.avg_pool2d(x[:, :, None, :], (1, k[0]), (1, s[0]), (0, pad[0]),
+                                 p["ceil_mode"], True, 1)
+                return y[:, :, 0, :]
+
+        else:
+            pool = {2: F.avg_pool2d, 3: F.avg_pool3d}[d]
+
+            def fwd():
+                return pool(x, k, s, pad, p["ceil_mode"], True, 1)
+
+    else:
+        raise ValueError(f"unknown op {op}")
+    with torch.no_grad():
+        y_shape = fwd().shape
+    dy = torch.rand(y_shape, generator=g) * 2 - 1
+    y = fwd()
+
+    def forward():
+        # Max pooling keeps its indices (return_indices) like a training forward pass.
+        with torch.no_grad():
+            fwd()
+
+    return {
+        "forward": forward,
+        "backward_input": lambda: torch.autograd.grad(y, x, dy, retain_graph=True),
+    }
+
+
+STRINGS = ["family", "op", "shape", "variant", "backend", "direction", "status", "note"]
+INTS = ["dims", "batch", "window", "threads", "repeats"]
+FLOATS = ["median_s", "min_s", "max_s", "flop", "bytes", "gflops", "gbps", "peak_fraction",
+          "max_error"]
+
+
+def write(path, rows, torch):
+    import h5py
+    import numpy as np
+
+    with h5py.File(path, "w") as f:
+        f.attrs["format"] = "origami-results/1"
+        f.attrs["baseline"] = f"pytorch {torch.__version__}"
+        f.attrs["baseline_host"] = platform.processor() or platform.machine()
+        g = f.create_group("results")
+        for name in STRINGS:
+            values = [r[name].encode() for r in rows]
+            width = max([len(v) for v in values] + [1])
+            g.create_dataset(name, data=np.array(values, dtype=f"S{width}"))
+        for name in INTS:
+            g.create_dataset(name, data=np.array([r[name] for r in rows], dtype=np.int64))
+        for name in FLOATS:
+            g.create_dataset(name, data=np.array([r[name] for r in rows], dtype=np.float64))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--profile", default="quick", choices=["smoke", "quick", "full"])
+    ap.add_argument("--family", action="append", default=[])
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--bench-bin", default=None,
+                    help="an origami-bench binary (default: cargo run --release)")
+    ap.add_argument("--target-s", type=float, default=0.3,
+                    help="seconds to aim for per measurement")
+    args = ap.parse_args()
+
+    import torch
+    import torch.nn.functional as F
+
+    torch.set_num_threads(args.threads)
+    points = plan(args)
+    rows = []
+    for i, p in enumerate(points):
+        fns = passes(torch, F, p)
+        for w in p["work"]:
+            d = w["direction"]
+            median, lo, hi, n = timed(fns[d], args.target_s, 5, 200)
+            rows.append({
+                "family": p["family"], "op": p["op"], "shape": p["shape"],
+                "variant": "pytorch", "backend": "pytorch", "direction": d,
+                "status": "ok", "note": f"torch {torch.__version__}",
+                "dims": p["dims"], "batch": p["batch"], "window": p["window"],
+                "threads": args.threads, "repeats": n,
+                "median_s": median, "min_s": lo, "max_s": hi,
+                "flop": w["flop"], "bytes": w["bytes"],
+                "gflops": w["flop"] / median / 1e9, "gbps": w["bytes"] / median / 1e9,
+                "peak_fraction": float("nan"), "max_error": float("nan"),
+            })
+            print(f"[{i + 1}/{len(points)}] {p['family']:<20} {p['shape']:<34} {d:<15} "
+                  f"{median * 1e3:10.3f} ms", file=sys.stderr)
+    write(args.out, rows, torch)
+    print(f"wrote {len(rows)} rows to {os.path.abspath(args.out)}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
