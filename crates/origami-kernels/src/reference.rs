@@ -118,9 +118,10 @@ pub fn conv_forward<T: Element, const D: usize>(
                 for cl in 0..g.cg {
                     let c = group * g.cg + cl;
                     for t in Dims::positions(g.kernel) {
-                        if let Some(i) = g.tap(o, t) {
-                            acc += weight[g.w(k, cl, t)].to_f64() * input[g.x(n, c, i)].to_f64();
-                        }
+                        // Padding is zeros, multiplied like any input: a NaN or infinite
+                        // weight makes NaN even where it meets padding (IEEE, as PyTorch).
+                        let x = g.tap(o, t).map_or(0.0, |i| input[g.x(n, c, i)].to_f64());
+                        acc += weight[g.w(k, cl, t)].to_f64() * x;
                     }
                 }
                 output[g.y(n, k, o)] = T::from_f64(acc);
@@ -182,10 +183,9 @@ pub fn conv_backward_weight<T: Element, const D: usize>(
                 let mut acc = 0.0;
                 for n in 0..g.n {
                     for o in Dims::positions(g.output) {
-                        if let Some(i) = g.tap(o, t) {
-                            acc +=
-                                grad_output[g.y(n, k, o)].to_f64() * input[g.x(n, c, i)].to_f64();
-                        }
+                        // As in the forward pass, padding taps multiply a zero.
+                        let x = g.tap(o, t).map_or(0.0, |i| input[g.x(n, c, i)].to_f64());
+                        acc += grad_output[g.y(n, k, o)].to_f64() * x;
                     }
                 }
                 grad_weight[g.w(k, cl, t)] = T::from_f64(acc);

@@ -17,6 +17,13 @@
 //! wherever that division is exact, which for stride 1 is again a contiguous run. The weight
 //! gradient correlates the input with the output gradient: one dot product per weight.
 //!
+//! Padding is zeros multiplied like any input (IEEE, as in PyTorch): `w * 0` is NaN when `w`
+//! is NaN or infinite, so such a weight makes NaN even at outputs where it only meets
+//! padding, and so does such an output gradient in the weight gradient. The fast paths skip
+//! padding taps; when a channel's weights (forward) or output gradients (weight gradient)
+//! hold a non-finite value, [`forward_padding_term`] and [`weight_padding_term`] add the
+//! products with the padding back, so every algorithm computes the same function.
+//!
 //! Cost: `2 * N * K * (C / groups) * taps * out_plane` flops for each operation.
 
 use super::geometry::ConvShape;
@@ -56,6 +63,7 @@ pub(crate) fn forward<T: Element>(
 ) {
     let [az, ay, ax] = s.axes;
     let (lo, hi) = ax.interior_outputs();
+    let mut finite = FiniteCache::default();
     for (row, y_row) in y.chunks_exact_mut(ax.output).enumerate() {
         let oh = row % ay.output;
         let od = (row / ay.output) % az.output;
@@ -65,6 +73,7 @@ pub(crate) fn forward<T: Element>(
         let x_g = &x[(n * s.in_channels + g * s.cg) * s.in_plane..][..s.cg * s.in_plane];
         let w_k = &w[k * s.unrolled_rows..][..s.unrolled_rows];
         let b = bias.map_or(T::ZERO, |b| b[k]);
+        let w_finite = finite.get(k, || w_k.iter().all(|v| v.to_f64().is_finite()));
 
         let scalar = |ow: usize| {
             let mut acc = b;
@@ -94,7 +103,75 @@ pub(crate) fn forward<T: Element>(
             y_row[ow] = scalar(ow);
             ow += 1;
         }
+        if !w_finite {
+            for (ow, v) in y_row.iter_mut().enumerate() {
+                *v += forward_padding_term(s, w_k, [od, oh, ow]);
+            }
+        }
     }
+}
+
+/// Whether the values of one output channel are all finite, computed once per channel as
+/// rows of the same channel come in a run.
+#[derive(Default)]
+struct FiniteCache(Option<(usize, bool)>);
+
+impl FiniteCache {
+    fn get(&mut self, k: usize, compute: impl FnOnce() -> bool) -> bool {
+        match self.0 {
+            Some((at, finite)) if at == k => finite,
+            _ => {
+                let finite = compute();
+                self.0 = Some((k, finite));
+                finite
+            }
+        }
+    }
+}
+
+/// Whether tap `t` of output `o` reads padding along any axis.
+fn reads_padding(s: &ConvShape, o: [usize; 3], t: [usize; 3]) -> bool {
+    (0..3).any(|a| tap(o[a], t[a], &s.axes[a]).is_none())
+}
+
+/// `sum of w * 0` over the taps of output `o` that fall in the padding: zero unless a weight
+/// is NaN or infinite.
+fn forward_padding_term<T: Element>(s: &ConvShape, w_k: &[T], o: [usize; 3]) -> T {
+    let [az, ay, ax] = s.axes;
+    let mut acc = T::ZERO;
+    for (i, &wv) in w_k.iter().enumerate() {
+        let t = [
+            (i / (ay.kernel * ax.kernel)) % az.kernel,
+            (i / ax.kernel) % ay.kernel,
+            i % ax.kernel,
+        ];
+        if reads_padding(s, o, t) {
+            acc += wv * T::ZERO;
+        }
+    }
+    acc
+}
+
+/// `sum of dy * 0` over the outputs whose tap `t` falls in the padding: zero unless an
+/// output gradient of channel `k` is NaN or infinite.
+fn weight_padding_term<T: Element>(s: &ConvShape, dy: &[T], k: usize, t: [usize; 3]) -> T {
+    let [az, ay, ax] = s.axes;
+    let mut acc = T::ZERO;
+    for n in 0..s.batch {
+        let dy_k = &dy[(n * s.out_channels + k) * s.out_plane..][..s.out_plane];
+        for (i, &g) in dy_k.iter().enumerate() {
+            let o = [
+                i / (ay.output * ax.output),
+                (i / ax.output) % ay.output,
+                i % ax.output,
+            ];
+            debug_assert!(o[0] < az.output);
+            if reads_padding(s, o, t) {
+                acc += g * T::ZERO;
+            }
+        }
+    }
+    acc
 }
 
 /// `U` vectors of interior outputs starting at `ow0`.
@@ -245,12 +322,20 @@ fn backward_input_run<T: Element, const U: usize>(
 /// `dw[k,c,t] = sum_{n,o} dy[n,k,o] * x[n,c,o*s + t*d - p]`.
 pub(crate) fn backward_weight<T: Element>(s: &ConvShape, x: &[T], dy: &[T], dw: &mut [T]) {
     let [az, ay, ax] = s.axes;
+    let mut finite = FiniteCache::default();
     for (row, dw_row) in dw.chunks_exact_mut(ax.kernel).enumerate() {
         let kh = row % ay.kernel;
         let kd = (row / ay.kernel) % az.kernel;
         let c_local = (row / (az.kernel * ay.kernel)) % s.cg;
         let k = row / (s.cg * az.kernel * ay.kernel);
         let c = k / s.kg * s.cg + c_local;
+        let dy_finite = finite.get(k, || {
+            (0..s.batch).all(|n| {
+                dy[(n * s.out_channels + k) * s.out_plane..][..s.out_plane]
+                    .iter()
+                    .all(|v| v.to_f64().is_finite())
+            })
+        });
         for (kw, dw_kw) in dw_row.iter_mut().enumerate() {
             let (lo, hi) = ax.valid_outputs(kw);
             let mut acc = [T::splat(T::ZERO); UNROLL];
@@ -269,6 +354,9 @@ pub(crate) fn backward_weight<T: Element>(s: &ConvShape, x: &[T], dy: &[T], dw: 
                 }
             }
             *dw_kw = acc.iter().fold(tail, |t, &a| t + T::reduce_add(a));
+            if !dy_finite {
+                *dw_kw += weight_padding_term(s, dy, k, [kd, kh, kw]);
+            }
         }
     }
 }
