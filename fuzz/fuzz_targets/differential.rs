@@ -4,7 +4,7 @@
 //! a NaN or an infinity at an arbitrary place.
 #![no_main]
 
-use arbitrary::{Arbitrary, Unstructured};
+use arbitrary::Unstructured;
 use libfuzzer_sys::fuzz_target;
 use origami_kernels::{
     ConvAlgorithm, ConvOp, ConvSpec, PoolAlgorithm, PoolKind, PoolOp, PoolSpec, reference,

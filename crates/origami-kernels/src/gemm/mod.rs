@@ -432,15 +432,22 @@ mod tests {
 
     #[test]
     fn matches_naive_product_on_odd_shapes() {
-        for &(m, n, k) in &[
-            (1, 1, 1),
-            (5, 3, 2),
-            (7, 33, 9),
-            (6, 32, 256),
-            (13, 47, 300),
-            (121, 17, 5),
-            (3, 1030, 4),
-        ] {
+        // Miri interprets every instruction: there, only shapes that still cover a full
+        // micro-tile, an edge tile and both transposes.
+        let shapes: &[(usize, usize, usize)] = if cfg!(miri) {
+            &[(1, 1, 1), (7, 17, 3)]
+        } else {
+            &[
+                (1, 1, 1),
+                (5, 3, 2),
+                (7, 33, 9),
+                (6, 32, 256),
+                (13, 47, 300),
+                (121, 17, 5),
+                (3, 1030, 4),
+            ]
+        };
+        for &(m, n, k) in shapes {
             for ta in [false, true] {
                 for tb in [false, true] {
                     for acc in [false, true] {
