@@ -99,6 +99,13 @@ pub(crate) fn forward<T: Element>(
             forward_run::<T, 1>(s, &ax, od, oh, x_g, w_k, b, ow, &mut y_row[ow..]);
             ow += T::LANES;
         }
+        // The interior's remainder as one partial vector: the lanes past `hi` read inputs
+        // that exist (loads zero-fill past the row) and are never stored. Narrow planes
+        // (7x7, 14x14) would otherwise take the scalar path for every output.
+        if ow < hi {
+            forward_run::<T, 1>(s, &ax, od, oh, x_g, w_k, b, ow, &mut y_row[ow..hi]);
+            ow = hi;
+        }
         while ow < ax.output {
             y_row[ow] = scalar(ow);
             ow += 1;
@@ -277,13 +284,20 @@ pub(crate) fn backward_input<T: Element>(s: &ConvShape, dy: &[T], w: &[T], dx: &
             dx_row[iw] = scalar(iw);
             iw += 1;
         }
+        let at = (g, c_local, id, ih);
         while iw + UNROLL * T::LANES <= hi {
-            backward_input_run::<T, UNROLL>(s, &ax, (g, c_local, id, ih), dy_n, w, iw, dx_row);
+            let out = &mut dx_row[iw..iw + UNROLL * T::LANES];
+            backward_input_run::<T, UNROLL>(s, &ax, at, dy_n, w, iw, out);
             iw += UNROLL * T::LANES;
         }
         while iw + T::LANES <= hi {
-            backward_input_run::<T, 1>(s, &ax, (g, c_local, id, ih), dy_n, w, iw, dx_row);
+            backward_input_run::<T, 1>(s, &ax, at, dy_n, w, iw, &mut dx_row[iw..iw + T::LANES]);
             iw += T::LANES;
+        }
+        // As in the forward pass: the remainder as one partial vector.
+        if iw < hi {
+            backward_input_run::<T, 1>(s, &ax, at, dy_n, w, iw, &mut dx_row[iw..hi]);
+            iw = hi;
         }
         while iw < ax.input {
             dx_row[iw] = scalar(iw);
@@ -292,7 +306,8 @@ pub(crate) fn backward_input<T: Element>(s: &ConvShape, dy: &[T], w: &[T], dx: &
     }
 }
 
-/// `U` vectors of interior input gradients starting at `iw0` (stride 1 along W).
+/// Up to `U` vectors of interior input gradients starting at `iw0` (stride 1 along W),
+/// stored into `out` (as many as it holds).
 #[inline(always)]
 fn backward_input_run<T: Element, const U: usize>(
     s: &ConvShape,
@@ -301,7 +316,7 @@ fn backward_input_run<T: Element, const U: usize>(
     dy_n: &[T],
     w: &[T],
     iw0: usize,
-    dx_row: &mut [T],
+    out: &mut [T],
 ) {
     let mut acc = [T::splat(T::ZERO); U];
     for_each_gradient_row(s, g, c_local, id, ih, |dr, wr| {
@@ -314,7 +329,7 @@ fn backward_input_run<T: Element, const U: usize>(
             }
         }
     });
-    for (a, chunk) in acc.iter().zip(dx_row[iw0..].chunks_mut(T::LANES)) {
+    for (a, chunk) in acc.iter().zip(out.chunks_mut(T::LANES)) {
         T::store(*a, chunk);
     }
 }
