@@ -272,7 +272,13 @@ fn read_case(name: &str, group: &hdf5_pure::Group) -> Result<Case, String> {
             }
             _ => {}
         }
-        let expected: usize = shape.iter().product();
+        // A shape from the file can be anything: its element count must not overflow (a
+        // wrapped product could even match the data by accident).
+        let Some(expected) = shape.iter().try_fold(1usize, |a, &b| a.checked_mul(b)) else {
+            return Err(format!(
+                "dataset {n} has shape {shape:?}, whose element count overflows"
+            ));
+        };
         if data.len() != expected {
             return Err(format!(
                 "dataset {n} has {} elements for shape {shape:?}",

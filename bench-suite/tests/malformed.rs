@@ -131,3 +131,15 @@ fn dataset_of_the_wrong_shape_is_exit_2() {
         "{text}"
     );
 }
+
+/// Found by the `case_file` fuzz target: a dataset whose shape's element count overflows
+/// `usize` made the reader panic under overflow checks (and wrap silently without them).
+#[test]
+fn a_shape_whose_element_count_overflows_is_an_error() {
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/fuzz-overflowing-shape.h5");
+    let err = origami_bench::case_file::read_cases(&path).unwrap_err();
+    assert!(err.message.contains("element count overflows"), "{err}");
+    let (code, text) = eval(&path);
+    assert_eq!(code, 2, "{text}");
+}
