@@ -75,13 +75,18 @@ pub(crate) fn forward<T: Element>(
         let b = bias.map_or(T::ZERO, |b| b[k]);
         let w_finite = finite.get(k, || w_k.iter().all(|v| v.to_f64().is_finite()));
 
+        // Outputs whose windows touch the padding: the taps inside the input along W are
+        // one contiguous range, found once per output rather than tested per tap.
         let scalar = |ow: usize| {
             let mut acc = b;
+            let (Some(k0), Some(k1)) = (ax.first_valid_tap(ow), ax.last_valid_tap(ow)) else {
+                return acc;
+            };
+            let i0 = ow * ax.stride + k0 * ax.dilation - ax.pad_lo;
             for_each_window_row(s, od, oh, |xr, wr| {
-                for kw in 0..ax.kernel {
-                    if let Some(iw) = tap(ow, kw, &ax) {
-                        acc += w_k[wr + kw] * x_g[xr + iw];
-                    }
+                let x_row = &x_g[xr + i0..];
+                for (j, &wv) in w_k[wr + k0..=wr + k1].iter().enumerate() {
+                    acc += wv * x_row[j * ax.dilation];
                 }
             });
             acc
