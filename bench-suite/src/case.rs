@@ -116,6 +116,55 @@ pub struct Params {
 }
 
 impl Params {
+    /// The convolution geometry of these parameters for the given sizes (the case format's
+    /// and the sweep families' one way to build it).
+    pub fn conv<const D: usize>(
+        &self,
+        batch: usize,
+        in_channels: usize,
+        out_channels: usize,
+        input_size: &[usize],
+        kernel_size: &[usize],
+    ) -> Result<ConvNd<D>, String> {
+        ConvSpec {
+            batch,
+            in_channels,
+            out_channels,
+            input_size: arr(input_size, "input shape")?,
+            kernel_size: arr(kernel_size, "weight shape")?,
+            stride: arr(&self.stride, "stride")?,
+            padding_lo: arr(&self.padding_lo, "padding_lo")?,
+            padding_hi: arr(&self.padding_hi, "padding_hi")?,
+            dilation: arr(&self.dilation, "dilation")?,
+            groups: self.groups,
+        }
+        .build()
+        .map_err(|e| e.to_string())
+    }
+
+    /// The pooling geometry of these parameters for the given sizes.
+    pub fn pool<const D: usize>(
+        &self,
+        batch: usize,
+        channels: usize,
+        input_size: &[usize],
+    ) -> Result<PoolNd<D>, String> {
+        PoolSpec {
+            batch,
+            channels,
+            input_size: arr(input_size, "input shape")?,
+            kernel_size: arr(&self.kernel_size, "kernel_size")?,
+            stride: arr(&self.stride, "stride")?,
+            padding: arr(&self.padding, "padding")?,
+            dilation: arr(&self.dilation, "dilation")?,
+            ceil_mode: self.ceil_mode,
+            count_include_pad: self.count_include_pad,
+            divisor_override: self.divisor_override,
+        }
+        .build()
+        .map_err(|e| e.to_string())
+    }
+
     /// Defaults for `dims` spatial dimensions.
     pub fn defaults(dims: usize) -> Self {
         Params {
@@ -193,19 +242,9 @@ impl Case {
             ));
         }
         let p = &self.params;
-        let spec = ConvSpec {
-            batch: x[0],
-            in_channels: x[1],
-            out_channels: weight.shape[0],
-            input_size: arr(&x[2..], "input shape")?,
-            kernel_size: arr(&weight.shape[2..], "weight shape")?,
-            stride: arr(&p.stride, "stride")?,
-            padding_lo: arr(&p.padding_lo, "padding_lo")?,
-            padding_hi: arr(&p.padding_hi, "padding_hi")?,
-            dilation: arr(&p.dilation, "dilation")?,
-            groups: p.groups,
-        };
-        let conv = spec.build().map_err(|e| format!("invalid geometry: {e}"))?;
+        let conv = p
+            .conv::<D>(x[0], x[1], weight.shape[0], &x[2..], &weight.shape[2..])
+            .map_err(|e| format!("invalid geometry: {e}"))?;
         if p.groups > 0 && weight.shape[1] * p.groups != x[1] {
             return Err(format!(
                 "weight has shape {:?}: dimension 1 must be in_channels / groups = {}",
@@ -222,20 +261,9 @@ impl Case {
         if x.len() != D + 2 {
             return Err(format!("input must have {} dimensions, got {:?}", D + 2, x));
         }
-        let p = &self.params;
-        let spec = PoolSpec {
-            batch: x[0],
-            channels: x[1],
-            input_size: arr(&x[2..], "input shape")?,
-            kernel_size: arr(&p.kernel_size, "kernel_size")?,
-            stride: arr(&p.stride, "stride")?,
-            padding: arr(&p.padding, "padding")?,
-            dilation: arr(&p.dilation, "dilation")?,
-            ceil_mode: p.ceil_mode,
-            count_include_pad: p.count_include_pad,
-            divisor_override: p.divisor_override,
-        };
-        spec.build().map_err(|e| format!("invalid geometry: {e}"))
+        self.params
+            .pool::<D>(x[0], x[1], &x[2..])
+            .map_err(|e| format!("invalid geometry: {e}"))
     }
 
     /// Checks that the parameters make a valid geometry and that every dataset has the shape

@@ -375,42 +375,18 @@ impl Shape {
 
     /// The convolution geometry.
     pub fn conv<const D: usize>(&self) -> Result<origami_kernels::ConvNd<D>, String> {
-        let a = |v: &[usize], name: &str| crate::case::arr::<D>(v, name);
-        let p = &self.params;
-        origami_kernels::ConvSpec {
-            batch: self.batch,
-            in_channels: self.channels,
-            out_channels: self.out_channels,
-            input_size: a(&self.size, "size")?,
-            kernel_size: a(&self.kernel, "kernel")?,
-            stride: a(&p.stride, "stride")?,
-            padding_lo: a(&p.padding_lo, "padding")?,
-            padding_hi: a(&p.padding_hi, "padding")?,
-            dilation: a(&p.dilation, "dilation")?,
-            groups: p.groups,
-        }
-        .build()
-        .map_err(|e| e.to_string())
+        self.params.conv::<D>(
+            self.batch,
+            self.channels,
+            self.out_channels,
+            &self.size,
+            &self.kernel,
+        )
     }
 
     /// The pooling geometry.
     pub fn pool<const D: usize>(&self) -> Result<origami_kernels::PoolNd<D>, String> {
-        let a = |v: &[usize], name: &str| crate::case::arr::<D>(v, name);
-        let p = &self.params;
-        origami_kernels::PoolSpec {
-            batch: self.batch,
-            channels: self.channels,
-            input_size: a(&self.size, "size")?,
-            kernel_size: a(&p.kernel_size, "kernel")?,
-            stride: a(&p.stride, "stride")?,
-            padding: a(&p.padding, "padding")?,
-            dilation: a(&p.dilation, "dilation")?,
-            ceil_mode: p.ceil_mode,
-            count_include_pad: p.count_include_pad,
-            divisor_override: p.divisor_override,
-        }
-        .build()
-        .map_err(|e| e.to_string())
+        self.params.pool::<D>(self.batch, self.channels, &self.size)
     }
 
     fn check<const D: usize>(&self) -> Result<(), String> {
