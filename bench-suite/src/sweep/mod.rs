@@ -267,12 +267,20 @@ pub fn measurement_count(
         .iter()
         .map(|p| {
             let dirs = if p.shape.op == Op::Conv { 3 } else { 2 };
-            let chosen = impls.iter().filter(|i| {
-                i.applies_to(p.shape.op) && (variants.is_empty() || variants.contains(&i.variant()))
-            });
-            dirs * chosen.count()
+            dirs * chosen(impls, p.shape.op, variants).count()
         })
         .sum()
+}
+
+/// The implementations that serve `op` and pass the variant filter.
+fn chosen<'a>(
+    impls: &'a [Box<dyn Implementation>],
+    op: Op,
+    variants: &'a [String],
+) -> impl Iterator<Item = &'a Box<dyn Implementation>> {
+    impls.iter().filter(move |i| {
+        i.applies_to(op) && (variants.is_empty() || variants.contains(&i.variant()))
+    })
 }
 
 /// Seed of a point's data: the same inputs for every run of the same point.
@@ -337,11 +345,7 @@ pub fn run(
         };
         for &d in work.directions() {
             let expected = work.reference(d);
-            let chosen = impls.iter().filter(|i| {
-                i.applies_to(point.shape.op)
-                    && (variants.is_empty() || variants.contains(&i.variant()))
-            });
-            for imp in chosen {
+            for imp in chosen(impls, point.shape.op, variants) {
                 let variant = imp.variant();
                 let backend = imp.backend();
                 progress.start(point, &variant, d);
