@@ -44,7 +44,7 @@ pub mod error;
 pub mod gemm;
 pub mod pool;
 pub mod reference;
-mod window;
+pub mod window;
 
 pub use conv::{
     Conv1d, Conv2d, Conv3d, ConvAlgorithm, ConvNd, ConvOp, ConvSpec, ConvTransposeNd,

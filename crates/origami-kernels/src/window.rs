@@ -37,14 +37,23 @@ pub(crate) fn inverse_tap(i: usize, k: usize, axis: &Axis) -> Option<usize> {
     (o < axis.output).then_some(o)
 }
 
-/// One spatial dimension of a windowed op.
+/// One spatial dimension of a windowed op, as a validated geometry promoted to three
+/// dimensions describes it ([`ConvNd::axes`](crate::ConvNd::axes),
+/// [`PoolNd::axes`](crate::PoolNd::axes)). Other backends (the GPU crate) read their index
+/// arithmetic from here rather than re-deriving it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Axis {
+pub struct Axis {
+    /// Input extent.
     pub input: usize,
+    /// Output extent.
     pub output: usize,
+    /// Kernel (window) extent in taps.
     pub kernel: usize,
+    /// Step between neighbouring windows.
     pub stride: usize,
+    /// Spacing between taps.
     pub dilation: usize,
+    /// Padding before the input (pooling pads as much after it).
     pub pad_lo: usize,
 }
 

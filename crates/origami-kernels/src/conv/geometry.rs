@@ -277,6 +277,13 @@ impl<const D: usize> ConvNd<D> {
         self.shape.output_len
     }
 
+    /// The spatial axes promoted to three dimensions, outermost first: a 1-D or 2-D geometry
+    /// has leading axes of extent 1 (input, output and kernel), stride and dilation 1, no
+    /// padding.
+    pub fn axes(&self) -> [Axis; 3] {
+        self.shape.axes
+    }
+
     /// Multiply-adds of one forward pass (each backward pass costs the same).
     /// Saturates at `u64::MAX`.
     pub fn macs(&self) -> u64 {

@@ -265,6 +265,19 @@ impl<const D: usize> PoolNd<D> {
         self.shape.output_len
     }
 
+    /// The spatial axes promoted to three dimensions, outermost first (leading axes of a 1-D
+    /// or 2-D geometry have extent 1).
+    pub fn axes(&self) -> [Axis; 3] {
+        self.shape.axes
+    }
+
+    /// The average's divisor for the output at promoted coordinates `o` (`[od, oh, ow]`):
+    /// `divisor_override`, or the taps of the window that count (inside the padded input
+    /// with `count_include_pad`, inside the input without).
+    pub fn divisor_at(&self, o: [usize; 3]) -> usize {
+        self.shape.divisor(o)
+    }
+
     /// Taps of one window (product of the kernel extents).
     pub fn window_taps(&self) -> usize {
         self.spec.kernel_size.iter().product()
