@@ -6,7 +6,9 @@
 //! Criterion reports convolution throughput in elements/s where an element is one FLOP
 //! (2 x MACs), and pooling throughput in bytes/s. Settings, all optional:
 //! `ORIGAMI_SWEEP_PROFILE` (smoke, quick, full), `ORIGAMI_SWEEP_FAMILIES` and
-//! `ORIGAMI_SWEEP_VARIANTS` (comma-separated), and criterion's own arguments after `--`.
+//! `ORIGAMI_SWEEP_VARIANTS` (comma-separated), `ORIGAMI_SWEEP_BACKEND` (`cpu`, the default;
+//! `gpu` or `all` add the GPU crate's variants, kernels timed on resident buffers and the
+//! transfers apart), and criterion's own arguments after `--`.
 
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
 use origami_bench::case::Op;
@@ -14,6 +16,7 @@ use origami_bench::family::{self, Profile};
 use origami_bench::machine::{self, Effort};
 use origami_bench::report;
 use origami_bench::results::{self, Results};
+use origami_bench::run::Backends;
 use origami_bench::sweep::{self, Measurement, Progress, Selection, Timer, Timing};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -184,7 +187,19 @@ fn main() {
         warm_up,
         measurement,
     };
-    let impls = sweep::cpu_implementations();
+    let backends = match std::env::var("ORIGAMI_SWEEP_BACKEND").as_deref() {
+        Err(_) | Ok("cpu") => Backends::Cpu,
+        Ok("gpu") => Backends::Gpu,
+        Ok("all") => Backends::All,
+        Ok(other) => {
+            eprintln!("error: ORIGAMI_SWEEP_BACKEND={other:?}: use cpu, gpu or all");
+            std::process::exit(2);
+        }
+    };
+    let impls = sweep::implementations(backends).unwrap_or_else(|e| {
+        eprintln!("error: {e}");
+        std::process::exit(2)
+    });
     let rows = sweep::run(
         &points,
         &impls,

@@ -4,7 +4,7 @@
 use crate::case::Case;
 use crate::case_file::read_cases;
 use crate::compare::{Comparison, compare, compare_indices};
-use crate::run::{RunError, Variant, run};
+use crate::run::{Backends, RunError, Variant, run};
 use std::io::{self, Write};
 use std::path::Path;
 
@@ -32,10 +32,12 @@ impl Summary {
     }
 }
 
-/// Runs every case of `files` on the variants whose names are in `only` (all when empty).
+/// Runs every case of `files` on the variants of `backends` whose names are in `only` (all
+/// when empty).
 pub fn eval_files(
     files: &[impl AsRef<Path>],
     only: &[String],
+    backends: Backends,
     out: &mut impl Write,
 ) -> io::Result<Summary> {
     let mut summary = Summary::default();
@@ -45,7 +47,7 @@ pub fn eval_files(
             Ok(cases) => {
                 writeln!(out, "# {} ({} cases)", file.display(), cases.len())?;
                 for case in &cases {
-                    eval_case(case, only, out, &mut summary)?;
+                    eval_case(case, only, backends, out, &mut summary)?;
                 }
             }
             Err(e) => {
@@ -62,13 +64,14 @@ pub fn eval_files(
 pub fn eval_case(
     case: &Case,
     only: &[String],
+    backends: Backends,
     out: &mut impl Write,
     summary: &mut Summary,
 ) -> io::Result<()> {
     let (default_rtol, default_atol) = case.dtype.default_tolerances();
     let rtol = case.rtol.unwrap_or(default_rtol);
     let atol = case.atol.unwrap_or(default_atol);
-    for variant in Variant::all_for(case.op) {
+    for variant in Variant::for_backends(case.op, backends) {
         if !only.is_empty() && !only.iter().any(|n| n == variant.name()) {
             continue;
         }
@@ -77,14 +80,14 @@ pub fn eval_case(
             Err(RunError::Unsupported(reason)) => {
                 writeln!(
                     out,
-                    "{:<28} {:<11} cannot serve this case: {reason}",
+                    "{:<28} {:<14} cannot serve this case: {reason}",
                     case.name,
-                    variant.name()
+                    variant.label()
                 )?;
                 continue;
             }
             Err(RunError::Invalid(msg)) => {
-                writeln!(out, "{:<28} {:<11} FAIL  {msg}", case.name, variant.name())?;
+                writeln!(out, "{:<28} {:<14} FAIL  {msg}", case.name, variant.label())?;
                 summary.failed += 1;
                 continue;
             }
@@ -115,9 +118,9 @@ pub fn eval_case(
             let verdict = if c.passed { "pass" } else { "FAIL" };
             write!(
                 out,
-                "{:<28} {:<11} {:<12} max_err {:.3e}  bound {:.3e}  {verdict}",
+                "{:<28} {:<14} {:<12} max_err {:.3e}  bound {:.3e}  {verdict}",
                 case.name,
-                variant.name(),
+                variant.label(),
                 name,
                 c.max_abs_err,
                 c.bound

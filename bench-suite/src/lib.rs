@@ -10,6 +10,7 @@ pub mod case_file;
 pub mod compare;
 pub mod eval;
 pub mod family;
+pub mod gpu;
 pub mod gradcheck;
 pub mod machine;
 pub mod report;

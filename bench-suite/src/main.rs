@@ -6,8 +6,9 @@ use origami_bench::case::Op;
 use origami_bench::family::{self, Profile};
 use origami_bench::machine::{self, Effort};
 use origami_bench::results::{self, Results, Row};
+use origami_bench::run::{Backends, Variant};
 use origami_bench::sweep::{self, Direction, PlannedPoint, Progress, RepeatTimer, Selection};
-use origami_bench::{eval, gradcheck, report, run::Variant};
+use origami_bench::{eval, gradcheck, report};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -30,12 +31,22 @@ enum Backend {
     All,
 }
 
+impl From<Backend> for Backends {
+    fn from(b: Backend) -> Self {
+        match b {
+            Backend::Cpu => Backends::Cpu,
+            Backend::Gpu => Backends::Gpu,
+            Backend::All => Backends::All,
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run golden case files (origami-cases/1) on every variant that can serve each case.
     /// Exit status: 0 all passed, 1 a comparison failed, 2 a file or case is unreadable.
     Eval {
-        /// Only these variants (repeatable): direct, unrolled, fold, prefix_sum.
+        /// Only these variants (repeatable): direct, unrolled, fold, prefix_sum, tiled.
         #[arg(long = "variant", value_name = "NAME")]
         variants: Vec<String>,
         /// Which backend runs the cases.
@@ -68,7 +79,7 @@ enum Command {
         /// Only these ops (repeatable): conv, max_pool, avg_pool, sum_pool.
         #[arg(long = "op", value_name = "OP")]
         ops: Vec<String>,
-        /// Only these variants (repeatable): auto, direct, unrolled, fold, prefix_sum.
+        /// Only these variants (repeatable): auto, direct, unrolled, fold, prefix_sum, tiled.
         #[arg(long = "variant", value_name = "NAME")]
         variants: Vec<String>,
         /// Which backend runs the points.
@@ -133,11 +144,13 @@ fn main() -> ExitCode {
                 );
                 return ExitCode::from(2);
             }
-            if backend == Backend::Gpu {
-                eprintln!("error: this build has no GPU backend");
+            if backend != Backend::Cpu
+                && let Err(e) = origami_bench::gpu::shared()
+            {
+                eprintln!("error: --backend gpu: {e}");
                 return ExitCode::from(2);
             }
-            match eval::eval_files(&files, &variants, &mut out) {
+            match eval::eval_files(&files, &variants, backend.into(), &mut out) {
                 Ok(summary) => summary.exit_code(),
                 Err(e) => {
                     eprintln!("error: {e}");
@@ -335,9 +348,6 @@ fn sweep_command(a: &SweepArgs, out: &mut impl Write) -> Result<u8, String> {
             known.join(", ")
         ));
     }
-    if a.backend == Backend::Gpu {
-        return Err("this build has no GPU backend".into());
-    }
     if a.threads != 1 {
         return Err(format!(
             "--threads {}: the kernels run on one thread in this build (no parallel driver yet); use --threads 1",
@@ -366,7 +376,7 @@ fn sweep_command(a: &SweepArgs, out: &mut impl Write) -> Result<u8, String> {
     eprintln!("measuring the machine's ceilings...");
     let machine = machine::measure(available_threads(), effort);
     eprintln!("{}", machine.summary());
-    let impls = sweep::cpu_implementations();
+    let impls = sweep::implementations(a.backend.into())?;
     let count = sweep::measurement_count(&points, &impls, &a.variants);
     let bar = ProgressBar::new(count as u64);
     bar.set_style(

@@ -61,8 +61,17 @@ pub struct Row {
     pub peak_fraction: f64,
     /// `max |ours - reference| / max |reference|` in the check before timing.
     pub max_error: f64,
+    /// GPU rows: median seconds to upload the pass's inputs and download its result, timed
+    /// apart from the kernel (`median_s`); NaN on the CPU. Files without the column read as
+    /// NaN.
+    #[serde(default = "nan")]
+    pub transfer_s: f64,
     /// Why a row is not `ok`.
     pub note: String,
+}
+
+fn nan() -> f64 {
+    f64::NAN
 }
 
 impl Row {
@@ -137,6 +146,9 @@ const FLOATS: [FloatCol; 9] = [
     ("max_error", |r| r.max_error, |r, v| r.max_error = v),
 ];
 
+/// Columns added after the first files were written: read as NaN when absent.
+const OPTIONAL_FLOATS: [FloatCol; 1] = [("transfer_s", |r| r.transfer_s, |r, v| r.transfer_s = v)];
+
 type MachineCol = (&'static str, fn(&Machine) -> f64, fn(&mut Machine, f64));
 
 const MACHINE_FLOATS: [MachineCol; 6] = [
@@ -194,7 +206,7 @@ pub fn write_h5(path: &Path, results: &Results) -> Result<(), String> {
         let values: Vec<i64> = rows.iter().map(get).collect();
         g.create_dataset(name).with_i64_data(&values);
     }
-    for (name, get, _) in FLOATS {
+    for (name, get, _) in FLOATS.iter().chain(&OPTIONAL_FLOATS) {
         let values: Vec<f64> = rows.iter().map(get).collect();
         g.create_dataset(name).with_f64_data(&values);
     }
@@ -286,6 +298,15 @@ pub fn read_h5(path: &Path) -> Result<Results, String> {
         check_len(name, v.len())?;
         floats.push((set, v));
     }
+    for (name, _, set) in OPTIONAL_FLOATS {
+        if let Ok(d) = group.dataset(name) {
+            let v = d
+                .read_f64()
+                .map_err(|e| err(format!("cannot read column {name} as float64: {e}")))?;
+            check_len(name, v.len())?;
+            floats.push((set, v));
+        }
+    }
     let rows = (0..len.unwrap_or(0))
         .map(|i| {
             let mut r = Row::empty();
@@ -329,6 +350,7 @@ impl Row {
             gbps: f64::NAN,
             peak_fraction: f64::NAN,
             max_error: f64::NAN,
+            transfer_s: f64::NAN,
             note: String::new(),
         }
     }

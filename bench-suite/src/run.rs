@@ -1,39 +1,114 @@
-//! Runs a [`Case`] on one variant of the kernel crate: the one registry of (op, variant)
-//! that `eval` and the tests share.
+//! Runs a [`Case`] on one variant of the kernel crate or the GPU crate: the one registry
+//! of (backend, op, variant) that `eval`, the sweep and the tests share.
 
 use crate::case::{Case, Dtype, Op};
-use origami_kernels::{ConvAlgorithm, ConvOp, Element, PoolAlgorithm, PoolOp};
+use origami_gpu::{Gpu, GpuBuffer, GpuConv, GpuConvAlgorithm, GpuError, GpuPool};
+use origami_kernels::{ConvAlgorithm, ConvNd, ConvOp, Element, PoolAlgorithm, PoolNd, PoolOp};
 
-/// An algorithm of the CPU backend, for either op family.
+/// An algorithm of a backend, for either op family.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Variant {
-    /// A convolution algorithm.
+    /// A CPU convolution algorithm.
     Conv(ConvAlgorithm),
-    /// A pooling algorithm.
+    /// A CPU pooling algorithm.
     Pool(PoolAlgorithm),
+    /// A GPU convolution algorithm.
+    GpuConv(GpuConvAlgorithm),
+    /// A GPU pooling algorithm (`direct` or `prefix_sum`).
+    GpuPool(PoolAlgorithm),
+}
+
+/// The GPU's pooling algorithms.
+pub const GPU_POOL_ALGORITHMS: [PoolAlgorithm; 2] =
+    [PoolAlgorithm::Direct, PoolAlgorithm::PrefixSum];
+
+/// Which backends a command runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Backends {
+    /// The CPU kernels.
+    Cpu,
+    /// The GPU crate.
+    Gpu,
+    /// Both.
+    All,
+}
+
+impl Backends {
+    /// Whether the CPU runs.
+    pub fn cpu(self) -> bool {
+        self != Backends::Gpu
+    }
+
+    /// Whether the GPU runs.
+    pub fn gpu(self) -> bool {
+        self != Backends::Cpu
+    }
 }
 
 impl Variant {
-    /// The variant's name (`direct`, `unrolled`, `fold`, `prefix_sum`).
+    /// The algorithm's name (`direct`, `unrolled`, `fold`, `prefix_sum`, `tiled`, ...).
     pub fn name(self) -> &'static str {
         match self {
             Variant::Conv(a) => a.name(),
-            Variant::Pool(a) => a.name(),
+            Variant::Pool(a) | Variant::GpuPool(a) => a.name(),
+            Variant::GpuConv(a) => a.name(),
         }
     }
 
-    /// Every concrete variant that applies to `op`.
-    pub fn all_for(op: Op) -> Vec<Variant> {
-        match op {
-            Op::Conv => ConvAlgorithm::ALL.into_iter().map(Variant::Conv).collect(),
-            _ => PoolAlgorithm::ALL.into_iter().map(Variant::Pool).collect(),
+    /// `cpu` or `gpu`.
+    pub fn backend(self) -> &'static str {
+        match self {
+            Variant::Conv(_) | Variant::Pool(_) => "cpu",
+            Variant::GpuConv(_) | Variant::GpuPool(_) => "gpu",
         }
+    }
+
+    /// The name with the backend for GPU variants (`direct`, `gpu:tiled`), for reports.
+    pub fn label(self) -> String {
+        match self.backend() {
+            "cpu" => self.name().to_owned(),
+            b => format!("{b}:{}", self.name()),
+        }
+    }
+
+    /// Whether the variant serves `op`.
+    pub fn applies_to(self, op: Op) -> bool {
+        match self {
+            Variant::Conv(_) | Variant::GpuConv(_) => op == Op::Conv,
+            Variant::Pool(_) | Variant::GpuPool(_) => op != Op::Conv,
+        }
+    }
+
+    /// Every concrete CPU variant that applies to `op`.
+    pub fn all_for(op: Op) -> Vec<Variant> {
+        Self::for_backends(op, Backends::Cpu)
+    }
+
+    /// Every concrete variant of `backends` that applies to `op`, CPU first.
+    pub fn for_backends(op: Op, backends: Backends) -> Vec<Variant> {
+        let mut v = Vec::new();
+        if backends.cpu() {
+            match op {
+                Op::Conv => v.extend(ConvAlgorithm::ALL.into_iter().map(Variant::Conv)),
+                _ => v.extend(PoolAlgorithm::ALL.into_iter().map(Variant::Pool)),
+            }
+        }
+        if backends.gpu() {
+            match op {
+                Op::Conv => v.extend(GpuConvAlgorithm::ALL.into_iter().map(Variant::GpuConv)),
+                _ => v.extend(GPU_POOL_ALGORITHMS.into_iter().map(Variant::GpuPool)),
+            }
+        }
+        v
     }
 
     /// Every variant name, for command-line validation.
     pub fn all_names() -> Vec<&'static str> {
         let mut v: Vec<&str> = ConvAlgorithm::ALL.iter().map(|a| a.name()).collect();
         v.extend(PoolAlgorithm::ALL.iter().map(|a| a.name()));
+        v.extend(GpuConvAlgorithm::ALL.iter().map(|a| a.name()));
+        v.sort_unstable();
+        v.dedup();
         v
     }
 }
@@ -64,6 +139,9 @@ pub enum RunError {
 
 /// Runs forward and, when the case has `grad_output`, every backward pass.
 pub fn run(case: &Case, variant: Variant) -> Result<Results, RunError> {
+    if variant.backend() == "gpu" {
+        return run_gpu(case, variant);
+    }
     match (case.dtype, case.dims) {
         (Dtype::F32, 1) => run_typed::<f32, 1>(case, variant),
         (Dtype::F32, 2) => run_typed::<f32, 2>(case, variant),
@@ -154,6 +232,117 @@ fn run_typed<T: Element, const D: usize>(
         (op, v) => Err(RunError::Invalid(format!(
             "variant {} does not apply to {}",
             v.name(),
+            op.name()
+        ))),
+    }
+}
+
+/// A GPU error as a run error: a refused algorithm is `Unsupported`, anything else
+/// `Invalid` (which `eval` counts as a failure).
+pub fn gpu_error(e: GpuError) -> RunError {
+    match e {
+        GpuError::Kernel(k) => kernel_error(k),
+        other => RunError::Invalid(other.to_string()),
+    }
+}
+
+fn run_gpu(case: &Case, variant: Variant) -> Result<Results, RunError> {
+    if case.dtype != Dtype::F32 {
+        return Err(RunError::Unsupported(
+            "the GPU backend computes in f32".into(),
+        ));
+    }
+    let gpu = crate::gpu::shared().map_err(RunError::Invalid)?;
+    match case.dims {
+        1 => run_gpu_dims::<1>(gpu, case, variant),
+        2 => run_gpu_dims::<2>(gpu, case, variant),
+        3 => run_gpu_dims::<3>(gpu, case, variant),
+        d => Err(RunError::Invalid(format!("dims = {d}: must be 1, 2 or 3"))),
+    }
+}
+
+fn upload(gpu: &Gpu, v: &[f64]) -> Result<GpuBuffer, RunError> {
+    gpu.upload(&cast::<f32>(v)).map_err(gpu_error)
+}
+
+fn download(gpu: &Gpu, b: &GpuBuffer) -> Result<Vec<f64>, RunError> {
+    Ok(widen(&gpu.read(b).map_err(gpu_error)?))
+}
+
+fn run_gpu_dims<const D: usize>(
+    gpu: &Gpu,
+    case: &Case,
+    variant: Variant,
+) -> Result<Results, RunError> {
+    let x = upload(gpu, &case.input.data)?;
+    let dy = match &case.grad_output {
+        Some(g) => Some(upload(gpu, &g.data)?),
+        None => None,
+    };
+    match (case.op, variant) {
+        (Op::Conv, Variant::GpuConv(algo)) => {
+            let geometry: ConvNd<D> = case.conv_geometry::<D>().map_err(RunError::Invalid)?;
+            let conv = GpuConv::new(gpu, geometry, algo).map_err(gpu_error)?;
+            let w = upload(
+                gpu,
+                case.weight.as_ref().map(|w| &w.data[..]).unwrap_or(&[]),
+            )?;
+            let b = match &case.bias {
+                Some(b) => Some(upload(gpu, &b.data)?),
+                None => None,
+            };
+            let y = gpu.zeros(geometry.output_len()).map_err(gpu_error)?;
+            gpu.run(|rec| conv.forward(rec, &x, &w, b.as_ref(), &y))
+                .map_err(gpu_error)?;
+            let mut r = Results {
+                output: download(gpu, &y)?,
+                ..Results::default()
+            };
+            if let Some(dy) = dy {
+                let dx = gpu.zeros(geometry.input_len()).map_err(gpu_error)?;
+                let dw = gpu.zeros(geometry.weight_len()).map_err(gpu_error)?;
+                let db = gpu.zeros(geometry.bias_len()).map_err(gpu_error)?;
+                gpu.run(|rec| {
+                    conv.backward_input(rec, &dy, &w, &dx)?;
+                    conv.backward_weight(rec, &x, &dy, &dw)?;
+                    conv.backward_bias(rec, &dy, &db)
+                })
+                .map_err(gpu_error)?;
+                r.grad_input = Some(download(gpu, &dx)?);
+                r.grad_weight = Some(download(gpu, &dw)?);
+                r.grad_bias = Some(download(gpu, &db)?);
+            }
+            Ok(r)
+        }
+        (op, Variant::GpuPool(algo)) if op != Op::Conv => {
+            let geometry: PoolNd<D> = case.pool_geometry::<D>().map_err(RunError::Invalid)?;
+            let kind = op
+                .pool_kind()
+                .ok_or(RunError::Invalid("not a pool".into()))?;
+            let pool = GpuPool::new(gpu, geometry, kind, algo).map_err(gpu_error)?;
+            let y = gpu.zeros(geometry.output_len()).map_err(gpu_error)?;
+            let ix = gpu.zeros::<u32>(geometry.output_len()).map_err(gpu_error)?;
+            gpu.run(|rec| pool.forward(rec, &x, &y, Some(&ix)))
+                .map_err(gpu_error)?;
+            let mut r = Results {
+                output: download(gpu, &y)?,
+                ..Results::default()
+            };
+            if op == Op::MaxPool {
+                let got = gpu.read(&ix).map_err(gpu_error)?;
+                r.indices = Some(got.into_iter().map(i64::from).collect());
+            }
+            if let Some(dy) = dy {
+                let dx = gpu.zeros(geometry.input_len()).map_err(gpu_error)?;
+                gpu.run(|rec| pool.backward(rec, &dy, Some(&ix), &dx))
+                    .map_err(gpu_error)?;
+                r.grad_input = Some(download(gpu, &dx)?);
+            }
+            Ok(r)
+        }
+        (op, v) => Err(RunError::Invalid(format!(
+            "variant {} does not apply to {}",
+            v.label(),
             op.name()
         ))),
     }

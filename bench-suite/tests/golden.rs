@@ -3,7 +3,7 @@
 use origami_bench::case::Op;
 use origami_bench::case_file::read_cases;
 use origami_bench::eval::{Summary, eval_case};
-use origami_bench::run::{Variant, run};
+use origami_bench::run::{Backends, Variant, run};
 use std::collections::HashSet;
 use std::path::PathBuf;
 
@@ -28,7 +28,7 @@ fn every_golden_case_passes_on_every_variant() {
     for file in &files {
         let cases = read_cases(file).unwrap_or_else(|e| panic!("{e}"));
         for case in &cases {
-            eval_case(case, &[], &mut out, &mut summary).unwrap();
+            eval_case(case, &[], Backends::Cpu, &mut out, &mut summary).unwrap();
             for v in Variant::all_for(case.op) {
                 if run(case, v).is_ok() {
                     served.insert((case.op, v.name(), case.dims));
@@ -55,4 +55,28 @@ fn every_golden_case_passes_on_every_variant() {
             );
         }
     }
+}
+
+/// The same cases on the GPU backend (its f32 cases; f64 ones are reported as not served).
+/// Skipped, with the reason, without an adapter; `ORIGAMI_REQUIRE_GPU=1` makes that a failure.
+#[test]
+fn every_golden_case_passes_on_the_gpu() {
+    if let Err(why) = origami_bench::gpu::shared() {
+        assert!(
+            std::env::var_os("ORIGAMI_REQUIRE_GPU").is_none(),
+            "ORIGAMI_REQUIRE_GPU is set but {why}"
+        );
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let mut summary = Summary::default();
+    let mut out = Vec::new();
+    for file in golden_files() {
+        for case in &read_cases(&file).unwrap_or_else(|e| panic!("{e}")) {
+            eval_case(case, &[], Backends::Gpu, &mut out, &mut summary).unwrap();
+        }
+    }
+    let report = String::from_utf8(out).unwrap();
+    assert_eq!(summary.failed, 0, "{report}");
+    assert!(summary.passed > 150, "{report}");
 }

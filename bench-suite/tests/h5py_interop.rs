@@ -76,7 +76,13 @@ fn h5py_reads_ours_and_we_read_h5pys() {
     assert_eq!(rewritten.len(), cases.len());
     assert!(rewritten.iter().any(|c| c.grad_input.is_none()));
     let mut report = Vec::new();
-    let summary = eval_files(&[&theirs], &[], &mut report).unwrap();
+    let summary = eval_files(
+        &[&theirs],
+        &[],
+        origami_bench::run::Backends::Cpu,
+        &mut report,
+    )
+    .unwrap();
     let report = String::from_utf8(report).unwrap();
     assert_eq!((summary.failed, summary.unreadable), (0, 0), "{report}");
     assert!(summary.passed >= 20, "{report}");

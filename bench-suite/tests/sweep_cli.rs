@@ -10,8 +10,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn bench(args: &[&str]) -> (i32, String, String) {
+    bench_env(args, &[])
+}
+
+fn bench_env(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_origami-bench"))
         .args(args)
+        .envs(env.iter().copied())
         .output()
         .unwrap();
     (
@@ -154,13 +159,12 @@ print("ok")
 fn bad_sweep_arguments_exit_2_and_name_the_value() {
     let out = tmp("bad");
     let o = out.to_str().unwrap();
-    let cases: [(&[&str], &str); 6] = [
+    let cases: [(&[&str], &str); 5] = [
         (&["--profile", "huge"], "huge"),
         (&["--family", "resnet_9x9"], "resnet_9x9"),
         (&["--variant", "winograd"], "winograd"),
         (&["--op", "min_pool"], "min_pool"),
         (&["--threads", "3"], "--threads 3"),
-        (&["--backend", "gpu"], "GPU"),
     ];
     for (extra, needle) in cases {
         let mut args = vec!["sweep", "--out", o];
@@ -175,6 +179,78 @@ fn bad_sweep_arguments_exit_2_and_name_the_value() {
     let (code, _, stderr) = bench(&["report", o]);
     assert_eq!(code, 2);
     assert!(stderr.contains("results.h5"), "{stderr}");
+    // No Vulkan driver: the GPU backend is refused with the reason, not a panic.
+    let no_driver = [
+        ("VK_ICD_FILENAMES", "/nonexistent"),
+        ("WGPU_BACKEND", "vulkan"),
+    ];
+    let args = [
+        "sweep",
+        "--out",
+        o,
+        "--profile",
+        "smoke",
+        "--backend",
+        "gpu",
+    ];
+    let (code, stdout, stderr) = bench_env(&args, &no_driver);
+    assert_eq!(code, 2, "{stdout}{stderr}");
+    assert!(stderr.contains("no GPU adapter"), "{stderr}");
+    let golden = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../datasets/golden/conv_f32.h5"
+    );
+    let (code, stdout, stderr) = bench_env(&["eval", "--backend", "gpu", golden], &no_driver);
+    assert_eq!(code, 2, "{stdout}{stderr}");
+    assert!(stderr.contains("no GPU adapter"), "{stderr}");
+}
+
+/// With an adapter (llvmpipe in CI), `--backend all` times GPU rows next to the CPU's,
+/// with their transfers apart, and charts them.
+#[test]
+fn a_sweep_on_all_backends_has_gpu_rows() {
+    if let Err(why) = origami_bench::gpu::shared() {
+        assert!(
+            std::env::var_os("ORIGAMI_REQUIRE_GPU").is_none(),
+            "ORIGAMI_REQUIRE_GPU is set but {why}"
+        );
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let out = tmp("all");
+    let o = out.to_str().unwrap();
+    let args = [
+        "sweep",
+        "--out",
+        o,
+        "--profile",
+        "smoke",
+        "--backend",
+        "all",
+        "--family",
+        "sequence_conv1d",
+        "--family",
+        "max_window",
+    ];
+    let (code, stdout, stderr) = bench(&args);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let results = origami_bench::results::read_h5(&out.join("results.h5")).unwrap();
+    let gpu: Vec<_> = results.rows.iter().filter(|r| r.backend == "gpu").collect();
+    let variants: std::collections::BTreeSet<&str> =
+        gpu.iter().map(|r| r.variant.as_str()).collect();
+    assert_eq!(
+        variants.into_iter().collect::<Vec<_>>(),
+        ["direct", "prefix_sum", "tiled"]
+    );
+    for r in &gpu {
+        assert_eq!(r.status, "ok", "{r:?}");
+        assert!(r.max_error <= 1e-4 && r.transfer_s > 0.0, "{r:?}");
+    }
+    let chart = std::fs::read_to_string(out.join("charts/sequence_conv1d_forward.svg")).unwrap();
+    assert!(
+        chart.contains("gpu tiled + transfer"),
+        "the chart has no GPU series"
+    );
 }
 
 #[test]

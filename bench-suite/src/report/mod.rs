@@ -2,7 +2,8 @@
 //! summary table.
 //!
 //! - per family and direction: GFLOP/s (convolution) or GB/s (pooling) per shape, one bar
-//!   per variant and baseline;
+//!   per variant and baseline; GPU variants twice, the kernel alone and with the host-device
+//!   transfer added;
 //! - window-sweep families: time against window size on log-log axes, where an `O(k^D)`
 //!   variant is a straight line of slope `D` and an `O(1)` one is flat;
 //! - a roofline per direction: arithmetic intensity (nominal FLOP per least byte) against
@@ -65,11 +66,26 @@ pub fn write(dir: &Path, results: &Results, baselines: &[Results]) -> Result<Pat
         .filter(Row::is_timed)
         .collect();
     let mut files = Vec::new();
+    // A GPU row's kernel time excludes moving data to and from the device; beside it, the
+    // same row with the transfer added shows what a caller whose tensors live on the host
+    // would see.
+    let with_transfer: Vec<Row> = ours
+        .iter()
+        .filter(|r| r.backend == "gpu" && r.transfer_s.is_finite())
+        .map(|r| {
+            let mut t = (*r).clone();
+            t.variant = format!("{} + transfer", r.variant);
+            t.median_s += r.transfer_s;
+            t.derive_rates(None);
+            t
+        })
+        .collect();
 
     for family in unique(ours.iter().map(|r| r.family.as_str())) {
         let fam: Vec<&Row> = ours
             .iter()
             .copied()
+            .chain(with_transfer.iter())
             .chain(base_rows.iter())
             .filter(|r| r.family == family)
             .collect();
@@ -112,7 +128,7 @@ pub fn write(dir: &Path, results: &Results, baselines: &[Results]) -> Result<Pat
                 stem,
                 section: "Throughput per family",
                 caption: format!(
-                    "{family}, {d}: {metric} of each variant per shape (higher is better)."
+                    "{family}, {d}: {metric} of each variant per shape (higher is better). GPU bars time the kernel on resident buffers; \"+ transfer\" adds uploading the inputs and downloading the result."
                 ),
             });
             // A family whose shapes differ in window size over at least three sizes.

@@ -12,10 +12,11 @@ use crate::case::Op;
 use crate::family::{Family, Profile, Shape};
 use crate::machine::Machine;
 use crate::results::Row;
-use crate::run::{RunError, Variant};
+use crate::run::{Backends, GPU_POOL_ALGORITHMS, RunError, Variant};
+use origami_gpu::GpuConvAlgorithm;
 use origami_kernels::{ConvAlgorithm, PoolAlgorithm};
 use std::time::Instant;
-pub use workload::{Direction, Workload};
+pub use workload::{Direction, GpuPhase, Workload};
 
 /// `f32` results must stay within this share of the reference's largest magnitude.
 pub const TOLERANCE: f64 = 1e-4;
@@ -28,8 +29,18 @@ pub trait Implementation {
     fn backend(&self) -> String;
     /// Whether it serves `op` at all.
     fn applies_to(&self, op: Op) -> bool;
-    /// Runs one pass into the workload's result buffer.
+    /// Runs one pass into the workload's result buffer: the call that is checked.
     fn run(&self, work: &mut dyn Workload, d: Direction) -> Result<(), RunError>;
+    /// The call that is timed: [`Implementation::run`] unless the backend has data to move
+    /// first (the GPU times its kernels on resident buffers).
+    fn run_timed(&self, work: &mut dyn Workload, d: Direction) -> Result<(), RunError> {
+        self.run(work, d)
+    }
+    /// Moves the pass's inputs to the device and its result back, timed apart from the
+    /// kernel; `None` for backends that work in host memory.
+    fn transfer(&self, _work: &mut dyn Workload, _d: Direction) -> Option<Result<(), RunError>> {
+        None
+    }
 }
 
 /// A CPU algorithm of the kernel crate.
@@ -56,6 +67,72 @@ impl Implementation for Cpu {
     fn run(&self, work: &mut dyn Workload, d: Direction) -> Result<(), RunError> {
         work.run_cpu(self.0, d)
     }
+}
+
+/// A GPU algorithm of the GPU crate, on the process's shared GPU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Gpu(pub Variant);
+
+impl Gpu {
+    fn phase(
+        &self,
+        work: &mut dyn Workload,
+        d: Direction,
+        phase: GpuPhase,
+    ) -> Result<(), RunError> {
+        let gpu = crate::gpu::shared().map_err(RunError::Invalid)?;
+        work.run_gpu(gpu, self.0, d, phase)
+    }
+}
+
+impl Implementation for Gpu {
+    fn variant(&self) -> String {
+        self.0.name().to_owned()
+    }
+
+    fn backend(&self) -> String {
+        "gpu".into()
+    }
+
+    fn applies_to(&self, op: Op) -> bool {
+        self.0.applies_to(op)
+    }
+
+    fn run(&self, work: &mut dyn Workload, d: Direction) -> Result<(), RunError> {
+        self.phase(work, d, GpuPhase::Whole)
+    }
+
+    fn run_timed(&self, work: &mut dyn Workload, d: Direction) -> Result<(), RunError> {
+        self.phase(work, d, GpuPhase::Kernel)
+    }
+
+    fn transfer(&self, work: &mut dyn Workload, d: Direction) -> Option<Result<(), RunError>> {
+        Some(self.phase(work, d, GpuPhase::Transfer))
+    }
+}
+
+/// Every GPU variant: convolution `direct`, `tiled`; pooling `direct`, `prefix_sum`.
+pub fn gpu_implementations() -> Vec<Box<dyn Implementation>> {
+    let conv = GpuConvAlgorithm::ALL.into_iter().map(Variant::GpuConv);
+    let pool = GPU_POOL_ALGORITHMS.into_iter().map(Variant::GpuPool);
+    conv.chain(pool)
+        .map(|v| Box::new(Gpu(v)) as Box<dyn Implementation>)
+        .collect()
+}
+
+/// The implementations of `backends`. Asking for the GPU where there is none is an error
+/// naming the reason.
+pub fn implementations(backends: Backends) -> Result<Vec<Box<dyn Implementation>>, String> {
+    let mut v = Vec::new();
+    if backends.cpu() {
+        v.extend(cpu_implementations());
+    }
+    if backends.gpu() {
+        let gpu = crate::gpu::shared().map_err(|e| format!("--backend gpu: {e}"))?;
+        eprintln!("GPU: {}", gpu.adapter_name());
+        v.extend(gpu_implementations());
+    }
+    Ok(v)
 }
 
 /// Every CPU variant, `auto` first for each op family.
@@ -310,6 +387,19 @@ pub fn relative_error(got: &[f32], expected: &[f64]) -> f64 {
     if scale > 0.0 { worst / scale } else { worst }
 }
 
+/// The median of a few timed transfers of a pass (NaN for host backends or on error).
+fn transfer_seconds(imp: &dyn Implementation, work: &mut dyn Workload, d: Direction) -> f64 {
+    let mut samples = Vec::new();
+    for _ in 0..5 {
+        let t = Instant::now();
+        match imp.transfer(work, d) {
+            Some(Ok(())) => samples.push(t.elapsed().as_secs_f64()),
+            _ => return f64::NAN,
+        }
+    }
+    Timing::from_samples(samples).map_or(f64::NAN, |t| t.median_s)
+}
+
 /// Runs the plan: for each point, each direction, each applicable implementation (filtered
 /// by `variants`), checks against the reference, then times with `timer`.
 pub fn run(
@@ -397,9 +487,10 @@ pub fn run(
                                 once_s,
                             };
                             let timing = timer.time(&m, &mut || {
-                                let _ = imp.run(&mut *work, d);
+                                let _ = imp.run_timed(&mut *work, d);
                             });
                             let Some(t) = timing else { continue };
+                            row.transfer_s = transfer_seconds(imp.as_ref(), &mut *work, d);
                             row.status = "ok".into();
                             row.median_s = t.median_s;
                             row.min_s = t.min_s;

@@ -3,7 +3,8 @@
 
 use crate::case::Op;
 use crate::family::Shape;
-use crate::run::{RunError, Variant};
+use crate::run::{RunError, Variant, gpu_error};
+use origami_gpu::{Gpu, GpuBuffer, GpuConv, GpuPool};
 use origami_kernels::{ConvNd, ConvOp, PoolKind, PoolNd, PoolOp, reference};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -44,6 +45,17 @@ impl Direction {
     }
 }
 
+/// What a GPU call of the sweep does, so that kernels and transfers are timed apart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GpuPhase {
+    /// Upload the pass's inputs, run it, wait, download its result: the checked call.
+    Whole,
+    /// Run the pass on the buffers already on the device and wait: the kernel's time.
+    Kernel,
+    /// Upload the pass's inputs and download its result, without running it.
+    Transfer,
+}
+
 /// What a sweep point offers the driver: its passes, their nominal work, the reference
 /// answer, and a way to run a CPU variant into its own output buffer.
 pub trait Workload {
@@ -60,6 +72,16 @@ pub trait Workload {
     fn reference(&self, d: Direction) -> Vec<f64>;
     /// Runs a CPU variant; the result lands in [`Workload::result`].
     fn run_cpu(&mut self, variant: Variant, d: Direction) -> Result<(), RunError>;
+    /// Runs one phase of a GPU variant on `gpu`. Device buffers are allocated on first use
+    /// and kept for the point; after [`GpuPhase::Whole`] the result is in
+    /// [`Workload::result`].
+    fn run_gpu(
+        &mut self,
+        gpu: &Gpu,
+        variant: Variant,
+        d: Direction,
+        phase: GpuPhase,
+    ) -> Result<(), RunError>;
     /// The last result of a pass.
     fn result(&self, d: Direction) -> &[f32];
     /// The last result of a pass, to poison before a check (or to corrupt in tests).
@@ -186,6 +208,22 @@ struct ConvWork<const D: usize> {
     dx: Vec<f32>,
     dw: Vec<f32>,
     scratch: Vec<f32>,
+    device: Option<ConvDevice<D>>,
+}
+
+/// A device buffer and the host data it is refreshed from.
+type Upload<'a> = (&'a GpuBuffer, &'a [f32]);
+
+/// A conv point's tensors on the GPU, and the ops built so far.
+struct ConvDevice<const D: usize> {
+    x: GpuBuffer,
+    w: GpuBuffer,
+    b: GpuBuffer,
+    dy: GpuBuffer,
+    y: GpuBuffer,
+    dx: GpuBuffer,
+    dw: GpuBuffer,
+    ops: Vec<GpuConv<D>>,
 }
 
 impl<const D: usize> ConvWork<D> {
@@ -199,8 +237,25 @@ impl<const D: usize> ConvWork<D> {
             dx: vec![0.0; conv.input_len()],
             dw: vec![0.0; conv.weight_len()],
             scratch: Vec::new(),
+            device: None,
             conv,
         }
+    }
+
+    fn device(&mut self, gpu: &Gpu) -> Result<&mut ConvDevice<D>, RunError> {
+        if self.device.is_none() {
+            self.device = Some(ConvDevice {
+                x: gpu.upload(&self.x).map_err(gpu_error)?,
+                w: gpu.upload(&self.w).map_err(gpu_error)?,
+                b: gpu.upload(&self.b).map_err(gpu_error)?,
+                dy: gpu.upload(&self.dy).map_err(gpu_error)?,
+                y: gpu.zeros(self.y.len()).map_err(gpu_error)?,
+                dx: gpu.zeros(self.dx.len()).map_err(gpu_error)?,
+                dw: gpu.zeros(self.dw.len()).map_err(gpu_error)?,
+                ops: Vec::new(),
+            });
+        }
+        Ok(self.device.as_mut().expect("just set"))
     }
 }
 
@@ -280,6 +335,67 @@ impl<const D: usize> Workload for ConvWork<D> {
         .map_err(kernel_error)
     }
 
+    fn run_gpu(
+        &mut self,
+        gpu: &Gpu,
+        variant: Variant,
+        d: Direction,
+        phase: GpuPhase,
+    ) -> Result<(), RunError> {
+        let Variant::GpuConv(algo) = variant else {
+            return Err(RunError::Invalid(format!(
+                "{} is not a GPU convolution algorithm",
+                variant.label()
+            )));
+        };
+        let geometry = self.conv;
+        let dev = self.device(gpu)?;
+        let op = match dev.ops.iter().position(|o| o.algorithm() == algo.resolve()) {
+            Some(i) => i,
+            None => {
+                dev.ops
+                    .push(GpuConv::new(gpu, geometry, algo).map_err(gpu_error)?);
+                dev.ops.len() - 1
+            }
+        };
+        let dev = self.device.as_ref().expect("allocated above");
+        let (inputs, host_out, dev_out): (Vec<Upload<'_>>, &mut Vec<f32>, &GpuBuffer) = match d {
+            Direction::Forward => (
+                vec![(&dev.x, &self.x), (&dev.w, &self.w), (&dev.b, &self.b)],
+                &mut self.y,
+                &dev.y,
+            ),
+            Direction::BackwardInput => (
+                vec![(&dev.dy, &self.dy), (&dev.w, &self.w)],
+                &mut self.dx,
+                &dev.dx,
+            ),
+            Direction::BackwardWeight => (
+                vec![(&dev.x, &self.x), (&dev.dy, &self.dy)],
+                &mut self.dw,
+                &dev.dw,
+            ),
+        };
+        if phase != GpuPhase::Kernel {
+            for (buffer, data) in &inputs {
+                gpu.write(buffer, data).map_err(gpu_error)?;
+            }
+        }
+        if phase != GpuPhase::Transfer {
+            let conv = &dev.ops[op];
+            gpu.run(|rec| match d {
+                Direction::Forward => conv.forward(rec, &dev.x, &dev.w, Some(&dev.b), &dev.y),
+                Direction::BackwardInput => conv.backward_input(rec, &dev.dy, &dev.w, &dev.dx),
+                Direction::BackwardWeight => conv.backward_weight(rec, &dev.x, &dev.dy, &dev.dw),
+            })
+            .map_err(gpu_error)?;
+        }
+        if phase != GpuPhase::Kernel {
+            gpu.read_into(dev_out, host_out).map_err(gpu_error)?;
+        }
+        Ok(())
+    }
+
     fn result(&self, d: Direction) -> &[f32] {
         match d {
             Direction::Forward => &self.y,
@@ -311,6 +427,18 @@ struct PoolWork<const D: usize> {
     reference_indices: Vec<usize>,
     reference_output: Vec<f64>,
     scratch: Vec<f32>,
+    device: Option<PoolDevice<D>>,
+}
+
+/// A pooling point's tensors on the GPU, and the ops built so far.
+struct PoolDevice<const D: usize> {
+    x: GpuBuffer,
+    dy: GpuBuffer,
+    y: GpuBuffer,
+    dx: GpuBuffer,
+    indices: GpuBuffer<u32>,
+    reference_indices: GpuBuffer<u32>,
+    ops: Vec<GpuPool<D>>,
 }
 
 impl<const D: usize> PoolWork<D> {
@@ -339,7 +467,28 @@ impl<const D: usize> PoolWork<D> {
             dy,
             reference_indices,
             reference_output,
+            device: None,
         }
+    }
+
+    fn device(&mut self, gpu: &Gpu) -> Result<&mut PoolDevice<D>, RunError> {
+        if self.device.is_none() {
+            let reference: Vec<u32> = self
+                .reference_indices
+                .iter()
+                .map(|&i| u32::try_from(i).unwrap_or(u32::MAX))
+                .collect();
+            self.device = Some(PoolDevice {
+                x: gpu.upload(&self.x).map_err(gpu_error)?,
+                dy: gpu.upload(&self.dy).map_err(gpu_error)?,
+                y: gpu.zeros(self.y.len()).map_err(gpu_error)?,
+                dx: gpu.zeros(self.dx.len()).map_err(gpu_error)?,
+                indices: gpu.zeros(self.y.len()).map_err(gpu_error)?,
+                reference_indices: gpu.upload(&reference).map_err(gpu_error)?,
+                ops: Vec::new(),
+            });
+        }
+        Ok(self.device.as_mut().expect("just set"))
     }
 
     fn is_max(&self) -> bool {
@@ -415,6 +564,67 @@ impl<const D: usize> Workload for PoolWork<D> {
             ),
         }
         .map_err(kernel_error)
+    }
+
+    fn run_gpu(
+        &mut self,
+        gpu: &Gpu,
+        variant: Variant,
+        d: Direction,
+        phase: GpuPhase,
+    ) -> Result<(), RunError> {
+        let Variant::GpuPool(algo) = variant else {
+            return Err(RunError::Invalid(format!(
+                "{} is not a GPU pooling algorithm",
+                variant.label()
+            )));
+        };
+        let (geometry, kind) = (self.pool, self.kind);
+        let dev = self.device(gpu)?;
+        let op = match dev
+            .ops
+            .iter()
+            .position(|o| o.algorithm() == GpuPool::resolve(&geometry, algo))
+        {
+            Some(i) => i,
+            None => {
+                dev.ops
+                    .push(GpuPool::new(gpu, geometry, kind, algo).map_err(gpu_error)?);
+                dev.ops.len() - 1
+            }
+        };
+        let dev = self.device.as_ref().expect("allocated above");
+        let max = kind == PoolKind::Max;
+        if phase != GpuPhase::Kernel {
+            let (buffer, data) = match d {
+                Direction::Forward => (&dev.x, &self.x),
+                _ => (&dev.dy, &self.dy),
+            };
+            gpu.write(buffer, data).map_err(gpu_error)?;
+        }
+        if phase != GpuPhase::Transfer {
+            let pool = &dev.ops[op];
+            gpu.run(|rec| match d {
+                Direction::Forward => pool.forward(rec, &dev.x, &dev.y, Some(&dev.indices)),
+                _ => pool.backward(rec, &dev.dy, Some(&dev.reference_indices), &dev.dx),
+            })
+            .map_err(gpu_error)?;
+        }
+        if phase != GpuPhase::Kernel {
+            match d {
+                Direction::Forward => {
+                    gpu.read_into(&dev.y, &mut self.y).map_err(gpu_error)?;
+                    if max {
+                        let ix = gpu.read(&dev.indices).map_err(gpu_error)?;
+                        for (to, from) in self.indices.iter_mut().zip(ix) {
+                            *to = from as usize;
+                        }
+                    }
+                }
+                _ => gpu.read_into(&dev.dx, &mut self.dx).map_err(gpu_error)?,
+            }
+        }
+        Ok(())
     }
 
     fn result(&self, d: Direction) -> &[f32] {

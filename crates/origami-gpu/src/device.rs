@@ -59,7 +59,9 @@ pub struct Gpu {
 
 impl std::fmt::Debug for Gpu {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Gpu").field("adapter", &self.info.name).finish()
+        f.debug_struct("Gpu")
+            .field("adapter", &self.info.name)
+            .finish()
     }
 }
 
@@ -124,7 +126,7 @@ impl Gpu {
     pub fn max_binding_bytes(&self) -> u64 {
         self.limits
             .max_buffer_size
-            .min(u64::from(self.limits.max_storage_buffer_binding_size))
+            .min(self.limits.max_storage_buffer_binding_size)
     }
 
     /// Fails with the first error wgpu reported since the last check: a lost device, or a
@@ -299,7 +301,10 @@ impl Gpu {
     }
 
     fn pipeline(&self, shader: Shader) -> Result<Arc<wgpu::ComputePipeline>, GpuError> {
-        let mut cache = self.pipelines.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut cache = self
+            .pipelines
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         if let Some(p) = cache.get(&shader) {
             return Ok(Arc::clone(p));
         }

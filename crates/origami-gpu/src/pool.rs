@@ -61,18 +61,14 @@ impl<const D: usize> GpuPool<D> {
         kind: PoolKind,
         algorithm: PoolAlgorithm,
     ) -> Result<Self, GpuError> {
-        let algorithm = match algorithm {
-            PoolAlgorithm::Auto if geometry.window_taps() <= 9 => PoolAlgorithm::Direct,
-            PoolAlgorithm::Auto => PoolAlgorithm::PrefixSum,
-            PoolAlgorithm::Fold => {
-                return Err(Error::Unsupported {
-                    algorithm: "fold",
-                    reason: "the GPU backend runs direct and prefix_sum pooling",
-                }
-                .into());
+        let algorithm = Self::resolve(&geometry, algorithm);
+        if algorithm == PoolAlgorithm::Fold {
+            return Err(Error::Unsupported {
+                algorithm: "fold",
+                reason: "the GPU backend runs direct and prefix_sum pooling",
             }
-            other => other,
-        };
+            .into());
+        }
         gpu.check_size::<f32>("input", geometry.input_len())?;
         gpu.check_size::<f32>("output", geometry.output_len())?;
         index(geometry.input_len(), "input length")?;
@@ -86,7 +82,10 @@ impl<const D: usize> GpuPool<D> {
             PoolKind::Sum => 2,
         };
         block[1] = index(spec.batch * spec.channels, "planes")?;
-        block[2] = index(geometry.input_len() / (spec.batch * spec.channels), "input plane")?;
+        block[2] = index(
+            geometry.input_len() / (spec.batch * spec.channels),
+            "input plane",
+        )?;
         block[3] = index(
             geometry.output_len() / (spec.batch * spec.channels),
             "output plane",
@@ -128,6 +127,16 @@ impl<const D: usize> GpuPool<D> {
         Ok(pool)
     }
 
+    /// The algorithm `algorithm` stands for on `geometry`: `Auto` is `Direct` for windows of
+    /// at most 9 taps and `PrefixSum` above; the others are themselves.
+    pub fn resolve(geometry: &PoolNd<D>, algorithm: PoolAlgorithm) -> PoolAlgorithm {
+        match algorithm {
+            PoolAlgorithm::Auto if geometry.window_taps() <= 9 => PoolAlgorithm::Direct,
+            PoolAlgorithm::Auto => PoolAlgorithm::PrefixSum,
+            other => other,
+        }
+    }
+
     /// The geometry.
     pub fn geometry(&self) -> &PoolNd<D> {
         &self.geometry
@@ -160,7 +169,10 @@ impl<const D: usize> GpuPool<D> {
             (outer, inner)
         };
         let mut largest = 1;
-        for (order, forward) in [(run.iter().rev().copied().collect::<Vec<_>>(), true), (run.clone(), false)] {
+        for (order, forward) in [
+            (run.iter().rev().copied().collect::<Vec<_>>(), true),
+            (run.clone(), false),
+        ] {
             if !forward && self.kind == PoolKind::Max {
                 continue; // max routes its gradient through the indices
             }

@@ -99,11 +99,9 @@ impl Shader {
                 "conv_backward_weight_tiled.wgsl",
                 "gemm_tile.wgsl"
             ),
-            Shader::ConvBackwardBias => wgsl!(
-                "common.wgsl",
-                "conv_common.wgsl",
-                "conv_backward_bias.wgsl"
-            ),
+            Shader::ConvBackwardBias => {
+                wgsl!("common.wgsl", "conv_common.wgsl", "conv_backward_bias.wgsl")
+            }
             Shader::PoolForwardDirect => wgsl!(
                 "common.wgsl",
                 "pool_common.wgsl",
@@ -114,16 +112,12 @@ impl Shader {
                 "pool_common.wgsl",
                 "pool_backward_direct.wgsl"
             ),
-            Shader::PoolBackwardMax => wgsl!(
-                "common.wgsl",
-                "pool_common.wgsl",
-                "pool_backward_max.wgsl"
-            ),
-            Shader::PoolWindowPass => wgsl!(
-                "common.wgsl",
-                "pool_common.wgsl",
-                "pool_window_pass.wgsl"
-            ),
+            Shader::PoolBackwardMax => {
+                wgsl!("common.wgsl", "pool_common.wgsl", "pool_backward_max.wgsl")
+            }
+            Shader::PoolWindowPass => {
+                wgsl!("common.wgsl", "pool_common.wgsl", "pool_window_pass.wgsl")
+            }
         }
     }
 }
@@ -137,8 +131,9 @@ mod tests {
     #[test]
     fn every_shader_validates() {
         for shader in Shader::ALL {
-            let module = naga::front::wgsl::parse_str(shader.source())
-                .unwrap_or_else(|e| panic!("{}: {}", shader.label(), e.emit_to_string(shader.source())));
+            let module = naga::front::wgsl::parse_str(shader.source()).unwrap_or_else(|e| {
+                panic!("{}: {}", shader.label(), e.emit_to_string(shader.source()))
+            });
             naga::valid::Validator::new(
                 naga::valid::ValidationFlags::all(),
                 naga::valid::Capabilities::empty(),

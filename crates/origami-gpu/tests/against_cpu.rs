@@ -66,11 +66,17 @@ fn check_conv<const D: usize>(gpu: &Gpu, rng: &mut StdRng, geometry: ConvNd<D>) 
     let dy = random(rng, geometry.output_len());
     let algo = ConvAlgorithm::Direct;
     let mut y = vec![0.0; geometry.output_len()];
-    geometry.forward(algo, &x, &w, Some(&b), &mut y, &mut []).unwrap();
+    geometry
+        .forward(algo, &x, &w, Some(&b), &mut y, &mut [])
+        .unwrap();
     let mut dx = vec![0.0; geometry.input_len()];
-    geometry.backward_input(algo, &dy, &w, &mut dx, &mut []).unwrap();
+    geometry
+        .backward_input(algo, &dy, &w, &mut dx, &mut [])
+        .unwrap();
     let mut dw = vec![0.0; geometry.weight_len()];
-    geometry.backward_weight(algo, &x, &dy, &mut dw, &mut []).unwrap();
+    geometry
+        .backward_weight(algo, &x, &dy, &mut dw, &mut [])
+        .unwrap();
     let mut db = vec![0.0; geometry.bias_len()];
     geometry.backward_bias(&dy, &mut db).unwrap();
 
@@ -96,7 +102,11 @@ fn check_conv<const D: usize>(gpu: &Gpu, rng: &mut StdRng, geometry: ConvNd<D>) 
         gpu.submit(rec).unwrap();
         assert_close(&format!("forward {what}"), &gpu.read(&gy).unwrap(), &y);
         assert_close(&format!("input grad {what}"), &gpu.read(&gdx).unwrap(), &dx);
-        assert_close(&format!("weight grad {what}"), &gpu.read(&gdw).unwrap(), &dw);
+        assert_close(
+            &format!("weight grad {what}"),
+            &gpu.read(&gdw).unwrap(),
+            &dw,
+        );
         assert_close(&format!("bias grad {what}"), &gpu.read(&gdb).unwrap(), &db);
     }
 }
@@ -175,9 +185,13 @@ fn check_pool<const D: usize>(gpu: &Gpu, rng: &mut StdRng, geometry: PoolNd<D>) 
         let mut y = vec![0.0; geometry.output_len()];
         let mut ix = vec![0usize; geometry.output_len()];
         let algo = PoolAlgorithm::Direct;
-        geometry.forward(kind, algo, &x, &mut y, Some(&mut ix), &mut []).unwrap();
+        geometry
+            .forward(kind, algo, &x, &mut y, Some(&mut ix), &mut [])
+            .unwrap();
         let mut dx = vec![0.0; geometry.input_len()];
-        geometry.backward(kind, algo, &dy, Some(&ix), &mut dx, &mut []).unwrap();
+        geometry
+            .backward(kind, algo, &dy, Some(&ix), &mut dx, &mut [])
+            .unwrap();
         let gx = gpu.upload(&x).unwrap();
         let gdy = gpu.upload(&dy).unwrap();
         for algorithm in [PoolAlgorithm::Direct, PoolAlgorithm::PrefixSum] {
@@ -236,7 +250,9 @@ fn pool_long_lines_and_large_windows() {
     let Some(gpu) = open_gpu() else { return };
     let mut rng = StdRng::seed_from_u64(14);
     for spec in [
-        PoolSpec::new(1, 2, [3000], [63]).with_stride([1]).with_padding([31]),
+        PoolSpec::new(1, 2, [3000], [63])
+            .with_stride([1])
+            .with_padding([31]),
         PoolSpec::new(1, 1, [2500], [15])
             .with_stride([3])
             .with_dilation([4])
@@ -265,7 +281,10 @@ fn bad_input_is_an_error_not_a_panic() {
     let err = gpu
         .run(|rec| conv.forward(rec, &x, &w, None, &y))
         .unwrap_err();
-    assert_eq!(err.to_string(), "input has length 11, the geometry requires 10");
+    assert_eq!(
+        err.to_string(),
+        "input has length 11, the geometry requires 10"
+    );
     let p = PoolSpec::new(1, 1, [8], [2]).build().unwrap();
     let err = GpuPool::new(&gpu, p, PoolKind::Max, PoolAlgorithm::Fold).unwrap_err();
     assert!(matches!(err, GpuError::Kernel(_)), "{err}");
@@ -273,7 +292,10 @@ fn bad_input_is_an_error_not_a_panic() {
     let (x, y) = (gpu.zeros(8).unwrap(), gpu.zeros(4).unwrap());
     let err = gpu.run(|rec| pool.forward(rec, &x, &y, None)).unwrap_err();
     assert!(err.to_string().contains("indices"), "{err}");
-    let wide = PoolSpec::new(1, 1, [3000], [1500]).with_stride([1]).build().unwrap();
+    let wide = PoolSpec::new(1, 1, [3000], [1500])
+        .with_stride([1])
+        .build()
+        .unwrap();
     let err = GpuPool::new(&gpu, wide, PoolKind::Sum, PoolAlgorithm::PrefixSum).unwrap_err();
     assert!(err.to_string().contains("1024"), "{err}");
 }
