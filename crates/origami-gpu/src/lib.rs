@@ -60,3 +60,9 @@ pub use conv::{GpuConv, GpuConvAlgorithm};
 pub use device::{Gpu, GpuBuffer, GpuElement, Recorder};
 pub use error::GpuError;
 pub use pool::GpuPool;
+
+/// The README's examples (CPU and GPU), compiled and run as doc tests so they cannot go
+/// stale. They live here because this crate sees both.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;

@@ -53,8 +53,3 @@ pub use conv::{
 pub use element::Element;
 pub use error::Error;
 pub use pool::{Pool1d, Pool2d, Pool3d, PoolAlgorithm, PoolKind, PoolNd, PoolOp, PoolSpec};
-
-/// The README's examples, compiled and run as doc tests so they cannot go stale.
-#[cfg(doctest)]
-#[doc = include_str!("../../../README.md")]
-pub struct ReadmeDoctests;
