@@ -212,7 +212,7 @@ struct ConvWork<const D: usize> {
 }
 
 /// A device buffer and the host data it is refreshed from.
-type Upload<'a> = (&'a GpuBuffer, &'a [f32]);
+type Upload<'a> = (&'a mut GpuBuffer, &'a [f32]);
 
 /// A conv point's tensors on the GPU, and the ops built so far.
 struct ConvDevice<const D: usize> {
@@ -358,29 +358,27 @@ impl<const D: usize> Workload for ConvWork<D> {
                 dev.ops.len() - 1
             }
         };
-        let dev = self.device.as_ref().expect("allocated above");
-        let (inputs, host_out, dev_out): (Vec<Upload<'_>>, &mut Vec<f32>, &GpuBuffer) = match d {
-            Direction::Forward => (
-                vec![(&dev.x, &self.x), (&dev.w, &self.w), (&dev.b, &self.b)],
-                &mut self.y,
-                &dev.y,
-            ),
-            Direction::BackwardInput => (
-                vec![(&dev.dy, &self.dy), (&dev.w, &self.w)],
-                &mut self.dx,
-                &dev.dx,
-            ),
-            Direction::BackwardWeight => (
-                vec![(&dev.x, &self.x), (&dev.dy, &self.dy)],
-                &mut self.dw,
-                &dev.dw,
-            ),
-        };
         if phase != GpuPhase::Kernel {
-            for (buffer, data) in &inputs {
+            let dev = self.device.as_mut().expect("allocated above");
+            let inputs: Vec<Upload<'_>> = match d {
+                Direction::Forward => vec![
+                    (&mut dev.x, &self.x),
+                    (&mut dev.w, &self.w),
+                    (&mut dev.b, &self.b),
+                ],
+                Direction::BackwardInput => vec![(&mut dev.dy, &self.dy), (&mut dev.w, &self.w)],
+                Direction::BackwardWeight => vec![(&mut dev.x, &self.x), (&mut dev.dy, &self.dy)],
+            };
+            for (buffer, data) in inputs {
                 gpu.write(buffer, data).map_err(gpu_error)?;
             }
         }
+        let dev = self.device.as_ref().expect("allocated above");
+        let (host_out, dev_out) = match d {
+            Direction::Forward => (&mut self.y, &dev.y),
+            Direction::BackwardInput => (&mut self.dx, &dev.dx),
+            Direction::BackwardWeight => (&mut self.dw, &dev.dw),
+        };
         if phase != GpuPhase::Transfer {
             let conv = &dev.ops[op];
             gpu.run(|rec| match d {
@@ -593,15 +591,16 @@ impl<const D: usize> Workload for PoolWork<D> {
                 dev.ops.len() - 1
             }
         };
-        let dev = self.device.as_ref().expect("allocated above");
         let max = kind == PoolKind::Max;
         if phase != GpuPhase::Kernel {
+            let dev = self.device.as_mut().expect("allocated above");
             let (buffer, data) = match d {
-                Direction::Forward => (&dev.x, &self.x),
-                _ => (&dev.dy, &self.dy),
+                Direction::Forward => (&mut dev.x, &self.x),
+                _ => (&mut dev.dy, &self.dy),
             };
             gpu.write(buffer, data).map_err(gpu_error)?;
         }
+        let dev = self.device.as_ref().expect("allocated above");
         if phase != GpuPhase::Transfer {
             let pool = &dev.ops[op];
             gpu.run(|rec| match d {

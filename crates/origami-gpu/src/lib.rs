@@ -48,13 +48,18 @@
 //! the input), so a non-finite weight can give NaN where `Direct` and the CPU give ±inf.
 
 #![warn(missing_docs)]
-#![forbid(unsafe_code)]
+// Only the CUDA backend needs `unsafe` (kernel launches, the driver check); it allows it
+// locally, with a SAFETY comment on each block.
+#![deny(unsafe_code)]
 
 mod conv;
+#[cfg(feature = "cuda")]
+pub mod cuda_backend;
 mod device;
 mod error;
 mod pool;
 mod shaders;
+mod wgpu_backend;
 
 pub use conv::{GpuConv, GpuConvAlgorithm};
 pub use device::{Gpu, GpuBuffer, GpuElement, Recorder};

@@ -25,7 +25,7 @@ pub(crate) enum Shader {
 
 impl Shader {
     /// Every shader, for compile checks.
-    #[cfg(test)]
+    #[cfg(any(test, feature = "cuda"))]
     pub(crate) const ALL: [Shader; 11] = [
         Shader::ConvForwardDirect,
         Shader::ConvBackwardInputDirect,
@@ -53,6 +53,17 @@ impl Shader {
             Shader::PoolBackwardDirect => "pool_backward_direct",
             Shader::PoolBackwardMax => "pool_backward_max",
             Shader::PoolWindowPass => "pool_window_pass",
+        }
+    }
+
+    /// Invocations per workgroup (threads per CUDA block), as the shader declares them.
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+    pub(crate) fn block_dim(self) -> (u32, u32, u32) {
+        match self {
+            Shader::ConvForwardTiled
+            | Shader::ConvBackwardInputTiled
+            | Shader::ConvBackwardWeightTiled => (16, 16, 1),
+            _ => (256, 1, 1),
         }
     }
 

@@ -3,23 +3,36 @@
 //! average's divisor options. f32, relative error within 1e-4 of the largest CPU value; max
 //! indices exactly.
 //!
-//! Without an adapter the tests report themselves skipped, with the reason; with
-//! `ORIGAMI_REQUIRE_GPU=1` (as in CI) a missing adapter fails them instead.
+//! Each test runs on every backend this build has: wgpu, and CUDA with the `cuda` feature.
+//! Without an adapter (or without libcuda) a backend reports itself skipped, with the
+//! reason; `ORIGAMI_REQUIRE_GPU=1` (as in CI, on llvmpipe) makes a missing wgpu adapter a
+//! failure, and `ORIGAMI_REQUIRE_CUDA=1` (scripts/gpu-check.sh) a missing CUDA device.
 
 use origami_gpu::{Gpu, GpuConv, GpuConvAlgorithm, GpuError, GpuPool};
 use origami_kernels::{ConvAlgorithm, ConvNd, ConvSpec, PoolAlgorithm, PoolKind, PoolNd, PoolSpec};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-fn open_gpu() -> Option<Gpu> {
-    match Gpu::new() {
+fn open(name: &str, required_by: &str, gpu: Result<Gpu, GpuError>) -> Option<Gpu> {
+    match gpu {
         Ok(gpu) => Some(gpu),
-        Err(e) if std::env::var_os("ORIGAMI_REQUIRE_GPU").is_none() => {
-            eprintln!("skipped: {e}");
+        Err(e) if std::env::var_os(required_by).is_none() => {
+            eprintln!("{name} skipped: {e}");
             None
         }
-        Err(e) => panic!("ORIGAMI_REQUIRE_GPU is set but {e}"),
+        Err(e) => panic!("{required_by} is set but {e}"),
     }
+}
+
+/// Every backend of this build that has a device here.
+fn gpus() -> Vec<Gpu> {
+    #[cfg_attr(not(feature = "cuda"), allow(unused_mut))]
+    let mut v: Vec<Gpu> = open("wgpu", "ORIGAMI_REQUIRE_GPU", Gpu::new())
+        .into_iter()
+        .collect();
+    #[cfg(feature = "cuda")]
+    v.extend(open("cuda", "ORIGAMI_REQUIRE_CUDA", Gpu::cuda(0)));
+    v
 }
 
 fn random(rng: &mut StdRng, len: usize) -> Vec<f32> {
@@ -112,11 +125,12 @@ fn check_conv<const D: usize>(gpu: &Gpu, rng: &mut StdRng, geometry: ConvNd<D>) 
 }
 
 fn conv_cases<const D: usize>(seed: u64, cases: usize) {
-    let Some(gpu) = open_gpu() else { return };
-    let mut rng = StdRng::seed_from_u64(seed);
-    for _ in 0..cases {
-        let g = random_conv::<D>(&mut rng);
-        check_conv(&gpu, &mut rng, g);
+    for gpu in gpus() {
+        let mut rng = StdRng::seed_from_u64(seed);
+        for _ in 0..cases {
+            let g = random_conv::<D>(&mut rng);
+            check_conv(&gpu, &mut rng, g);
+        }
     }
 }
 
@@ -139,7 +153,12 @@ fn conv3d_matches_cpu() {
 /// reduction loop run, with depthwise and grouped channels.
 #[test]
 fn conv_larger_than_a_tile() {
-    let Some(gpu) = open_gpu() else { return };
+    for gpu in gpus() {
+        conv_larger_than_a_tile_on(&gpu);
+    }
+}
+
+fn conv_larger_than_a_tile_on(gpu: &Gpu) {
     let mut rng = StdRng::seed_from_u64(4);
     for spec in [
         ConvSpec::new(2, 20, 70, [9, 13], [3, 3]).with_padding([1, 1]),
@@ -147,12 +166,12 @@ fn conv_larger_than_a_tile() {
             .with_padding([1, 1])
             .with_groups(32),
     ] {
-        check_conv(&gpu, &mut rng, spec.build().unwrap());
+        check_conv(gpu, &mut rng, spec.build().unwrap());
     }
     let wide = ConvSpec::new(3, 12, 66, [40], [5])
         .with_stride([2])
         .with_padding_lo_hi([3], [1]);
-    check_conv(&gpu, &mut rng, wide.build().unwrap());
+    check_conv(gpu, &mut rng, wide.build().unwrap());
 }
 
 fn random_pool<const D: usize>(rng: &mut StdRng) -> PoolNd<D> {
@@ -219,11 +238,12 @@ fn check_pool<const D: usize>(gpu: &Gpu, rng: &mut StdRng, geometry: PoolNd<D>) 
 }
 
 fn pool_cases<const D: usize>(seed: u64, cases: usize) {
-    let Some(gpu) = open_gpu() else { return };
-    let mut rng = StdRng::seed_from_u64(seed);
-    for _ in 0..cases {
-        let g = random_pool::<D>(&mut rng);
-        check_pool(&gpu, &mut rng, g);
+    for gpu in gpus() {
+        let mut rng = StdRng::seed_from_u64(seed);
+        for _ in 0..cases {
+            let g = random_pool::<D>(&mut rng);
+            check_pool(&gpu, &mut rng, g);
+        }
     }
 }
 
@@ -247,7 +267,12 @@ fn pool3d_matches_cpu() {
 /// before a segment's first block boundary.
 #[test]
 fn pool_long_lines_and_large_windows() {
-    let Some(gpu) = open_gpu() else { return };
+    for gpu in gpus() {
+        pool_long_lines_and_large_windows_on(&gpu);
+    }
+}
+
+fn pool_long_lines_and_large_windows_on(gpu: &Gpu) {
     let mut rng = StdRng::seed_from_u64(14);
     for spec in [
         PoolSpec::new(1, 2, [3000], [63])
@@ -258,23 +283,28 @@ fn pool_long_lines_and_large_windows() {
             .with_dilation([4])
             .with_padding([7]),
     ] {
-        check_pool(&gpu, &mut rng, spec.build().unwrap());
+        check_pool(gpu, &mut rng, spec.build().unwrap());
     }
     let plane = PoolSpec::new(1, 2, [40, 45], [31, 31])
         .with_stride([1, 1])
         .with_padding([15, 15]);
-    check_pool(&gpu, &mut rng, plane.build().unwrap());
+    check_pool(gpu, &mut rng, plane.build().unwrap());
     let volume = PoolSpec::new(2, 1, [9, 10, 11], [5, 5, 5])
         .with_stride([1, 2, 1])
         .with_ceil_mode(true);
-    check_pool(&gpu, &mut rng, volume.build().unwrap());
+    check_pool(gpu, &mut rng, volume.build().unwrap());
 }
 
 #[test]
 fn bad_input_is_an_error_not_a_panic() {
-    let Some(gpu) = open_gpu() else { return };
+    for gpu in gpus() {
+        bad_input_on(&gpu);
+    }
+}
+
+fn bad_input_on(gpu: &Gpu) {
     let g = ConvSpec::new(1, 2, 2, [5], [3]).build().unwrap();
-    let conv = GpuConv::new(&gpu, g, GpuConvAlgorithm::Tiled).unwrap();
+    let conv = GpuConv::new(gpu, g, GpuConvAlgorithm::Tiled).unwrap();
     let x = gpu.zeros(g.input_len() + 1).unwrap();
     let w = gpu.zeros(g.weight_len()).unwrap();
     let y = gpu.zeros(g.output_len()).unwrap();
@@ -286,9 +316,9 @@ fn bad_input_is_an_error_not_a_panic() {
         "input has length 11, the geometry requires 10"
     );
     let p = PoolSpec::new(1, 1, [8], [2]).build().unwrap();
-    let err = GpuPool::new(&gpu, p, PoolKind::Max, PoolAlgorithm::Fold).unwrap_err();
+    let err = GpuPool::new(gpu, p, PoolKind::Max, PoolAlgorithm::Fold).unwrap_err();
     assert!(matches!(err, GpuError::Kernel(_)), "{err}");
-    let pool = GpuPool::new(&gpu, p, PoolKind::Max, PoolAlgorithm::Direct).unwrap();
+    let pool = GpuPool::new(gpu, p, PoolKind::Max, PoolAlgorithm::Direct).unwrap();
     let (x, y) = (gpu.zeros(8).unwrap(), gpu.zeros(4).unwrap());
     let err = gpu.run(|rec| pool.forward(rec, &x, &y, None)).unwrap_err();
     assert!(err.to_string().contains("indices"), "{err}");
@@ -296,6 +326,15 @@ fn bad_input_is_an_error_not_a_panic() {
         .with_stride([1])
         .build()
         .unwrap();
-    let err = GpuPool::new(&gpu, wide, PoolKind::Sum, PoolAlgorithm::PrefixSum).unwrap_err();
+    let err = GpuPool::new(gpu, wide, PoolKind::Sum, PoolAlgorithm::PrefixSum).unwrap_err();
     assert!(err.to_string().contains("1024"), "{err}");
+}
+
+/// Without the NVIDIA driver, opening CUDA is a clear error, not a panic.
+#[cfg(feature = "cuda")]
+#[test]
+fn cuda_without_a_driver_is_an_error() {
+    if let Err(e) = Gpu::cuda(0) {
+        assert!(matches!(e, GpuError::NoAdapter(_)), "{e}");
+    }
 }
