@@ -16,11 +16,17 @@ buffers allocated once, warm-up, then the median of repeats of single calls.
 - backward_input / backward_weight: torch.autograd.grad of the forward output with respect
   to the input or the weight alone, so autograd computes only that gradient.
 
+With `--device cuda` it times cuDNN (via PyTorch) on the GPU instead: tensors on the
+device, each call followed by a synchronize, TF32 off (float32 as origami computes), rows
+with backend and variant "cudnn"; it also measures the GPU's device-to-device copy bandwidth
+and its float32 matrix-multiply peak and prints them as one JSON line `{"gpu": ...}`.
+
 Usage:
     python scripts/torch_baseline.py --out baseline.h5 [--profile quick] [--family F]...
-        [--threads 1] [--bench-bin target/release/origami-bench]
+        [--threads 1] [--bench-bin target/release/origami-bench] [--device cpu|cuda]
+        [--json-out rows.jsonl]
 
-Needs torch, numpy and h5py (e.g. `pip install torch numpy h5py` in a venv).
+Needs torch; the HDF5 file needs numpy and h5py (`--json-out` alone does not).
 """
 
 import argparse
@@ -45,6 +51,37 @@ def plan(args):
     return [json.loads(line) for line in out.splitlines() if line.strip()]
 
 
+def synced(torch, device, fn):
+    """`fn` followed by a device synchronize, so a GPU call is timed to its end."""
+    if device == "cpu":
+        return fn
+
+    def call():
+        fn()
+        torch.cuda.synchronize()
+
+    return call
+
+
+def gpu_ceilings(torch):
+    """Device-to-device copy bandwidth (bytes read + written per second) and the float32
+    matrix-multiply rate, both measured, as the ceilings origami's GPU rows are judged by."""
+    n = 1 << 28  # 1 GiB of float32
+    a = torch.empty(n, device="cuda")
+    b = torch.empty_like(a)
+    copy, _, _, _ = timed(synced(torch, "cuda", lambda: b.copy_(a)), 1.0, 5, 50)
+    del a, b
+    m = 8192
+    x = torch.rand(m, m, device="cuda")
+    y = torch.rand(m, m, device="cuda")
+    mm, _, _, _ = timed(synced(torch, "cuda", lambda: x @ y), 1.0, 5, 50)
+    return {
+        "name": torch.cuda.get_device_name(),
+        "copy_gbps": 2 * 4 * n / copy / 1e9,
+        "sgemm_gflops": 2 * m**3 / mm / 1e9,
+    }
+
+
 def timed(fn, target_s, min_repeats, max_repeats):
     fn()
     t = time.perf_counter()
@@ -59,17 +96,21 @@ def timed(fn, target_s, min_repeats, max_repeats):
     return statistics.median(samples), min(samples), max(samples), repeats
 
 
-def passes(torch, F, p):
+def passes(torch, F, p, device="cpu"):
     """Callables for each direction of one point."""
     d = p["dims"]
     shape = [p["batch"], p["channels"], *p["size"]]
     g = torch.Generator().manual_seed(20261127)
-    x = (torch.rand(shape, generator=g) * 2 - 1).requires_grad_(True)
+
+    def rand(shape):
+        return (torch.rand(shape, generator=g) * 2 - 1).to(device)
+
+    x = rand(shape).requires_grad_(True)
     op = p["op"]
     if op == "conv":
         w_shape = [p["out_channels"], p["channels"] // p["groups"], *p["kernel"]]
-        w = (torch.rand(w_shape, generator=g) * 2 - 1).requires_grad_(True)
-        b = torch.rand(p["out_channels"], generator=g) * 2 - 1
+        w = rand(w_shape).requires_grad_(True)
+        b = rand(p["out_channels"])
         conv = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}[d]
 
         def fwd():
@@ -77,7 +118,7 @@ def passes(torch, F, p):
 
         with torch.no_grad():
             y_shape = fwd().shape
-        dy = torch.rand(y_shape, generator=g) * 2 - 1
+        dy = rand(y_shape)
         y = fwd()
 
         def forward():
@@ -126,7 +167,7 @@ def passes(torch, F, p):
         raise ValueError(f"unknown op {op}")
     with torch.no_grad():
         y_shape = fwd().shape
-    dy = torch.rand(y_shape, generator=g) * 2 - 1
+    dy = rand(y_shape)
     y = fwd()
 
     def forward():
@@ -167,7 +208,9 @@ def write(path, rows, torch):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--out", required=True)
+    ap.add_argument("--out", default=None, help="HDF5 results file (needs h5py)")
+    ap.add_argument("--json-out", default=None, help="JSON lines of the rows")
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--profile", default="quick", choices=["smoke", "quick", "full"])
     ap.add_argument("--family", action="append", default=[])
     ap.add_argument("--threads", type=int, default=1)
@@ -180,17 +223,26 @@ def main():
     import torch
     import torch.nn.functional as F
 
+    if not args.out and not args.json_out:
+        ap.error("give --out or --json-out")
     torch.set_num_threads(args.threads)
+    name = "pytorch"
+    if args.device == "cuda":
+        name = "cudnn"
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cudnn.benchmark = True
+        print(json.dumps({"gpu": gpu_ceilings(torch)}), flush=True)
     points = plan(args)
     rows = []
     for i, p in enumerate(points):
-        fns = passes(torch, F, p)
+        fns = passes(torch, F, p, args.device)
         for w in p["work"]:
             d = w["direction"]
-            median, lo, hi, n = timed(fns[d], args.target_s, 5, 200)
+            median, lo, hi, n = timed(synced(torch, args.device, fns[d]), args.target_s, 5, 200)
             rows.append({
                 "family": p["family"], "op": p["op"], "shape": p["shape"],
-                "variant": "pytorch", "backend": "pytorch", "direction": d,
+                "variant": name, "backend": name, "direction": d,
                 "status": "ok", "note": f"torch {torch.__version__}",
                 "dims": p["dims"], "batch": p["batch"], "window": p["window"],
                 "threads": args.threads, "repeats": n,
@@ -201,8 +253,14 @@ def main():
             })
             print(f"[{i + 1}/{len(points)}] {p['family']:<20} {p['shape']:<34} {d:<15} "
                   f"{median * 1e3:10.3f} ms", file=sys.stderr)
-    write(args.out, rows, torch)
-    print(f"wrote {len(rows)} rows to {os.path.abspath(args.out)}", file=sys.stderr)
+    if args.out:
+        write(args.out, rows, torch)
+        print(f"wrote {len(rows)} rows to {os.path.abspath(args.out)}", file=sys.stderr)
+    if args.json_out:
+        with open(args.json_out, "w") as f:
+            for r in rows:
+                f.write(json.dumps(r) + "\n")
+        print(f"wrote {len(rows)} rows to {os.path.abspath(args.json_out)}", file=sys.stderr)
 
 
 if __name__ == "__main__":

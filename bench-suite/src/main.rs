@@ -26,8 +26,13 @@ struct Cli {
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Backend {
+    /// The CPU kernels.
     Cpu,
+    /// The GPU crate on wgpu (Vulkan, Metal, DX12).
     Gpu,
+    /// The GPU crate's CUDA backend (a build with `--features cuda`).
+    Cuda,
+    /// CPU and GPU (wgpu).
     All,
 }
 
@@ -35,7 +40,7 @@ impl From<Backend> for Backends {
     fn from(b: Backend) -> Self {
         match b {
             Backend::Cpu => Backends::Cpu,
-            Backend::Gpu => Backends::Gpu,
+            Backend::Gpu | Backend::Cuda => Backends::Gpu,
             Backend::All => Backends::All,
         }
     }
@@ -144,10 +149,16 @@ fn main() -> ExitCode {
                 );
                 return ExitCode::from(2);
             }
+            if backend == Backend::Cuda
+                && let Err(e) = origami_bench::gpu::use_cuda()
+            {
+                eprintln!("error: --backend cuda: {e}");
+                return ExitCode::from(2);
+            }
             if backend != Backend::Cpu
                 && let Err(e) = origami_bench::gpu::shared()
             {
-                eprintln!("error: --backend gpu: {e}");
+                eprintln!("error: --backend {}: {e}", origami_bench::gpu::backend_label());
                 return ExitCode::from(2);
             }
             match eval::eval_files(&files, &variants, backend.into(), &mut out) {
@@ -353,6 +364,9 @@ fn sweep_command(a: &SweepArgs, out: &mut impl Write) -> Result<u8, String> {
             "--threads {}: the kernels run on one thread in this build (no parallel driver yet); use --threads 1",
             a.threads
         ));
+    }
+    if a.backend == Backend::Cuda {
+        origami_bench::gpu::use_cuda().map_err(|e| format!("--backend cuda: {e}"))?;
     }
     let baselines = read_baselines(&a.baselines)?;
     let families = family::load_dir(&a.families_dir).map_err(|e| e.to_string())?;

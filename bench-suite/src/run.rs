@@ -63,11 +63,12 @@ impl Variant {
         }
     }
 
-    /// The name with the backend for GPU variants (`direct`, `gpu:tiled`), for reports.
+    /// The name with the backend for GPU variants (`direct`, `gpu:tiled`, `cuda:tiled`),
+    /// for reports.
     pub fn label(self) -> String {
         match self.backend() {
             "cpu" => self.name().to_owned(),
-            b => format!("{b}:{}", self.name()),
+            _ => format!("{}:{}", crate::gpu::backend_label(), self.name()),
         }
     }
 

@@ -57,7 +57,7 @@ pub fn render(chart: &impl Chart, dir: &Path, stem: &str) -> Result<(), String> 
 /// How a series is named in legends: the variant, prefixed by its backend unless CPU.
 pub fn series_key(r: &Row) -> String {
     match r.backend.as_str() {
-        "cpu" | "pytorch" => r.variant.clone(),
+        "cpu" | "pytorch" | "cudnn" => r.variant.clone(),
         b => format!("{b} {}", r.variant),
     }
 }

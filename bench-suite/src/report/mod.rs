@@ -71,7 +71,7 @@ pub fn write(dir: &Path, results: &Results, baselines: &[Results]) -> Result<Pat
     // would see.
     let with_transfer: Vec<Row> = ours
         .iter()
-        .filter(|r| r.backend == "gpu" && r.transfer_s.is_finite())
+        .filter(|r| r.transfer_s.is_finite())
         .map(|r| {
             let mut t = (*r).clone();
             t.variant = format!("{} + transfer", r.variant);

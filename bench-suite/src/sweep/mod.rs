@@ -91,7 +91,7 @@ impl Implementation for Gpu {
     }
 
     fn backend(&self) -> String {
-        "gpu".into()
+        crate::gpu::backend_label().into()
     }
 
     fn applies_to(&self, op: Op) -> bool {
@@ -128,7 +128,8 @@ pub fn implementations(backends: Backends) -> Result<Vec<Box<dyn Implementation>
         v.extend(cpu_implementations());
     }
     if backends.gpu() {
-        let gpu = crate::gpu::shared().map_err(|e| format!("--backend gpu: {e}"))?;
+        let gpu = crate::gpu::shared()
+            .map_err(|e| format!("--backend {}: {e}", crate::gpu::backend_label()))?;
         eprintln!("GPU: {}", gpu.adapter_name());
         v.extend(gpu_implementations());
     }
