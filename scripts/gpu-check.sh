@@ -54,7 +54,10 @@ run() {
         exit 2
     fi
     step "device"
-    nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
+    if ! nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader; then
+        echo "error: no NVIDIA GPU or driver here (nvidia-smi failed): run this on the GPU machine" >&2
+        exit 2
+    fi
 
     step "CUDA tests against the CPU kernels"
     ORIGAMI_REQUIRE_CUDA=1 "$bundle/against_cpu" --test-threads 1 2>&1 | grep -v XDG_RUNTIME_DIR | tail -n 15
