@@ -277,6 +277,30 @@ impl Case {
         }
     }
 
+    /// The output's shape, from the geometry: `[N, K or C, *output_size]`.
+    pub fn output_shape(&self) -> Result<Vec<usize>, String> {
+        fn of<const D: usize>(case: &Case) -> Result<Vec<usize>, String> {
+            let x = &case.input.shape;
+            Ok(if case.op == Op::Conv {
+                let conv = case.conv_geometry::<D>()?;
+                let mut out = vec![x[0], conv.spec().out_channels];
+                out.extend(conv.output_size());
+                out
+            } else {
+                let pool = case.pool_geometry::<D>()?;
+                let mut out = vec![x[0], x[1]];
+                out.extend(pool.output_size());
+                out
+            })
+        }
+        match self.dims {
+            1 => of::<1>(self),
+            2 => of::<2>(self),
+            3 => of::<3>(self),
+            d => Err(format!("dims = {d}: must be 1, 2 or 3")),
+        }
+    }
+
     fn validate_dims<const D: usize>(&self) -> Result<(), String> {
         let x = &self.input.shape;
         let (output_shape, weight_shape) = if self.op == Op::Conv {

@@ -35,6 +35,22 @@ impl std::error::Error for CaseFileError {}
 
 /// Reads every case of a case file, validating each against its geometry.
 pub fn read_cases(path: &Path) -> Result<Vec<Case>, CaseFileError> {
+    read_cases_with(path, Expected::Required)
+}
+
+/// Whether a case must carry its expected results (`output`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expected {
+    /// `eval`: a case without `output` is malformed.
+    Required,
+    /// `time`: only the inputs matter; a missing `output` reads as NaN of the geometry's
+    /// output shape.
+    Optional,
+}
+
+/// Reads every case of a case file; with [`Expected::Optional`] the expected datasets may be
+/// absent (for timing your own shapes).
+pub fn read_cases_with(path: &Path, expected: Expected) -> Result<Vec<Case>, CaseFileError> {
     let err = |case: Option<&str>, message: String| CaseFileError {
         file: path.to_path_buf(),
         case: case.map(str::to_owned),
@@ -70,7 +86,12 @@ pub fn read_cases(path: &Path) -> Result<Vec<Case>, CaseFileError> {
             let group = file
                 .group(name)
                 .map_err(|e| err(Some(name), format!("cannot open group: {e}")))?;
-            let case = read_case(name, &group).map_err(|m| err(Some(name), m))?;
+            let mut case = read_case(name, &group, expected).map_err(|m| err(Some(name), m))?;
+            if case.output.shape.is_empty() {
+                let shape = case.output_shape().map_err(|m| err(Some(name), m))?;
+                let n = shape.iter().product();
+                case.output = Tensor::new(shape, vec![f64::NAN; n]);
+            }
             case.validate().map_err(|m| err(Some(name), m))?;
             Ok(case)
         })
@@ -192,7 +213,7 @@ impl Attrs<'_> {
     }
 }
 
-fn read_case(name: &str, group: &hdf5_pure::Group) -> Result<Case, String> {
+fn read_case(name: &str, group: &hdf5_pure::Group, expected: Expected) -> Result<Case, String> {
     let attrs = group
         .attrs()
         .map_err(|e| format!("cannot read attributes: {e}"))?;
@@ -291,7 +312,12 @@ fn read_case(name: &str, group: &hdf5_pure::Group) -> Result<Case, String> {
     let weight = tensor("weight")?;
     let bias = tensor("bias")?;
     let grad_output = tensor("grad_output")?;
-    let output = tensor("output")?.ok_or("missing dataset output")?;
+    let output = match (tensor("output")?, expected) {
+        (Some(t), _) => t,
+        // Filled in from the geometry once the case is read.
+        (None, Expected::Optional) => Tensor::new(vec![], vec![]),
+        (None, Expected::Required) => return Err("missing dataset output".into()),
+    };
     let grad_input = tensor("grad_input")?;
     let grad_weight = tensor("grad_weight")?;
     let grad_bias = tensor("grad_bias")?;

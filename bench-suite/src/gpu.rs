@@ -11,9 +11,11 @@ static CUDA: OnceLock<bool> = OnceLock::new();
 /// build without the feature, naming how to get it.
 pub fn use_cuda() -> Result<(), String> {
     if !cfg!(feature = "cuda") {
-        return Err("this build has no CUDA backend: build origami-bench with --features cuda \
+        return Err(
+            "this build has no CUDA backend: build origami-bench with --features cuda \
              (scripts/gpu-check.sh does)"
-            .into());
+                .into(),
+        );
     }
     if GPU.get().is_some() || CUDA.set(true).is_err() {
         return Err("the GPU was chosen already".into());

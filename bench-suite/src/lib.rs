@@ -17,3 +17,4 @@ pub mod report;
 pub mod results;
 pub mod run;
 pub mod sweep;
+pub mod time;

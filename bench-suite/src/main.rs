@@ -61,6 +61,25 @@ enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Time each case of case files (origami-cases/1; expected results optional) on every
+    /// variant, auto included, forward and backward: median seconds per call.
+    Time {
+        /// Only these variants (repeatable): auto, direct, unrolled, fold, prefix_sum.
+        #[arg(long = "variant", value_name = "NAME")]
+        variants: Vec<String>,
+        /// Threads per kernel call.
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+        /// Seconds to aim for per measurement.
+        #[arg(long, default_value_t = 0.3)]
+        target_s: f64,
+        /// One JSON object a line: case, variant, resolved, direction, median_s, ...
+        #[arg(long)]
+        json: bool,
+        /// Case files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
     /// Central finite differences in f64 for every op, variant and dimension.
     /// Exit status 1 on any failure.
     Gradcheck,
@@ -158,7 +177,10 @@ fn main() -> ExitCode {
             if backend != Backend::Cpu
                 && let Err(e) = origami_bench::gpu::shared()
             {
-                eprintln!("error: --backend {}: {e}", origami_bench::gpu::backend_label());
+                eprintln!(
+                    "error: --backend {}: {e}",
+                    origami_bench::gpu::backend_label()
+                );
                 return ExitCode::from(2);
             }
             match eval::eval_files(&files, &variants, backend.into(), &mut out) {
@@ -169,6 +191,19 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Time {
+            variants,
+            threads,
+            target_s,
+            json,
+            files,
+        } => match time_command(&files, &variants, threads, target_s, json, &mut out) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("error: {e}");
+                2
+            }
+        },
         Command::Gradcheck => match gradcheck::gradcheck(&mut out) {
             Ok(t) if t.failed == 0 => 0,
             Ok(_) => 1,
@@ -242,6 +277,59 @@ fn main() -> ExitCode {
     };
     let _ = out.flush();
     ExitCode::from(code as u8)
+}
+
+fn time_command(
+    files: &[PathBuf],
+    variants: &[String],
+    threads: usize,
+    target_s: f64,
+    json: bool,
+    out: &mut impl Write,
+) -> Result<i32, String> {
+    let mut known = vec!["auto"];
+    known.extend(Variant::all_names());
+    if let Some(bad) = variants.iter().find(|v| !known.contains(&v.as_str())) {
+        return Err(format!(
+            "unknown variant {bad:?}; known: {}",
+            known.join(", ")
+        ));
+    }
+    if threads != 1 {
+        return Err(format!(
+            "--threads {threads}: the kernels run on one thread in this build (no parallel driver yet); use --threads 1"
+        ));
+    }
+    if !(target_s > 0.0 && target_s.is_finite()) {
+        return Err(format!(
+            "--target-s {target_s}: must be a positive number of seconds"
+        ));
+    }
+    if !json {
+        let _ = writeln!(
+            out,
+            "{:<28} {:<11} {:<11} {:<9} {:>12}  note",
+            "case", "variant", "resolved", "direction", "median ms"
+        );
+    }
+    origami_bench::time::time_files(files, variants, target_s, |r| {
+        let _ = if json {
+            writeln!(out, "{}", serde_json::to_string(r).unwrap_or_default())
+        } else {
+            writeln!(
+                out,
+                "{:<28} {:<11} {:<11} {:<9} {:>12.4}  {}",
+                r.case,
+                r.variant,
+                r.resolved,
+                r.direction,
+                r.median_s * 1e3,
+                r.note
+            )
+        };
+    })
+    .map_err(|e| e.to_string())?;
+    Ok(0)
 }
 
 fn available_threads() -> usize {
