@@ -26,7 +26,12 @@ Usage:
         [--threads 1] [--bench-bin target/release/origami-bench] [--device cpu|cuda]
         [--json-out rows.jsonl]
 
-Needs torch; the HDF5 file needs numpy and h5py (`--json-out` alone does not).
+With `--cases FILE...` it times the cases of case files instead (origami-cases/1, as
+`origami-bench time` does: forward, and backward = every gradient of the op), writing JSON
+lines {case, variant: "pytorch", direction, median_s} for `origami-bench time --baseline`.
+
+Needs torch; the HDF5 file needs numpy and h5py (`--json-out` alone does not), and so do
+case files.
 """
 
 import argparse
@@ -181,6 +186,88 @@ def passes(torch, F, p, device="cpu"):
     }
 
 
+def case_passes(torch, F, g, device="cpu"):
+    """forward and backward callables for one case group of a case file."""
+    import numpy as np
+
+    a = g.attrs
+    op = a["op"].decode() if isinstance(a["op"], bytes) else str(a["op"])
+    d = int(a["dims"])
+    tensor = lambda n: torch.from_numpy(np.asarray(g[n], dtype=np.float64)).to(  # noqa: E731
+        dtype=torch.float32 if g[n].dtype == np.float32 else torch.float64, device=device)
+    ints = lambda n, default: [int(v) for v in np.atleast_1d(a[n])] if n in a else default  # noqa: E731
+    x = tensor("input").requires_grad_(True)
+    stride = ints("stride", [1] * d)
+    dilation = ints("dilation", [1] * d)
+    wants = [x]
+    if op == "conv":
+        w = tensor("weight").requires_grad_(True)
+        b = tensor("bias").requires_grad_(True) if "bias" in g else None
+        wants += [w] + ([b] if b is not None else [])
+        lo, hi = ints("padding_lo", [0] * d), ints("padding_hi", [0] * d)
+        pad = [p for i in reversed(range(d)) for p in (lo[i], hi[i])]
+        conv = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}[d]
+        groups = int(a["groups"]) if "groups" in a else 1
+
+        def fwd():
+            return conv(F.pad(x, pad), w, b, stride, 0, dilation, groups)
+    else:
+        k, pad = ints("kernel_size", None), ints("padding", [0] * d)
+        ceil = bool(int(a["ceil_mode"])) if "ceil_mode" in a else False
+        cip = bool(int(a["count_include_pad"])) if "count_include_pad" in a else True
+        div = int(a["divisor_override"]) if "divisor_override" in a else 0
+        div = div or None
+        if op == "max_pool":
+            pool = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}[d]
+
+            def fwd():
+                return pool(x, k, stride, pad, dilation, ceil, return_indices=True)[0]
+        else:
+            if op == "sum_pool":
+                cip, div = True, 1
+            if d == 1:
+                def fwd():
+                    y = F.avg_pool2d(x[:, :, None, :], (1, k[0]), (1, stride[0]), (0, pad[0]),
+                                     ceil, cip, div)
+                    return y[:, :, 0, :]
+            else:
+                pool = {2: F.avg_pool2d, 3: F.avg_pool3d}[d]
+
+                def fwd():
+                    return pool(x, k, stride, pad, ceil, cip, div)
+    with torch.no_grad():
+        shape = fwd().shape
+    dy = tensor("grad_output") if "grad_output" in g else torch.rand(shape, device=device) * 2 - 1
+    y = fwd()
+
+    def forward():
+        with torch.no_grad():
+            fwd()
+
+    return {
+        "forward": forward,
+        "backward": lambda: torch.autograd.grad(y, wants, dy, retain_graph=True),
+    }
+
+
+def time_cases(args, torch, F):
+    import h5py
+
+    name = "cudnn" if args.device == "cuda" else "pytorch"
+    rows = []
+    for path in args.cases:
+        with h5py.File(path, "r") as f:
+            for case in sorted(f.keys()):
+                fns = case_passes(torch, F, f[case], args.device)
+                for d in ["forward", "backward"]:
+                    median, _, _, n = timed(synced(torch, args.device, fns[d]),
+                                            args.target_s, 5, 1000)
+                    rows.append({"file": path, "case": case, "variant": name,
+                                 "direction": d, "median_s": median, "repeats": n})
+                    print(f"{case:<28} {d:<9} {median * 1e3:10.4f} ms", file=sys.stderr)
+    return rows
+
+
 STRINGS = ["family", "op", "shape", "variant", "backend", "direction", "status", "note"]
 INTS = ["dims", "batch", "window", "threads", "repeats"]
 FLOATS = ["median_s", "min_s", "max_s", "flop", "bytes", "gflops", "gbps", "peak_fraction",
@@ -211,6 +298,8 @@ def main():
     ap.add_argument("--out", default=None, help="HDF5 results file (needs h5py)")
     ap.add_argument("--json-out", default=None, help="JSON lines of the rows")
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    ap.add_argument("--cases", nargs="+", default=[],
+                    help="time the cases of these case files instead of the sweep's points")
     ap.add_argument("--profile", default="quick", choices=["smoke", "quick", "full"])
     ap.add_argument("--family", action="append", default=[])
     ap.add_argument("--threads", type=int, default=1)
@@ -226,6 +315,15 @@ def main():
     if not args.out and not args.json_out:
         ap.error("give --out or --json-out")
     torch.set_num_threads(args.threads)
+    if args.cases:
+        if not args.json_out:
+            ap.error("--cases writes --json-out")
+        rows = time_cases(args, torch, F)
+        with open(args.json_out, "w") as f:
+            for r in rows:
+                f.write(json.dumps(r) + "\n")
+        print(f"wrote {len(rows)} rows to {os.path.abspath(args.json_out)}", file=sys.stderr)
+        return
     name = "pytorch"
     if args.device == "cuda":
         name = "cudnn"

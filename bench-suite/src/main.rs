@@ -9,6 +9,7 @@ use origami_bench::results::{self, Results, Row};
 use origami_bench::run::{Backends, Variant};
 use origami_bench::sweep::{self, Direction, PlannedPoint, Progress, RepeatTimer, Selection};
 use origami_bench::{eval, gradcheck, report};
+use std::collections::HashMap;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -76,6 +77,10 @@ enum Command {
         /// One JSON object a line: case, variant, resolved, direction, median_s, ...
         #[arg(long)]
         json: bool,
+        /// JSON lines of another implementation's times on the same files (from
+        /// `scripts/torch_baseline.py --cases`): shown beside ours, with the speed-up.
+        #[arg(long, value_name = "FILE")]
+        baseline: Option<PathBuf>,
         /// Case files.
         #[arg(required = true)]
         files: Vec<PathBuf>,
@@ -196,8 +201,17 @@ fn main() -> ExitCode {
             threads,
             target_s,
             json,
+            baseline,
             files,
-        } => match time_command(&files, &variants, threads, target_s, json, &mut out) {
+        } => match time_command(
+            &files,
+            &variants,
+            threads,
+            target_s,
+            json,
+            baseline.as_deref(),
+            &mut out,
+        ) {
             Ok(code) => code,
             Err(e) => {
                 eprintln!("error: {e}");
@@ -279,12 +293,42 @@ fn main() -> ExitCode {
     ExitCode::from(code as u8)
 }
 
+/// `(case, direction) -> median seconds` from JSON lines of a baseline.
+fn read_time_baseline(path: &Path) -> Result<HashMap<(String, String), f64>, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let mut map = HashMap::new();
+    for (i, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let v: serde_json::Value = serde_json::from_str(line)
+            .map_err(|e| format!("{} line {}: {e}", path.display(), i + 1))?;
+        let field = |name: &str| {
+            v[name].as_str().map(str::to_owned).ok_or(format!(
+                "{} line {}: no string field {name}",
+                path.display(),
+                i + 1
+            ))
+        };
+        let median = v["median_s"].as_f64().ok_or(format!(
+            "{} line {}: no number field median_s",
+            path.display(),
+            i + 1
+        ))?;
+        map.insert((field("case")?, field("direction")?), median);
+    }
+    Ok(map)
+}
+
 fn time_command(
     files: &[PathBuf],
     variants: &[String],
     threads: usize,
     target_s: f64,
     json: bool,
+    baseline: Option<&Path>,
     out: &mut impl Write,
 ) -> Result<i32, String> {
     let mut known = vec!["auto"];
@@ -305,25 +349,36 @@ fn time_command(
             "--target-s {target_s}: must be a positive number of seconds"
         ));
     }
+    let base = match baseline {
+        Some(p) => read_time_baseline(p)?,
+        None => HashMap::new(),
+    };
     if !json {
         let _ = writeln!(
             out,
-            "{:<28} {:<11} {:<11} {:<9} {:>12}  note",
-            "case", "variant", "resolved", "direction", "median ms"
+            "{:<28} {:<11} {:<11} {:<9} {:>12} {:>12} {:>9}  note",
+            "case", "variant", "resolved", "direction", "median ms", "baseline ms", "speed-up"
         );
     }
     origami_bench::time::time_files(files, variants, target_s, |r| {
+        let b = base.get(&(r.case.clone(), r.direction.clone())).copied();
         let _ = if json {
-            writeln!(out, "{}", serde_json::to_string(r).unwrap_or_default())
+            let mut v = serde_json::to_value(r).unwrap_or_default();
+            if let Some(b) = b {
+                v["baseline_s"] = b.into();
+            }
+            writeln!(out, "{v}")
         } else {
             writeln!(
                 out,
-                "{:<28} {:<11} {:<11} {:<9} {:>12.4}  {}",
+                "{:<28} {:<11} {:<11} {:<9} {:>12.4} {:>12.4} {:>9.2}  {}",
                 r.case,
                 r.variant,
                 r.resolved,
                 r.direction,
                 r.median_s * 1e3,
+                b.map_or(f64::NAN, |b| b * 1e3),
+                b.map_or(f64::NAN, |b| b / r.median_s),
                 r.note
             )
         };

@@ -74,6 +74,36 @@ fn time_reports_every_variant_forward_and_backward() {
         .find(|r| r["case"] == "my_pool" && r["variant"] == "auto")
         .unwrap();
     assert_eq!(auto["resolved"], "prefix_sum", "a 15-tap window");
+    // A baseline's times come back beside ours.
+    let base = path.with_extension("jsonl");
+    std::fs::write(
+        &base,
+        "{\"case\": \"my_conv\", \"direction\": \"forward\", \"median_s\": 0.5}\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_origami-bench"))
+        .args([
+            "time",
+            "--json",
+            "--target-s",
+            "0.005",
+            "--variant",
+            "auto",
+            "--baseline",
+        ])
+        .arg(&base)
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let with_base: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|r: &serde_json::Value| r.get("baseline_s").is_some())
+        .collect();
+    assert_eq!(with_base.len(), 1, "{stdout}");
+    assert_eq!(with_base[0]["case"], "my_conv");
+    let _ = std::fs::remove_file(&base);
     let bad = Command::new(env!("CARGO_BIN_EXE_origami-bench"))
         .args(["time", "--variant", "winograd"])
         .arg(&path)
