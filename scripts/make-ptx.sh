@@ -14,7 +14,7 @@ if ! compgen -G "$lib/libnvrtc.so.13" >/dev/null; then
     python3 -m venv "$venv"
     "$venv/bin/pip" install --quiet 'nvidia-cuda-nvrtc==13.0.*'
 fi
-lib_dir=$(echo $lib)
+lib_dir=$(echo "$PWD"/$lib)
 export LD_LIBRARY_PATH="$lib_dir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 
 if [ "${1:-}" = "--check" ]; then

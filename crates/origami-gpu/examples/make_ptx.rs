@@ -5,31 +5,19 @@
 //! `src/cuda/kernels.ptx` and fails when that is stale. Needs NVRTC 13.0 on the library
 //! path (`scripts/make-ptx.sh` installs it from PyPI), no GPU.
 
-use cudarc::nvrtc::{CompileOptions, compile_ptx_with_opts};
-use origami_gpu::cuda_backend::{NVRTC_ARCH, PTX, SOURCE, missing_entry_points};
+use origami_gpu::cuda_backend::{PTX, compile_ptx, kernel_names, missing_entry_points};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let arg = std::env::args().nth(1).unwrap_or_default();
-    // SAFETY: only tries to dlopen the NVRTC library.
-    #[allow(unsafe_code)]
-    let present = unsafe { cudarc::nvrtc::sys::is_culib_present() };
-    if !present {
-        eprintln!("error: NVRTC (libnvrtc) is not on the library path; run scripts/make-ptx.sh");
+    if arg.is_empty() {
+        eprintln!("usage: make_ptx OUT | --check");
         return ExitCode::from(2);
     }
-    let options = CompileOptions {
-        arch: Some(NVRTC_ARCH),
-        name: Some("kernels.cu".into()),
-        // IEEE arithmetic, as the WGSL kernels and the CPU: no flush to zero, exact division.
-        ftz: Some(false),
-        prec_div: Some(true),
-        ..Default::default()
-    };
-    let ptx = match compile_ptx_with_opts(SOURCE, options) {
-        Ok(p) => p.to_src(),
+    let ptx = match compile_ptx() {
+        Ok(p) => p,
         Err(e) => {
-            eprintln!("error: NVRTC failed: {e:?}");
+            eprintln!("error: {e}");
             return ExitCode::from(1);
         }
     };
@@ -40,18 +28,13 @@ fn main() -> ExitCode {
     }
     if arg == "--check" {
         if ptx != PTX {
-            eprintln!(
-                "error: src/cuda/kernels.ptx is stale: kernels.cu compiles to other PTX; run scripts/make-ptx.sh"
-            );
+            eprintln!("error: src/cuda/kernels.ptx is stale; run scripts/make-ptx.sh");
             return ExitCode::from(1);
         }
         println!(
             "kernels.ptx is up to date: {} entry points",
-            origami_gpu::cuda_backend::kernel_names().len()
+            kernel_names().len()
         );
-    } else if arg.is_empty() {
-        eprintln!("usage: make_ptx OUT | --check");
-        return ExitCode::from(2);
     } else if let Err(e) = std::fs::write(&arg, &ptx) {
         eprintln!("error: cannot write {arg}: {e}");
         return ExitCode::from(2);

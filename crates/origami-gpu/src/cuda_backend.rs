@@ -31,6 +31,26 @@ pub fn kernel_names() -> Vec<&'static str> {
 /// The NVRTC options the embedded PTX is made with (`scripts/make-ptx.sh`).
 pub const NVRTC_ARCH: &str = "compute_80";
 
+/// Compiles [`SOURCE`] with NVRTC as the embedded PTX was made (IEEE arithmetic: no flush
+/// to zero, exact division, as the WGSL kernels and the CPU). Needs `libnvrtc` on the
+/// library path; no GPU.
+pub fn compile_ptx() -> Result<String, String> {
+    // SAFETY: only tries to dlopen the NVRTC library; cudarc panics when it is missing.
+    if !unsafe { cudarc::nvrtc::sys::is_culib_present() } {
+        return Err("NVRTC (libnvrtc) is not on the library path; see scripts/make-ptx.sh".into());
+    }
+    let options = cudarc::nvrtc::CompileOptions {
+        arch: Some(NVRTC_ARCH),
+        name: Some("kernels.cu".into()),
+        ftz: Some(false),
+        prec_div: Some(true),
+        ..Default::default()
+    };
+    cudarc::nvrtc::compile_ptx_with_opts(SOURCE, options)
+        .map(|p| p.to_src())
+        .map_err(|e| format!("NVRTC failed: {e:?}"))
+}
+
 /// Entry points of `kernel_names` that `ptx` lacks.
 pub fn missing_entry_points(ptx: &str) -> Vec<&'static str> {
     kernel_names()
@@ -201,5 +221,29 @@ mod tests {
             "PTX for another target"
         );
         assert_eq!(super::missing_entry_points(super::PTX), Vec::<&str>::new());
+    }
+
+    /// Where NVRTC is present (CI installs it from PyPI), every kernel compiles and the
+    /// embedded PTX is what kernels.cu compiles to. `ORIGAMI_REQUIRE_NVRTC=1` makes a missing
+    /// NVRTC a failure rather than a skip.
+    #[test]
+    fn kernels_compile_to_the_embedded_ptx() {
+        let ptx = match super::compile_ptx() {
+            Ok(p) => p,
+            Err(e) if e.starts_with("NVRTC (libnvrtc)") => {
+                assert!(
+                    std::env::var_os("ORIGAMI_REQUIRE_NVRTC").is_none(),
+                    "ORIGAMI_REQUIRE_NVRTC is set but {e}"
+                );
+                eprintln!("skipped: {e}");
+                return;
+            }
+            Err(e) => panic!("{e}"),
+        };
+        assert_eq!(super::missing_entry_points(&ptx), Vec::<&str>::new());
+        assert!(
+            ptx == super::PTX,
+            "src/cuda/kernels.ptx is stale: run scripts/make-ptx.sh"
+        );
     }
 }
