@@ -6,13 +6,12 @@
 
 use crate::case::{Case, Dtype, Op};
 use crate::case_file::{CaseFileError, Expected, read_cases_with};
-use crate::sweep::Timing;
+use crate::sweep::{RepeatTimer, Timing};
 use origami_kernels::{ConvAlgorithm, ConvNd, ConvOp, Element, PoolAlgorithm, PoolNd, PoolOp};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 use std::path::Path;
-use std::time::Instant;
 
 /// One timed (or refused) case, variant and direction.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -41,19 +40,12 @@ pub struct CaseTiming {
 
 /// Times `call` as the module describes.
 fn measure(target_s: f64, call: &mut dyn FnMut()) -> Timing {
-    call();
-    let t = Instant::now();
-    call();
-    let once = t.elapsed().as_secs_f64().max(1e-7);
-    let repeats = ((target_s / once) as usize).clamp(5, 1000);
-    let samples = (0..repeats)
-        .map(|_| {
-            let t = Instant::now();
-            call();
-            t.elapsed().as_secs_f64()
-        })
-        .collect();
-    Timing::from_samples(samples).expect("at least five samples")
+    let timer = RepeatTimer {
+        target_s,
+        min_repeats: 5,
+        max_repeats: 1000,
+    };
+    timer.measure(None, call).expect("at least five samples")
 }
 
 /// Every case of `files` on the variants named in `only` (all, `auto` included, when

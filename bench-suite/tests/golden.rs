@@ -1,5 +1,7 @@
 //! The PyTorch golden cases, on every variant, on every `cargo test`.
 
+mod common;
+
 use origami_bench::case::Op;
 use origami_bench::case_file::read_cases;
 use origami_bench::eval::{Summary, eval_case};
@@ -61,12 +63,7 @@ fn every_golden_case_passes_on_every_variant() {
 /// Skipped, with the reason, without an adapter; `ORIGAMI_REQUIRE_GPU=1` makes that a failure.
 #[test]
 fn every_golden_case_passes_on_the_gpu() {
-    if let Err(why) = origami_bench::gpu::shared() {
-        assert!(
-            std::env::var_os("ORIGAMI_REQUIRE_GPU").is_none(),
-            "ORIGAMI_REQUIRE_GPU is set but {why}"
-        );
-        eprintln!("skipped: {why}");
+    if !common::gpu_or_skip("the GPU golden cases") {
         return;
     }
     let mut summary = Summary::default();

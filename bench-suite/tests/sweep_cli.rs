@@ -209,12 +209,7 @@ fn bad_sweep_arguments_exit_2_and_name_the_value() {
 /// with their transfers apart, and charts them.
 #[test]
 fn a_sweep_on_all_backends_has_gpu_rows() {
-    if let Err(why) = origami_bench::gpu::shared() {
-        assert!(
-            std::env::var_os("ORIGAMI_REQUIRE_GPU").is_none(),
-            "ORIGAMI_REQUIRE_GPU is set but {why}"
-        );
-        eprintln!("skipped: {why}");
+    if !common::gpu_or_skip("the GPU sweep") {
         return;
     }
     let out = tmp("all");

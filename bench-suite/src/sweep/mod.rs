@@ -307,11 +307,18 @@ impl RepeatTimer {
     }
 }
 
-impl Timer for RepeatTimer {
-    fn time(&mut self, m: &Measurement<'_>, call: &mut dyn FnMut()) -> Option<Timing> {
+impl RepeatTimer {
+    /// Times `call`: a warm-up call, then single calls repeated for about `target_s`, the
+    /// count sized from `once_s` (the seconds of one call, measured here when `None`).
+    pub fn measure(&self, once_s: Option<f64>, call: &mut dyn FnMut()) -> Option<Timing> {
         call();
-        let repeats = ((self.target_s / m.once_s.max(1e-7)) as usize)
-            .clamp(self.min_repeats, self.max_repeats);
+        let once_s = once_s.unwrap_or_else(|| {
+            let t = Instant::now();
+            call();
+            t.elapsed().as_secs_f64()
+        });
+        let repeats =
+            ((self.target_s / once_s.max(1e-7)) as usize).clamp(self.min_repeats, self.max_repeats);
         let samples = (0..repeats)
             .map(|_| {
                 let t = Instant::now();
@@ -320,6 +327,12 @@ impl Timer for RepeatTimer {
             })
             .collect();
         Timing::from_samples(samples)
+    }
+}
+
+impl Timer for RepeatTimer {
+    fn time(&mut self, m: &Measurement<'_>, call: &mut dyn FnMut()) -> Option<Timing> {
+        self.measure(Some(m.once_s), call)
     }
 }
 

@@ -5,6 +5,7 @@ use origami_kernels::ConvNd;
 
 use crate::device::{Binding, Gpu, GpuBuffer, Recorder, check_len};
 use crate::error::GpuError;
+use crate::params::{self, index};
 use crate::shaders::Shader;
 
 /// The GPU's convolution algorithms.
@@ -59,14 +60,6 @@ pub struct GpuConv<const D: usize> {
     params: [u32; 30],
 }
 
-/// Fails unless `value` fits the shaders' 32-bit index arithmetic.
-fn index(value: usize, name: &'static str) -> Result<u32, GpuError> {
-    u32::try_from(value)
-        .ok()
-        .filter(|&v| v < i32::MAX as u32)
-        .ok_or(GpuError::Kernel(origami_kernels::Error::Overflow { name }))
-}
-
 impl<const D: usize> GpuConv<D> {
     /// Checks that every tensor of `geometry` fits `gpu`'s bindings and 32-bit indices.
     pub fn new(
@@ -97,26 +90,7 @@ impl<const D: usize> GpuConv<D> {
         for (slot, (value, name)) in params.iter_mut().zip(scalars) {
             *slot = index(value, name)?;
         }
-        for (a, axis) in geometry.axes().iter().enumerate() {
-            let words = [
-                axis.input,
-                axis.output,
-                axis.kernel,
-                axis.stride,
-                axis.dilation,
-                axis.pad_lo,
-            ];
-            for (w, value) in words.into_iter().enumerate() {
-                params[12 + 6 * a + w] = index(value, "spatial extent")?;
-            }
-            // Padded coordinates must fit too: o * stride + k * dilation.
-            index(
-                axis.output
-                    .saturating_mul(axis.stride)
-                    .saturating_add(axis.kernel.saturating_mul(axis.dilation)),
-                "padded input size",
-            )?;
-        }
+        params::axes(&geometry.axes(), &mut params[12..])?;
         for len in [
             geometry.input_len(),
             geometry.weight_len(),

@@ -57,6 +57,7 @@ mod conv;
 pub mod cuda_backend;
 mod device;
 mod error;
+mod params;
 mod pool;
 mod shaders;
 mod wgpu_backend;

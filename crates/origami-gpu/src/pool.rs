@@ -6,6 +6,7 @@ use origami_kernels::{Error, PoolAlgorithm, PoolKind, PoolNd};
 
 use crate::device::{Binding, Gpu, GpuBuffer, Recorder, check_len};
 use crate::error::GpuError;
+use crate::params::{self, index};
 use crate::shaders::Shader;
 
 /// Virtual positions one workgroup of the window pass holds (`SEGMENT` in the shader).
@@ -37,13 +38,6 @@ pub struct GpuPool<const D: usize> {
     backward_passes: Vec<WindowPass>,
     scratch: [GpuBuffer<f32>; 2],
     scratch_index: [GpuBuffer<u32>; 2],
-}
-
-fn index(value: usize, name: &'static str) -> Result<u32, GpuError> {
-    u32::try_from(value)
-        .ok()
-        .filter(|&v| v < i32::MAX as u32)
-        .ok_or(GpuError::Kernel(Error::Overflow { name }))
 }
 
 /// Whether a pass along `axis` can be skipped: nothing to reduce, nothing to index.
@@ -92,25 +86,7 @@ impl<const D: usize> GpuPool<D> {
         )?;
         block[4] = u32::from(spec.count_include_pad);
         block[5] = index(spec.divisor_override, "divisor_override")?;
-        for (a, axis) in axes.iter().enumerate() {
-            let words = [
-                axis.input,
-                axis.output,
-                axis.kernel,
-                axis.stride,
-                axis.dilation,
-                axis.pad_lo,
-            ];
-            for (w, value) in words.into_iter().enumerate() {
-                block[6 + 6 * a + w] = index(value, "spatial extent")?;
-            }
-            index(
-                axis.output
-                    .saturating_mul(axis.stride)
-                    .saturating_add(axis.kernel.saturating_mul(axis.dilation)),
-                "padded input size",
-            )?;
-        }
+        params::axes(&axes, &mut block[6..])?;
         let mut pool = GpuPool {
             geometry,
             kind,
@@ -364,34 +340,30 @@ impl<const D: usize> GpuPool<D> {
         let g = &self.geometry;
         check_len("grad_output", g.output_len(), grad_output.len())?;
         check_len("grad_input", g.input_len(), grad_input.len())?;
-        let workgroups = (g.input_len() as u64).div_ceil(256);
-        if self.kind == PoolKind::Max {
+        let indices = if self.kind == PoolKind::Max {
             let ix = indices.ok_or(Error::LengthMismatch {
                 buffer: "indices",
                 expected: g.output_len(),
                 actual: 0,
             })?;
             check_len("indices", g.output_len(), ix.len())?;
-            return rec.dispatch(
-                Shader::PoolBackwardMax,
-                &self.params(),
-                &[
-                    Binding::F32(grad_output),
-                    Binding::U32(ix),
-                    Binding::F32(grad_input),
-                ],
-                workgroups,
-            );
-        }
-        if self.algorithm == PoolAlgorithm::PrefixSum {
+            ix
+        } else if self.algorithm == PoolAlgorithm::PrefixSum {
             let unused = &self.scratch_index[0];
             return self.run_passes(rec, &self.backward_passes, grad_output, grad_input, unused);
-        }
+        } else {
+            // Never read for average and sum; any buffer fills the binding.
+            &self.scratch_index[0]
+        };
         rec.dispatch(
-            Shader::PoolBackwardDirect,
+            Shader::PoolBackwardGather,
             &self.params(),
-            &[Binding::F32(grad_output), Binding::F32(grad_input)],
-            workgroups,
+            &[
+                Binding::F32(grad_output),
+                Binding::U32(indices),
+                Binding::F32(grad_input),
+            ],
+            (g.input_len() as u64).div_ceil(256),
         )
     }
 }

@@ -18,15 +18,14 @@ pub(crate) enum Shader {
     ConvBackwardWeightTiled,
     ConvBackwardBias,
     PoolForwardDirect,
-    PoolBackwardDirect,
-    PoolBackwardMax,
+    PoolBackwardGather,
     PoolWindowPass,
 }
 
 impl Shader {
     /// Every shader, for compile checks.
     #[cfg(any(test, feature = "cuda"))]
-    pub(crate) const ALL: [Shader; 11] = [
+    pub(crate) const ALL: [Shader; 10] = [
         Shader::ConvForwardDirect,
         Shader::ConvBackwardInputDirect,
         Shader::ConvBackwardWeightDirect,
@@ -35,8 +34,7 @@ impl Shader {
         Shader::ConvBackwardWeightTiled,
         Shader::ConvBackwardBias,
         Shader::PoolForwardDirect,
-        Shader::PoolBackwardDirect,
-        Shader::PoolBackwardMax,
+        Shader::PoolBackwardGather,
         Shader::PoolWindowPass,
     ];
 
@@ -50,8 +48,7 @@ impl Shader {
             Shader::ConvBackwardWeightTiled => "conv_backward_weight_tiled",
             Shader::ConvBackwardBias => "conv_backward_bias",
             Shader::PoolForwardDirect => "pool_forward_direct",
-            Shader::PoolBackwardDirect => "pool_backward_direct",
-            Shader::PoolBackwardMax => "pool_backward_max",
+            Shader::PoolBackwardGather => "pool_backward_gather",
             Shader::PoolWindowPass => "pool_window_pass",
         }
     }
@@ -118,14 +115,11 @@ impl Shader {
                 "pool_common.wgsl",
                 "pool_forward_direct.wgsl"
             ),
-            Shader::PoolBackwardDirect => wgsl!(
+            Shader::PoolBackwardGather => wgsl!(
                 "common.wgsl",
                 "pool_common.wgsl",
-                "pool_backward_direct.wgsl"
+                "pool_backward_gather.wgsl"
             ),
-            Shader::PoolBackwardMax => {
-                wgsl!("common.wgsl", "pool_common.wgsl", "pool_backward_max.wgsl")
-            }
             Shader::PoolWindowPass => {
                 wgsl!("common.wgsl", "pool_common.wgsl", "pool_window_pass.wgsl")
             }

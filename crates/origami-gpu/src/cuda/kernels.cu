@@ -400,35 +400,10 @@ extern "C" __global__ void pool_forward_direct(const Params P, const float* pool
     if (is_max) indices[gid] = best;
 }
 
-extern "C" __global__ void pool_backward_direct(const Params P, const float* grad_output, float* grad_input) {
-    Pool q = pool_params(P);
-    u32 gid = group_index() * 256u + threadIdx.x;
-    if (gid >= q.planes * q.in_plane) return;
-    Axis z = q.a[0], y = q.a[1], x = q.a[2];
-    u32 plane = gid / q.in_plane;
-    U3 i = coords(gid % q.in_plane, y.input, x.input);
-    u32 base = plane * q.out_plane;
-    float acc = 0.0f;
-    for (int tz = (int)z.kernel - 1; tz >= 0; tz--) {
-        int oz = inverse_tap(i.x, (u32)tz, z);
-        if (oz < 0) continue;
-        for (int ty = (int)y.kernel - 1; ty >= 0; ty--) {
-            int oy = inverse_tap(i.y, (u32)ty, y);
-            if (oy < 0) continue;
-            for (int tx = (int)x.kernel - 1; tx >= 0; tx--) {
-                int ox = inverse_tap(i.z, (u32)tx, x);
-                if (ox < 0) continue;
-                U3 o = {(u32)oz, (u32)oy, (u32)ox};
-                float g = grad_output[base + (o.x * y.output + o.y) * x.output + o.z];
-                if (q.kind == 1u) g = g / divisor_at(q, o);
-                acc += g;
-            }
-        }
-    }
-    grad_input[gid] = acc;
-}
-
-extern "C" __global__ void pool_backward_max(const Params P, const float* grad_output,
+// Pooling's backward by gathering, as pool_backward_gather.wgsl: per input element, every
+// window that reads it in increasing output order; average divides, max keeps a window's
+// gradient only where its index names the element.
+extern "C" __global__ void pool_backward_gather(const Params P, const float* grad_output,
         const u32* indices, float* grad_input) {
     Pool q = pool_params(P);
     u32 gid = group_index() * 256u + threadIdx.x;
@@ -448,8 +423,15 @@ extern "C" __global__ void pool_backward_max(const Params P, const float* grad_o
             for (int tx = (int)x.kernel - 1; tx >= 0; tx--) {
                 int ox = inverse_tap(i.z, (u32)tx, x);
                 if (ox < 0) continue;
-                u32 o = base + ((u32)oz * y.output + (u32)oy) * x.output + (u32)ox;
-                if (indices[o] == at) acc += grad_output[o];
+                U3 o = {(u32)oz, (u32)oy, (u32)ox};
+                u32 at_o = base + (o.x * y.output + o.y) * x.output + o.z;
+                if (q.kind == 0u) {
+                    if (indices[at_o] == at) acc += grad_output[at_o];
+                } else if (q.kind == 1u) {
+                    acc += grad_output[at_o] / divisor_at(q, o);
+                } else {
+                    acc += grad_output[at_o];
+                }
             }
         }
     }

@@ -1,6 +1,9 @@
-// Max pooling's backward, for every algorithm: one invocation per input element gathers the
-// gradient of each window whose index names it (no atomics, so the sum's order is fixed:
-// increasing output order, as the CPU scatters). An index outside its window routes nowhere.
+// Pooling's backward by gathering: one invocation per input element sums the gradient of
+// every window that reads it, visited in increasing output order (the order in which the
+// CPU scatters them), so there are no atomics and the sum's order is fixed. Average divides
+// each window's gradient by its divisor; max takes a window's gradient only where its index
+// names this element (an index outside its window routes nowhere). `Direct` uses it for every
+// kind, `PrefixSum` for max.
 @group(0) @binding(1) var<storage, read> grad_output: array<f32>;
 @group(0) @binding(2) var<storage, read> indices: array<u32>;
 @group(0) @binding(3) var<storage, read_write> grad_input: array<f32>;
@@ -17,6 +20,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let at = gid % pool_in_plane();
     let i = coords(at, y.input, x.input);
     let base = plane * pool_out_plane();
+    let kind = pool_kind();
     var acc = 0.0;
     for (var tz = i32(z.kernel) - 1; tz >= 0; tz--) {
         let oz = inverse_tap(i.x, u32(tz), z);
@@ -27,9 +31,16 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
             for (var tx = i32(x.kernel) - 1; tx >= 0; tx--) {
                 let ox = inverse_tap(i.z, u32(tx), x);
                 if (ox < 0) { continue; }
-                let o = base + (u32(oz) * y.output + u32(oy)) * x.output + u32(ox);
-                if (indices[o] == at) {
-                    acc += grad_output[o];
+                let o = vec3<u32>(u32(oz), u32(oy), u32(ox));
+                let at_o = base + (o.x * y.output + o.y) * x.output + o.z;
+                if (kind == 0u) {
+                    if (indices[at_o] == at) {
+                        acc += grad_output[at_o];
+                    }
+                } else if (kind == 1u) {
+                    acc += grad_output[at_o] / divisor_at(o);
+                } else {
+                    acc += grad_output[at_o];
                 }
             }
         }
