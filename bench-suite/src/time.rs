@@ -163,15 +163,16 @@ fn typed<T: Element, const D: usize>(
                 let Some(kind) = case.op.pool_kind() else {
                     continue;
                 };
-                let resolved = pool.resolve::<T>(kind, algo).name();
+                let forward = pool.resolve::<T>(kind, PoolOp::Forward, algo).name();
+                let backward = pool.resolve::<T>(kind, PoolOp::Backward, algo).name();
                 match time_pool::<T, D>(&pool, kind, algo, &x, &dy, target_s) {
                     Ok((f, b)) => {
-                        rows.push(row("forward", resolved, Ok(f)));
-                        rows.push(row("backward", resolved, Ok(b)));
+                        rows.push(row("forward", forward, Ok(f)));
+                        rows.push(row("backward", backward, Ok(b)));
                     }
                     Err(e) => {
-                        rows.push(row("forward", resolved, Err(e.clone())));
-                        rows.push(row("backward", resolved, Err(e)));
+                        rows.push(row("forward", forward, Err(e.clone())));
+                        rows.push(row("backward", backward, Err(e)));
                     }
                 }
             }

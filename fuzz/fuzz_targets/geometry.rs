@@ -148,8 +148,8 @@ fn check<const D: usize>(p: &Params) {
                 PoolAlgorithm::PrefixSum,
             ] {
                 let _ = q.supports::<f32>(kind, algo);
-                let _ = q.resolve::<f32>(kind, algo);
                 for op in [PoolOp::Forward, PoolOp::Backward] {
+                    let _ = q.resolve::<f32>(kind, op, algo);
                     let _ = q.scratch_len::<f32>(kind, op, algo);
                     let _ = q.scratch_len::<f64>(kind, op, algo);
                 }
