@@ -62,6 +62,14 @@ impl Axis {
     #[inline]
     pub fn valid_outputs(&self, k: usize) -> (usize, usize) {
         let off = k * self.dilation;
+        if self.stride == 1 {
+            // The common case, without the divisions (packers call this once per row).
+            let lo = self.pad_lo.saturating_sub(off);
+            let hi = (self.input + self.pad_lo)
+                .saturating_sub(off)
+                .min(self.output);
+            return (lo.min(hi), hi);
+        }
         // o * stride + off >= pad_lo
         let lo = self.pad_lo.saturating_sub(off).div_ceil(self.stride);
         // o * stride + off - pad_lo <= input - 1

@@ -144,11 +144,14 @@ conv_suite! {
     auto_f32_2d: ConvAlgorithm::Auto, f32, 2, 80, 7;
 }
 
-/// Shapes the random strategy rarely reaches: many channels (the matrix product's blocking),
-/// 1x1 kernels (the unroll-free path), depthwise, long rows with stride 2.
+/// Shapes the random strategy rarely reaches: many channels and positions (every block of
+/// the matrix product: more output channels than a packed A block holds, more positions than
+/// a packed B block, depth beyond one block in all three passes), 1x1 kernels (the
+/// unroll-free path), depthwise, long rows with stride 2.
 #[test]
 fn fixed_shapes_every_algorithm() {
-    let specs: [ConvSpec<2>; 5] = [
+    let specs: [ConvSpec<2>; 6] = [
+        ConvSpec::new(1, 3, 500, [46, 47], [3, 3]).with_padding([1, 1]),
         ConvSpec::new(2, 40, 130, [9, 11], [3, 3]).with_padding([1, 1]),
         ConvSpec::new(1, 300, 20, [5, 7], [1, 1]),
         ConvSpec::new(2, 16, 16, [13, 70], [3, 3])

@@ -1,24 +1,26 @@
-//! `Unrolled` convolution: im2col, then one matrix product per image and group.
+//! `Unrolled` convolution: one matrix product per image and group over the unrolled input.
 //!
 //! With `cols` the group's unrolled input (`R = cg * taps` rows, `P = out_plane` columns) and
 //! `W_g` the group's weights as a `kg x R` matrix:
 //!
 //! ```text
 //! forward          Y_g  = W_g   x cols        (kg x P)
-//! input gradient   dcols = W_g^T x dY_g       (R x P), then col2im onto dX_g
+//! input gradient   dcols = W_g^T x dY_g       (R x P), added onto dX_g by col2im
 //! weight gradient  dW_g += dY_g  x cols^T     (kg x R), summed over the batch
 //! ```
 //!
-//! A 1x1 kernel with stride 1 and no padding unrolls to the input itself, so that case skips
-//! the copy and multiplies the input in place.
+//! `cols` is never stored: the product packs it block by block from the input, and the input
+//! gradient's tiles go through col2im as they are finished (see [`super::im2col`]). A 1x1
+//! kernel with stride 1 and no padding unrolls to the input itself, so that case multiplies
+//! the input (or writes the input gradient) as a plain matrix.
 //!
-//! Scratch: `R * P` elements for `cols` (none in the 1x1 case) plus the product's packing
-//! buffers ([`crate::gemm::pack_len`]).
+//! Scratch: the product's packing buffers ([`crate::gemm::pack_len`]), a few hundred KiB at
+//! most whatever the image size.
 
 use super::geometry::ConvShape;
-use super::im2col::{col2im, im2col};
+use super::im2col::{Col2im, Unrolled, UnrolledT};
 use crate::Element;
-use crate::gemm::{MatMut, MatRef, gemm_unchecked, pack_len};
+use crate::gemm::{MatMut, MatRef, gemm_with, pack_len};
 
 /// Whether the unrolled matrix of a group is the group's input itself.
 pub(crate) fn unroll_is_identity(s: &ConvShape) -> bool {
@@ -27,24 +29,16 @@ pub(crate) fn unroll_is_identity(s: &ConvShape) -> bool {
         .all(|a| a.kernel == 1 && a.stride == 1 && a.pad_lo == 0 && a.input == a.output)
 }
 
-fn cols_len(s: &ConvShape) -> usize {
-    if unroll_is_identity(s) {
-        0
-    } else {
-        s.unrolled_len
-    }
-}
-
 pub(crate) fn forward_scratch_len<T: Element>(s: &ConvShape) -> usize {
-    cols_len(s) + pack_len::<T>(s.kg, s.out_plane, s.unrolled_rows)
+    pack_len::<T>(s.kg, s.out_plane, s.unrolled_rows)
 }
 
 pub(crate) fn backward_input_scratch_len<T: Element>(s: &ConvShape) -> usize {
-    cols_len(s) + pack_len::<T>(s.unrolled_rows, s.out_plane, s.kg)
+    pack_len::<T>(s.unrolled_rows, s.out_plane, s.kg)
 }
 
 pub(crate) fn backward_weight_scratch_len<T: Element>(s: &ConvShape) -> usize {
-    cols_len(s) + pack_len::<T>(s.kg, s.unrolled_rows, s.out_plane)
+    pack_len::<T>(s.kg, s.unrolled_rows, s.out_plane)
 }
 
 /// The group's input channels of image `n`.
@@ -70,10 +64,10 @@ pub(crate) fn forward<T: Element>(
     w: &[T],
     bias: Option<&[T]>,
     y: &mut [T],
-    scratch: &mut [T],
+    pack: &mut [T],
 ) {
     let (r, p) = (s.unrolled_rows, s.out_plane);
-    let (cols, pack) = scratch.split_at_mut(cols_len(s));
+    let identity = unroll_is_identity(s);
     for n in 0..s.batch {
         for g in 0..s.groups {
             let y_g = &mut y[group_output_range(s, n, g)];
@@ -81,14 +75,15 @@ pub(crate) fn forward<T: Element>(
                 y_k.fill(bias.map_or(T::ZERO, |b| b[g * s.kg + kl]));
             }
             let x_g = group_input(s, x, n, g);
-            let b = if cols.is_empty() {
-                MatRef::from_parts(x_g, r, p, p, 1)
-            } else {
-                im2col(s, x_g, cols);
-                MatRef::from_parts(&*cols, r, p, p, 1)
-            };
             let a = MatRef::from_parts(&w[group_weight_range(s, g)], s.kg, r, r, 1);
-            gemm_unchecked(a, b, MatMut::from_parts(y_g, s.kg, p, p, 1), true, pack);
+            let mut c = MatMut::from_parts(y_g, s.kg, p, p, 1);
+            if identity {
+                let b = MatRef::from_parts(x_g, r, p, p, 1);
+                gemm_with(s.kg, p, r, &a, &b, &mut c, true, pack);
+            } else {
+                let b = Unrolled { s, x_g };
+                gemm_with(s.kg, p, r, &a, &b, &mut c, true, pack);
+            }
         }
     }
 }
@@ -98,11 +93,10 @@ pub(crate) fn backward_input<T: Element>(
     dy: &[T],
     w: &[T],
     dx: &mut [T],
-    scratch: &mut [T],
+    pack: &mut [T],
 ) {
     let (r, p) = (s.unrolled_rows, s.out_plane);
-    let (cols, pack) = scratch.split_at_mut(cols_len(s));
-    let identity = cols.is_empty();
+    let identity = unroll_is_identity(s);
     if !identity {
         dx.fill(T::ZERO);
     }
@@ -113,16 +107,10 @@ pub(crate) fn backward_input<T: Element>(
             let start = (n * s.in_channels + g * s.cg) * s.in_plane;
             let dx_g = &mut dx[start..start + s.cg * s.in_plane];
             if identity {
-                gemm_unchecked(a, b, MatMut::from_parts(dx_g, r, p, p, 1), false, pack);
+                let mut c = MatMut::from_parts(dx_g, r, p, p, 1);
+                gemm_with(r, p, s.kg, &a, &b, &mut c, false, pack);
             } else {
-                gemm_unchecked(
-                    a,
-                    b,
-                    MatMut::from_parts(&mut *cols, r, p, p, 1),
-                    false,
-                    pack,
-                );
-                col2im(s, cols, dx_g);
+                gemm_with(r, p, s.kg, &a, &b, &mut Col2im { s, dx_g }, true, pack);
             }
         }
     }
@@ -133,24 +121,24 @@ pub(crate) fn backward_weight<T: Element>(
     x: &[T],
     dy: &[T],
     dw: &mut [T],
-    scratch: &mut [T],
+    pack: &mut [T],
 ) {
     let (r, p) = (s.unrolled_rows, s.out_plane);
-    let (cols, pack) = scratch.split_at_mut(cols_len(s));
+    let identity = unroll_is_identity(s);
     dw.fill(T::ZERO);
     for n in 0..s.batch {
         for g in 0..s.groups {
             let x_g = group_input(s, x, n, g);
-            // cols^T: P x R.
-            let b = if cols.is_empty() {
-                MatRef::from_parts(x_g, p, r, 1, p)
-            } else {
-                im2col(s, x_g, cols);
-                MatRef::from_parts(&*cols, p, r, 1, p)
-            };
             let a = MatRef::from_parts(&dy[group_output_range(s, n, g)], s.kg, p, p, 1);
-            let dw_g = &mut dw[group_weight_range(s, g)];
-            gemm_unchecked(a, b, MatMut::from_parts(dw_g, s.kg, r, r, 1), true, pack);
+            let mut c = MatMut::from_parts(&mut dw[group_weight_range(s, g)], s.kg, r, r, 1);
+            if identity {
+                // cols^T: P x R.
+                let b = MatRef::from_parts(x_g, p, r, 1, p);
+                gemm_with(s.kg, r, p, &a, &b, &mut c, true, pack);
+            } else {
+                let b = UnrolledT { s, x_g };
+                gemm_with(s.kg, r, p, &a, &b, &mut c, true, pack);
+            }
         }
     }
 }

@@ -12,11 +12,13 @@
 pub mod params;
 
 mod kernel;
+mod operand;
 
-use crate::element::MAX_LANES;
 use crate::error::check_scratch;
 use crate::{Element, Error};
-use kernel::{Tile, micro_tile};
+pub(crate) use kernel::Tile;
+use kernel::micro_tile;
+pub(crate) use operand::{PackA, PackB, StoreC, copy_over, spread_row, tile_row, zero_b_tail};
 use params::{KC, MC, MR, NC, NV};
 
 /// A read-only matrix view: element `(i, j)` is `data[i * row_stride + j * col_stride]`.
@@ -118,7 +120,7 @@ impl<'a, T> MatRef<'a, T> {
     }
 
     #[inline(always)]
-    fn at(&self, i: usize, j: usize) -> T
+    pub(crate) fn at(&self, i: usize, j: usize) -> T
     where
         T: Copy,
     {
@@ -174,7 +176,10 @@ pub fn pack_len<T: Element>(m: usize, n: usize, k: usize) -> usize {
     }
     let kc = k.min(KC);
     let nr = NV * T::LANES;
-    round_up(m.min(MC), MR) * kc + kc * round_up(n.min(NC), nr)
+    let nc = round_up(n.min(NC), nr);
+    // A block, B block, and one row of B (plus a sliver of slack) for packers that build a
+    // row before spreading it over the slivers.
+    round_up(m.min(MC), MR) * kc + kc * nc + nc + nr
 }
 
 /// `C = A B`, or `C += A B` when `accumulate` is set.
@@ -216,138 +221,61 @@ pub(crate) fn gemm_unchecked<T: Element>(
     pack: &mut [T],
 ) {
     let (m, n, k) = (a.rows, b.cols, a.cols);
+    gemm_with(m, n, k, &a, &b, &mut c, accumulate, pack);
+}
+
+/// The blocked product over any operands that can pack themselves and any destination that
+/// can take a tile: `C (m x n) = A (m x k) B (k x n)`, added to C when `accumulate` is set.
+///
+/// `pack` holds at least [`pack_len`]`(m, n, k)` elements.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gemm_with<T: Element>(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &impl PackA<T>,
+    b: &impl PackB<T>,
+    c: &mut impl StoreC<T>,
+    accumulate: bool,
+    pack: &mut [T],
+) {
     if m == 0 || n == 0 {
         return;
     }
+    let nr = NV * T::LANES;
     if k == 0 {
         if !accumulate {
-            for i in 0..m {
-                for j in 0..n {
-                    c.data[i * c.rs + j * c.cs] = T::ZERO;
+            let zero = [[T::splat(T::ZERO); NV]; MR];
+            for i in (0..m).step_by(MR) {
+                for j in (0..n).step_by(nr) {
+                    c.store_tile(&zero, i, j, MR.min(m - i), nr.min(n - j), false);
                 }
             }
         }
         return;
     }
-    let nr = NV * T::LANES;
-    let (pa, pb) = pack.split_at_mut(round_up(m.min(MC), MR) * k.min(KC));
+    let (pa, rest) = pack.split_at_mut(round_up(m.min(MC), MR) * k.min(KC));
+    let (pb, work) = rest.split_at_mut(k.min(KC) * round_up(n.min(NC), nr));
     for j0 in (0..n).step_by(NC) {
         let nc = NC.min(n - j0);
         for p0 in (0..k).step_by(KC) {
             let kc = KC.min(k - p0);
-            pack_b(&b, p0, kc, j0, nc, nr, pb);
+            let pb = &mut pb[..round_up(nc, nr) * kc];
+            b.pack_b(p0, kc, j0, nc, pb, work);
             // Later depth blocks add to what the first one wrote.
             let add = accumulate || p0 > 0;
             for i0 in (0..m).step_by(MC) {
                 let mc = MC.min(m - i0);
-                pack_a(&a, i0, mc, p0, kc, pa);
-                for jr in (0..nc).step_by(nr) {
-                    let b_sliver = &pb[jr * kc..(jr + nr) * kc];
-                    for ir in (0..mc).step_by(MR) {
-                        let a_sliver = &pa[ir * kc..(ir + MR) * kc];
+                let pa = &mut pa[..round_up(mc, MR) * kc];
+                a.pack_a(i0, mc, p0, kc, pa);
+                for (jr, b_sliver) in pb.chunks_exact(nr * kc).enumerate() {
+                    let j = jr * nr;
+                    let cols = nr.min(nc - j);
+                    for (ir, a_sliver) in pa.chunks_exact(MR * kc).enumerate() {
+                        let i = ir * MR;
                         let tile = micro_tile::<T>(kc, a_sliver, b_sliver);
-                        let rows = MR.min(mc - ir);
-                        let cols = nr.min(nc - jr);
-                        write_tile(&tile, &mut c, i0 + ir, j0 + jr, rows, cols, add);
+                        c.store_tile(&tile, i0 + i, j0 + j, MR.min(mc - i), cols, add);
                     }
-                }
-            }
-        }
-    }
-}
-
-/// Packs rows `i0..i0 + mc`, depth `p0..p0 + kc` of A into `MR`-row slivers: sliver `s` holds,
-/// for each depth step, the `MR` values of rows `s * MR ..`, zero past the last row.
-fn pack_a<T: Element>(
-    a: &MatRef<'_, T>,
-    i0: usize,
-    mc: usize,
-    p0: usize,
-    kc: usize,
-    out: &mut [T],
-) {
-    for (s, sliver) in out
-        .chunks_exact_mut(MR * kc)
-        .take(mc.div_ceil(MR))
-        .enumerate()
-    {
-        let r0 = s * MR;
-        for (p, step) in sliver.chunks_exact_mut(MR).enumerate() {
-            for (ii, v) in step.iter_mut().enumerate() {
-                *v = if r0 + ii < mc {
-                    a.at(i0 + r0 + ii, p0 + p)
-                } else {
-                    T::ZERO
-                };
-            }
-        }
-    }
-}
-
-/// Packs depth `p0..p0 + kc`, columns `j0..j0 + nc` of B into `nr`-column slivers.
-fn pack_b<T: Element>(
-    b: &MatRef<'_, T>,
-    p0: usize,
-    kc: usize,
-    j0: usize,
-    nc: usize,
-    nr: usize,
-    out: &mut [T],
-) {
-    for (s, sliver) in out
-        .chunks_exact_mut(nr * kc)
-        .take(nc.div_ceil(nr))
-        .enumerate()
-    {
-        let c0 = s * nr;
-        let width = nr.min(nc - c0);
-        for (p, step) in sliver.chunks_exact_mut(nr).enumerate() {
-            let (valid, pad) = step.split_at_mut(width);
-            if b.cs == 1 {
-                let start = (p0 + p) * b.rs + j0 + c0;
-                valid.copy_from_slice(&b.data[start..start + width]);
-            } else {
-                for (jj, v) in valid.iter_mut().enumerate() {
-                    *v = b.at(p0 + p, j0 + c0 + jj);
-                }
-            }
-            pad.fill(T::ZERO);
-        }
-    }
-}
-
-/// Writes (or adds) the top-left `rows x cols` of a micro-tile into C at `(i, j)`.
-#[inline(always)]
-fn write_tile<T: Element>(
-    tile: &Tile<T>,
-    c: &mut MatMut<'_, T>,
-    i: usize,
-    j: usize,
-    rows: usize,
-    cols: usize,
-    add: bool,
-) {
-    let nr = NV * T::LANES;
-    if c.cs == 1 && cols == nr {
-        for (r, row) in tile.iter().enumerate().take(rows) {
-            let start = (i + r) * c.rs + j;
-            let dst = &mut c.data[start..start + nr];
-            for (v, chunk) in row.iter().zip(dst.chunks_exact_mut(T::LANES)) {
-                let out = if add { *v + T::load(chunk) } else { *v };
-                T::store(out, chunk);
-            }
-        }
-        return;
-    }
-    let mut lanes = [T::ZERO; MAX_LANES];
-    for (r, row) in tile.iter().enumerate().take(rows) {
-        for (q, v) in row.iter().enumerate() {
-            T::store(*v, &mut lanes);
-            for (l, &x) in lanes.iter().enumerate().take(T::LANES) {
-                let col = q * T::LANES + l;
-                if col < cols {
-                    let dst = &mut c.data[(i + r) * c.rs + (j + col) * c.cs];
-                    *dst = if add { *dst + x } else { x };
                 }
             }
         }
@@ -445,6 +373,9 @@ mod tests {
                 (13, 47, 300),
                 (121, 17, 5),
                 (3, 1030, 4),
+                // More rows than one packed A block, more columns than one packed B block.
+                (MC + 7, 9, 3),
+                (2, NC + 45, 5),
             ]
         };
         for &(m, n, k) in shapes {

@@ -1,23 +1,29 @@
 //! Blocking parameters of the matrix product, in one place.
 //!
-//! The loop nest is BLIS's: `NC` columns of B and `KC` of the depth are packed into a panel
-//! that should stay in L2/L3, `MC` rows of A into a panel that should stay in L2, and the
-//! micro-kernel streams `KC`-deep slivers of both through registers.
+//! The loop nest is BLIS's with the operands' roles mirrored, because `C` is row-major and
+//! vectors run along its rows: an `MR x KC` sliver of packed A (broadcast one value at a time)
+//! stays in L1 while the micro-kernel streams `KC x NR` slivers of a packed `KC x NC` block of
+//! B from L2; `MC` rows of A are packed at a time.
 
-/// Rows of C computed by one micro-kernel call. With two vectors per row this is 12
-/// accumulators, which with the two B vectors and the broadcast A value fits the 16 vector
-/// registers of AVX2 and NEON; AVX-512 has 32 and could take more rows.
+/// Rows of C computed by one micro-kernel call: `MR * NV` accumulators plus the `NV` vectors
+/// of B and one broadcast must fit the vector registers. AVX-512 has 32 (24 accumulators);
+/// AVX2 and NEON have 16 (12 accumulators).
+#[cfg(target_feature = "avx512f")]
+pub const MR: usize = 12;
+/// Rows of C computed by one micro-kernel call (see the AVX-512 definition).
+#[cfg(not(target_feature = "avx512f"))]
 pub const MR: usize = 6;
 
 /// Vectors per micro-kernel row: the micro-tile is `MR x (NV * LANES)`.
 pub const NV: usize = 2;
 
-/// Depth of one packed block. 256 `f32` of A and B per step keep a micro-kernel's slivers
-/// (`MR * KC` and `NR * KC` elements, 6 KiB and 16-32 KiB) within L1 and L2.
-pub const KC: usize = 256;
+/// Depth of one packed block: an A sliver is `MR * KC` elements (12 KiB of `f32` with
+/// AVX-512), so it stays in a 32 KiB L1 next to the B slivers streaming past.
+pub const KC: usize = 128;
 
-/// Rows of A packed at a time: `MC * KC` elements (120 KiB of `f32`) sized for L2.
-pub const MC: usize = 120;
+/// Rows of A packed at a time (`MC * KC` elements, 480 KiB of `f32`): as large as a convolution's
+/// output channels usually are, so B is packed once.
+pub const MC: usize = 480;
 
-/// Columns of B packed at a time: `KC * NC` elements (1 MiB of `f32`) sized for a share of L3.
-pub const NC: usize = 1024;
+/// Columns of B packed at a time: `KC * NC` elements (384 KiB of `f32`) stay in a 1 MiB L2.
+pub const NC: usize = 2048;

@@ -1,0 +1,74 @@
+//! Times one 2-D convolution, forward and both gradients, and prints GFLOP/s per direction.
+//!
+//! `cargo run --release --example conv_gflops -- N C H K KERNEL PAD STRIDE GROUPS [ALGO]`
+//! (ALGO: auto, direct, unrolled). For profiling single shapes; the sweep is the benchmark.
+use origami_kernels::{ConvAlgorithm, ConvOp, ConvSpec};
+use std::time::Instant;
+
+fn best_of(reps: usize, mut f: impl FnMut()) -> f64 {
+    f();
+    (0..reps)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed().as_secs_f64()
+        })
+        .fold(f64::MAX, f64::min)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let num = |i: usize| -> usize { args[i].parse().expect("a number") };
+    let (n, c, h, k, ks, pad, stride, groups) = (
+        num(0),
+        num(1),
+        num(2),
+        num(3),
+        num(4),
+        num(5),
+        num(6),
+        num(7),
+    );
+    let algo = match args.get(8).map(String::as_str) {
+        Some("direct") => ConvAlgorithm::Direct,
+        Some("unrolled") => ConvAlgorithm::Unrolled,
+        _ => ConvAlgorithm::Auto,
+    };
+    let conv = ConvSpec::new(n, c, k, [h, h], [ks, ks])
+        .with_padding([pad, pad])
+        .with_stride([stride, stride])
+        .with_groups(groups)
+        .build()
+        .unwrap();
+    let x = vec![0.5f32; conv.input_len()];
+    let w = vec![0.25f32; conv.weight_len()];
+    let mut y = vec![0.0f32; conv.output_len()];
+    let mut dx = x.clone();
+    let mut dw = w.clone();
+    let flop = 2.0 * (conv.output_len() * c / groups * ks * ks) as f64;
+    let reps = ((2e9 / flop) as usize).clamp(3, 200);
+    let scratch = |op| vec![0.0f32; conv.scratch_len::<f32>(op, algo)];
+    let mut s = scratch(ConvOp::Forward);
+    let fwd = best_of(reps, || {
+        conv.forward(algo, &x, &w, None, &mut y, &mut s).unwrap()
+    });
+    let mut s = scratch(ConvOp::BackwardInput);
+    let bwd_in = best_of(reps, || {
+        conv.backward_input(algo, &y, &w, &mut dx, &mut s).unwrap()
+    });
+    let mut s = scratch(ConvOp::BackwardWeight);
+    let bwd_w = best_of(reps, || {
+        conv.backward_weight(algo, &x, &y, &mut dw, &mut s).unwrap()
+    });
+    for (name, t) in [
+        ("forward", fwd),
+        ("backward_input", bwd_in),
+        ("backward_weight", bwd_w),
+    ] {
+        println!(
+            "{name:16} {:8.3} ms {:6.1} GFLOP/s",
+            t * 1e3,
+            flop / t / 1e9
+        );
+    }
+}
