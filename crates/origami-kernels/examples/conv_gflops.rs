@@ -6,6 +6,9 @@ use origami_kernels::{ConvAlgorithm, ConvOp, ConvSpec};
 use std::time::Instant;
 
 fn best_of(reps: usize, mut f: impl FnMut()) -> f64 {
+    if reps == 0 {
+        return f64::NAN;
+    }
     f();
     (0..reps)
         .map(|_| {
@@ -47,17 +50,22 @@ fn main() {
     let mut dw = w.clone();
     let flop = 2.0 * (conv.output_len() * c / groups * ks * ks) as f64;
     let reps = ((2e9 / flop) as usize).clamp(3, 200);
+    // An optional tenth argument picks one direction (forward, backward_input,
+    // backward_weight), for profiling.
+    let only = args.get(9).cloned();
+    let wanted = |name: &str| only.as_deref().is_none_or(|o| o == name);
     let scratch = |op| vec![0.0f32; conv.scratch_len::<f32>(op, algo)];
     let mut s = scratch(ConvOp::Forward);
-    let fwd = best_of(reps, || {
+    let reps_for = |name: &str| if wanted(name) { reps } else { 0 };
+    let fwd = best_of(reps_for("forward"), || {
         conv.forward(algo, &x, &w, None, &mut y, &mut s).unwrap()
     });
     let mut s = scratch(ConvOp::BackwardInput);
-    let bwd_in = best_of(reps, || {
+    let bwd_in = best_of(reps_for("backward_input"), || {
         conv.backward_input(algo, &y, &w, &mut dx, &mut s).unwrap()
     });
     let mut s = scratch(ConvOp::BackwardWeight);
-    let bwd_w = best_of(reps, || {
+    let bwd_w = best_of(reps_for("backward_weight"), || {
         conv.backward_weight(algo, &x, &y, &mut dw, &mut s).unwrap()
     });
     for (name, t) in [

@@ -53,6 +53,12 @@ pub trait Element:
     fn splat(x: Self) -> Self::Simd;
     /// Loads `src[..LANES]`; lanes past the end of `src` are zero.
     fn load(src: &[Self]) -> Self::Simd;
+    /// Loads `src[..LANES]` where the caller guarantees the length: an inner loop's load
+    /// without [`Element::load`]'s zero-filling path, whose call to `memcpy` makes the
+    /// compiler keep accumulators in memory. Panics on a short slice (a bug, not bad input).
+    fn load_full(src: &[Self]) -> Self::Simd;
+    /// `v` with lanes `n..` set to zero (a select, so NaN in those lanes does not survive).
+    fn first_lanes(v: Self::Simd, n: usize) -> Self::Simd;
     /// Loads `src[start + i * step]` for each lane `i`; lanes past the end of `src` are zero.
     fn gather(src: &[Self], start: usize, step: usize) -> Self::Simd;
     /// Stores the lanes into `dst[..LANES]`, as many as fit.
@@ -101,12 +107,27 @@ macro_rules! impl_element {
             fn load(src: &[Self]) -> Self::Simd {
                 match src.first_chunk::<$lanes>() {
                     Some(a) => <$simd>::new(*a),
+                    // Lane by lane rather than `copy_from_slice`, which would call `memcpy`:
+                    // in a loop's tail the call costs more than the loads and makes the
+                    // compiler spill every accumulator around it.
                     None => {
-                        let mut a = [0.0; $lanes];
-                        a[..src.len()].copy_from_slice(src);
-                        <$simd>::new(a)
+                        <$simd>::new(core::array::from_fn(|i| src.get(i).copied().unwrap_or(0.0)))
                     }
                 }
+            }
+
+            #[inline(always)]
+            fn load_full(src: &[Self]) -> Self::Simd {
+                let a: [Self; $lanes] = src[..$lanes].try_into().expect("a full vector");
+                <$simd>::new(a)
+            }
+
+            #[inline(always)]
+            fn first_lanes(v: Self::Simd, n: usize) -> Self::Simd {
+                let index = <$simd>::new(core::array::from_fn(|i| i as $t));
+                index
+                    .simd_lt(<$simd>::splat(n as $t))
+                    .select(v, <$simd>::splat(0.0))
             }
 
             #[inline(always)]
@@ -122,8 +143,9 @@ macro_rules! impl_element {
                     Some(d) => *d = v.to_array(),
                     None => {
                         let a = v.to_array();
-                        let n = dst.len();
-                        dst.copy_from_slice(&a[..n]);
+                        for (d, &x) in dst.iter_mut().zip(&a) {
+                            *d = x;
+                        }
                     }
                 }
             }
@@ -206,6 +228,10 @@ mod tests {
         let mut short = [T::ZERO; 3];
         T::store(T::splat(T::ONE), &mut short);
         assert_eq!(short, [T::ONE; 3]);
+        let mut out = [T::ZERO; MAX_LANES];
+        T::store(T::first_lanes(T::splat(T::NAN), 3), &mut out);
+        assert!(out[..3].iter().all(|v| v.is_nan()));
+        assert!(out[3..T::LANES].iter().all(|&v| v == T::ZERO));
         let g = T::gather(&src, 1, 3);
         let mut out = [T::ZERO; MAX_LANES];
         T::store(g, &mut out);

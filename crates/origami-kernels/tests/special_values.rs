@@ -196,6 +196,15 @@ fn conv_special_values<T: Element>() {
             .with_padding([1, 2])
             .with_groups(3),
         ConvSpec::new(1, 8, 16, [6, 7], [1, 1]),
+        // Depthwise (one input channel per group), with a channel multiplier and stride 2.
+        ConvSpec::new(1, 4, 8, [9, 20], [3, 3])
+            .with_stride([2, 2])
+            .with_padding([1, 1])
+            .with_groups(4),
+        ConvSpec::new(2, 3, 3, [7, 21], [3, 3])
+            .with_padding([2, 2])
+            .with_dilation([2, 2])
+            .with_groups(3),
     ];
     for spec in specs {
         let conv = spec.build().unwrap();
@@ -411,5 +420,27 @@ fn padding_times_nan_is_nan_as_in_pytorch() {
             let read_by_output_0 = i / 5 < 3 && i % 5 < 3;
             assert_eq!(v.is_nan(), read_by_output_0, "{} dx[{i}]", algo.name());
         }
+
+        // A NaN weight reaches only the inputs some window reads: with stride 2 over 20
+        // columns, the windows of width 3 end at column 18 and column 19 keeps a zero
+        // gradient. (A vector tail that ran past the last window would add `NaN * 0` there.)
+        let strided = ConvSpec::new(1, 1, 1, [1, 20], [1, 3])
+            .with_stride([1, 2])
+            .build()
+            .unwrap();
+        let dy = vec![1.0f32; strided.output_len()];
+        let mut w3 = vec![1.0f32; 3];
+        w3[1] = f32::NAN;
+        let mut dx = vec![0.0f32; 20];
+        let mut scratch = vec![0.0f32; strided.scratch_len::<f32>(ConvOp::BackwardInput, algo)];
+        strided
+            .backward_input(algo, &dy, &w3, &mut dx, &mut scratch)
+            .unwrap();
+        assert!(
+            dx[..19].iter().any(|v| v.is_nan()),
+            "{}: {dx:?}",
+            algo.name()
+        );
+        assert_eq!(dx[19], 0.0, "{}: {dx:?}", algo.name());
     }
 }

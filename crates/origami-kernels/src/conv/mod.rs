@@ -41,6 +41,7 @@
 //! # Ok::<(), origami_kernels::Error>(())
 //! ```
 
+mod depthwise;
 mod direct;
 mod geometry;
 mod im2col;
@@ -139,7 +140,9 @@ impl<const D: usize> ConvNd<D> {
     pub fn scratch_len<T: Element>(&self, op: ConvOp, algo: ConvAlgorithm) -> usize {
         let s = &self.shape;
         match (self.resolve(algo), op) {
-            (_, ConvOp::BackwardBias) | (ConvAlgorithm::Direct, _) => 0,
+            (_, ConvOp::BackwardBias) => 0,
+            (ConvAlgorithm::Direct, _) if depthwise::applies(s) => depthwise::scratch_len::<T>(s),
+            (ConvAlgorithm::Direct, _) => 0,
             (_, ConvOp::Forward) => unrolled::forward_scratch_len::<T>(s),
             (_, ConvOp::BackwardInput) => unrolled::backward_input_scratch_len::<T>(s),
             (_, ConvOp::BackwardWeight) => unrolled::backward_weight_scratch_len::<T>(s),
@@ -172,6 +175,9 @@ impl<const D: usize> ConvNd<D> {
             ConvAlgorithm::Unrolled => {
                 unrolled::forward(s, input, weight, bias, output, scratch);
             }
+            _ if depthwise::applies(s) => {
+                depthwise::forward(s, input, weight, bias, output, scratch);
+            }
             _ => direct::forward(s, input, weight, bias, output),
         }
         Ok(())
@@ -200,6 +206,9 @@ impl<const D: usize> ConvNd<D> {
             ConvAlgorithm::Unrolled => {
                 unrolled::backward_input(s, grad_output, weight, grad_input, scratch);
             }
+            _ if depthwise::applies(s) => {
+                depthwise::backward_input(s, grad_output, weight, grad_input, scratch);
+            }
             _ => direct::backward_input(s, grad_output, weight, grad_input),
         }
         Ok(())
@@ -226,6 +235,9 @@ impl<const D: usize> ConvNd<D> {
         match self.resolve(algo) {
             ConvAlgorithm::Unrolled => {
                 unrolled::backward_weight(s, input, grad_output, grad_weight, scratch);
+            }
+            _ if depthwise::applies(s) => {
+                depthwise::backward_weight(s, input, grad_output, grad_weight, scratch);
             }
             _ => direct::backward_weight(s, input, grad_output, grad_weight),
         }

@@ -17,7 +17,7 @@ pub(crate) fn micro_tile<T: Element>(kc: usize, a: &[T], b: &[T]) -> Tile<T> {
     let nr = NV * T::LANES;
     let mut acc = [[T::splat(T::ZERO); NV]; MR];
     for (a, b) in a.chunks_exact(MR).zip(b.chunks_exact(nr)).take(kc) {
-        let bv: [T::Simd; NV] = core::array::from_fn(|j| T::load(&b[j * T::LANES..]));
+        let bv: [T::Simd; NV] = core::array::from_fn(|j| T::load_full(&b[j * T::LANES..]));
         for (row, &x) in acc.iter_mut().zip(a) {
             let av = T::splat(x);
             for (r, &bj) in row.iter_mut().zip(&bv) {

@@ -1,0 +1,531 @@
+//! `Direct` convolution for depthwise geometries (one input channel per group, any channel
+//! multiplier): each output channel is a 1-, 2- or 3-D correlation of a single input plane.
+//!
+//! There is no channel sum to amortise loads over, so the generic direct path's per-row
+//! bookkeeping and scalar edges dominate. Here every plane is first copied into a zero-padded
+//! buffer whose rows are stored *de-interleaved by the stride along W*: padded column `j`
+//! lives at `(j % s) * lp + j / s`. Output `ow` through tap `kw` reads padded column
+//! `ow * s + kw * d`, which is phase `(kw * d) % s` at index `ow + (kw * d) / s`: for every
+//! tap and any stride, the inputs of neighbouring outputs are neighbours in the buffer. Each
+//! output vector is then `taps` full-width loads and fused multiply-adds into accumulators
+//! that stay in registers, with no edge cases: padding is the buffer's zeros, multiplied
+//! like any input (so a NaN weight makes NaN at the outputs that meet padding, as in PyTorch).
+//!
+//! - forward: `y[o] = b + sum_t w[t] * xp[o * s + t * d]`, registers accumulate over taps;
+//! - input gradient: the adjoint, `dxp[o * s + t * d] += w[t] * dy[o]`, one vector update
+//!   per tap into a zeroed padded buffer whose interior is then the input gradient;
+//! - weight gradient: `dw[t] = sum_{n,o} dy[o] * xp[o * s + t * d]`, one accumulator per tap
+//!   (in groups of up to 8, in registers) summed over the plane, then across lanes.
+//!
+//! Scratch: one padded plane, [`scratch_len`] elements.
+
+use super::geometry::ConvShape;
+use crate::Element;
+use crate::window::Axis;
+
+/// Output vectors accumulated together in the forward pass (the dispatch below names each
+/// count up to this one).
+const RUN: usize = 4;
+
+/// Output vectors whose gradients are scattered together in the input gradient.
+const SCATTER: usize = 2;
+
+/// Whether the geometry is depthwise: one input channel per group.
+pub(crate) fn applies(s: &ConvShape) -> bool {
+    s.cg == 1
+}
+
+/// The padded, de-interleaved plane's layout.
+#[derive(Clone, Copy, Debug)]
+struct Padded {
+    /// Padded extents along D and H.
+    d: usize,
+    h: usize,
+    /// Elements per phase of a row: the phase's columns plus a vector of slack, so the last
+    /// output vector's lanes past the row read the buffer rather than past it.
+    lp: usize,
+    /// Elements per padded row (`stride_w * lp`).
+    row: usize,
+    /// The dilation along W split by the stride: stepping to the next tap moves `dq`
+    /// columns within a phase and `dr` phases (with a carry), so tap offsets need no division.
+    dq: usize,
+    dr: usize,
+}
+
+impl Padded {
+    fn of<T: Element>(s: &ConvShape) -> Self {
+        let [az, ay, ax] = s.axes;
+        let extent = |a: &Axis| {
+            // Every column a window reads: up to the last output's last tap.
+            ((a.output - 1) * a.stride + (a.kernel - 1) * a.dilation + 1).max(a.pad_lo + a.input)
+        };
+        let lp = extent(&ax).div_ceil(ax.stride) + T::LANES;
+        Padded {
+            d: extent(&az),
+            h: extent(&ay),
+            lp,
+            row: ax.stride * lp,
+            dq: ax.dilation / ax.stride,
+            dr: ax.dilation % ax.stride,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.d * self.h * self.row
+    }
+
+    /// Offsets, within a padded row, of the inputs output `0` reads through taps `0, 1, ..`.
+    #[inline(always)]
+    fn tap_offsets(&self, stride: usize) -> impl Iterator<Item = usize> {
+        let (mut phase, mut index) = (0, 0);
+        core::iter::from_fn(move || {
+            let at = phase * self.lp + index;
+            phase += self.dr;
+            index += self.dq;
+            if phase >= stride {
+                phase -= stride;
+                index += 1;
+            }
+            Some(at)
+        })
+    }
+}
+
+/// Scratch elements the depthwise path needs: one padded plane.
+pub(crate) fn scratch_len<T: Element>(s: &ConvShape) -> usize {
+    Padded::of::<T>(s).len()
+}
+
+/// Copies the interior of the padded buffer out to one input-gradient plane.
+fn extract_padded<T: Element>(s: &ConvShape, p: &Padded, buf: &[T], dx_c: &mut [T]) {
+    let ax = s.axes[2];
+    let (stride, width, pad, lp) = (ax.stride, ax.input, ax.pad_lo, p.lp);
+    let row_len = p.row;
+    for_each_input_row(s, p, |r, xr| {
+        let dst = &mut dx_c[xr..xr + width];
+        let row = &buf[r * row_len..][..row_len];
+        if stride == 1 {
+            dst.copy_from_slice(&row[pad..pad + width]);
+        } else if stride == 2 {
+            let (p0, p1) = row.split_at(lp);
+            let (even, odd, odd_shift) = if pad % 2 == 0 {
+                (p0, p1, 0)
+            } else {
+                (p1, p0, 1)
+            };
+            let (e0, o0) = (pad / 2, pad / 2 + odd_shift);
+            let pairs = width / 2;
+            let even_src = &even[e0..e0 + pairs];
+            let odd_src = &odd[o0..o0 + pairs];
+            for ((&e, &o), pair) in even_src.iter().zip(odd_src).zip(dst.chunks_exact_mut(2)) {
+                pair[0] = e;
+                pair[1] = o;
+            }
+            if width % 2 == 1 {
+                dst[width - 1] = even[e0 + pairs];
+            }
+        } else {
+            // As in `fill_padded`, the other way.
+            let (q0, r0) = (pad / stride, pad % stride);
+            for (i, chunk) in dst.chunks_mut(stride).enumerate() {
+                for (e, d) in chunk.iter_mut().enumerate() {
+                    let (phase, index) = if r0 + e >= stride {
+                        (r0 + e - stride, q0 + i + 1)
+                    } else {
+                        (r0 + e, q0 + i)
+                    };
+                    *d = row[phase * lp + index];
+                }
+            }
+        }
+    });
+}
+
+/// Visits the input rows of one plane: `f(padded row index, input row offset)`.
+#[inline(always)]
+fn for_each_input_row(s: &ConvShape, p: &Padded, mut f: impl FnMut(usize, usize)) {
+    let [az, ay, ax] = s.axes;
+    for id in 0..az.input {
+        for ih in 0..ay.input {
+            let r = (id + az.pad_lo) * p.h + ih + ay.pad_lo;
+            f(r, (id * ay.input + ih) * ax.input);
+        }
+    }
+}
+
+/// Copies one input plane into the interior of the padded buffer (whose padding is zero).
+fn fill_padded<T: Element>(s: &ConvShape, p: &Padded, x_c: &[T], buf: &mut [T]) {
+    let ax = s.axes[2];
+    let (stride, width, pad, lp) = (ax.stride, ax.input, ax.pad_lo, p.lp);
+    let row_len = p.row;
+    for_each_input_row(s, p, |r, xr| {
+        let src = &x_c[xr..xr + width];
+        let row = &mut buf[r * row_len..][..row_len];
+        if stride == 1 {
+            row[pad..pad + width].copy_from_slice(src);
+        } else if stride == 2 {
+            // The common strided case as a plain de-interleave (which the compiler
+            // vectorises): even and odd inputs go to the two phases, in an order set by the
+            // padding's parity.
+            let (p0, p1) = row.split_at_mut(lp);
+            let (even, odd, odd_shift) = if pad % 2 == 0 {
+                (p0, p1, 0)
+            } else {
+                (p1, p0, 1)
+            };
+            let (e0, o0) = (pad / 2, pad / 2 + odd_shift);
+            let pairs = width / 2;
+            let even_dst = &mut even[e0..e0 + pairs];
+            let odd_dst = &mut odd[o0..o0 + pairs];
+            for ((e, o), pair) in even_dst.iter_mut().zip(odd_dst).zip(src.chunks_exact(2)) {
+                *e = pair[0];
+                *o = pair[1];
+            }
+            if width % 2 == 1 {
+                even[e0 + pairs] = src[width - 1];
+            }
+        } else {
+            // Input column `iw` is padded column `iw + pad`: phase `(iw + pad) % stride`,
+            // index `(iw + pad) / stride`. Walk the inputs a stride at a time, carrying the
+            // phase instead of dividing per element.
+            let (q0, r0) = (pad / stride, pad % stride);
+            for (i, chunk) in src.chunks(stride).enumerate() {
+                for (e, &v) in chunk.iter().enumerate() {
+                    let (phase, index) = if r0 + e >= stride {
+                        (r0 + e - stride, q0 + i + 1)
+                    } else {
+                        (r0 + e, q0 + i)
+                    };
+                    row[phase * lp + index] = v;
+                }
+            }
+        }
+    });
+}
+
+/// The padded row that window row `(kd, kh)` of output row `(od, oh)` reads.
+#[inline(always)]
+fn window_row(
+    s: &ConvShape,
+    p: &Padded,
+    (od, oh): (usize, usize),
+    (kd, kh): (usize, usize),
+) -> usize {
+    let [az, ay, _] = s.axes;
+    (od * az.stride + kd * az.dilation) * p.h + oh * ay.stride + kh * ay.dilation
+}
+
+/// `y = conv(x, w) + bias` for a depthwise geometry.
+pub(crate) fn forward<T: Element>(
+    s: &ConvShape,
+    x: &[T],
+    w: &[T],
+    bias: Option<&[T]>,
+    y: &mut [T],
+    scratch: &mut [T],
+) {
+    let [az, ay, ax] = s.axes;
+    let p = Padded::of::<T>(s);
+    let buf = &mut scratch[..p.len()];
+    buf.fill(T::ZERO);
+    for n in 0..s.batch {
+        for c in 0..s.in_channels {
+            fill_padded(
+                s,
+                &p,
+                &x[(n * s.in_channels + c) * s.in_plane..][..s.in_plane],
+                buf,
+            );
+            for k in c * s.kg..(c + 1) * s.kg {
+                let w_k = &w[k * s.taps..][..s.taps];
+                let b = bias.map_or(T::ZERO, |b| b[k]);
+                let y_k = &mut y[(n * s.out_channels + k) * s.out_plane..][..s.out_plane];
+                let rows = az.output * ay.output;
+                // Two output rows at a time: twice the independent accumulators, and each
+                // weight broadcast serves both.
+                let mut q = 0;
+                while q < rows {
+                    let pair = q + 1 < rows;
+                    // Runs of up to RUN vectors; the last vector of a row may be partial
+                    // (its extra lanes read the buffer's slack and are not stored).
+                    for ow in (0..ax.output).step_by(RUN * T::LANES) {
+                        let lanes = (ax.output - ow).min(RUN * T::LANES);
+                        let run = Run { b, q, ow, lanes };
+                        match (lanes.div_ceil(T::LANES), pair) {
+                            (4, true) => forward_run::<T, 4, 2>(s, &p, buf, w_k, run, y_k),
+                            (3, true) => forward_run::<T, 3, 2>(s, &p, buf, w_k, run, y_k),
+                            (2, true) => forward_run::<T, 2, 2>(s, &p, buf, w_k, run, y_k),
+                            (_, true) => forward_run::<T, 1, 2>(s, &p, buf, w_k, run, y_k),
+                            (4, false) => forward_run::<T, 4, 1>(s, &p, buf, w_k, run, y_k),
+                            (3, false) => forward_run::<T, 3, 1>(s, &p, buf, w_k, run, y_k),
+                            (2, false) => forward_run::<T, 2, 1>(s, &p, buf, w_k, run, y_k),
+                            _ => forward_run::<T, 1, 1>(s, &p, buf, w_k, run, y_k),
+                        }
+                    }
+                    q += if pair { 2 } else { 1 };
+                }
+                debug_assert!(az.output * ay.output * ax.output == s.out_plane);
+            }
+        }
+    }
+}
+
+/// Where a forward run writes: output rows `q..q + R` of the channel, `lanes` outputs from
+/// `ow` in each, starting from bias `b`.
+#[derive(Clone, Copy)]
+struct Run<T> {
+    b: T,
+    q: usize,
+    ow: usize,
+    lanes: usize,
+}
+
+/// `U` vectors (the last possibly partial) of `R` output rows.
+#[inline(always)]
+fn forward_run<T: Element, const U: usize, const R: usize>(
+    s: &ConvShape,
+    p: &Padded,
+    buf: &[T],
+    w_k: &[T],
+    run: Run<T>,
+    y_k: &mut [T],
+) {
+    let [az, ay, ax] = s.axes;
+    let out_rows: [(usize, usize); R] =
+        core::array::from_fn(|r| ((run.q + r) / ay.output, (run.q + r) % ay.output));
+    let mut acc = [[T::splat(run.b); U]; R];
+    for kd in 0..az.kernel {
+        for kh in 0..ay.kernel {
+            let w_row = &w_k[(kd * ay.kernel + kh) * ax.kernel..][..ax.kernel];
+            let base: [usize; R] =
+                core::array::from_fn(|r| window_row(s, p, out_rows[r], (kd, kh)) * p.row + run.ow);
+            for (off, &wv) in p.tap_offsets(ax.stride).zip(w_row) {
+                let wv = T::splat(wv);
+                for (acc_r, &base_r) in acc.iter_mut().zip(&base) {
+                    let src = &buf[base_r + off..][..U * T::LANES];
+                    for (a, x) in acc_r.iter_mut().zip(src.chunks_exact(T::LANES)) {
+                        *a = T::mul_add(T::load_full(x), wv, *a);
+                    }
+                }
+            }
+        }
+    }
+    for (r, acc_r) in acc.iter().enumerate() {
+        let start = (run.q + r) * ax.output + run.ow;
+        let out = &mut y_k[start..start + run.lanes];
+        for (a, dst) in acc_r.iter().zip(out.chunks_mut(T::LANES)) {
+            T::store(*a, dst);
+        }
+    }
+}
+
+/// `dx` from `dy` and `w` for a depthwise geometry: the adjoint of [`forward`], scattered
+/// into a zeroed padded buffer per input plane.
+pub(crate) fn backward_input<T: Element>(
+    s: &ConvShape,
+    dy: &[T],
+    w: &[T],
+    dx: &mut [T],
+    scratch: &mut [T],
+) {
+    let [_, ay, ax] = s.axes;
+    let p = Padded::of::<T>(s);
+    let buf = &mut scratch[..p.len()];
+    for n in 0..s.batch {
+        for c in 0..s.in_channels {
+            buf.fill(T::ZERO);
+            for k in c * s.kg..(c + 1) * s.kg {
+                let w_k = &w[k * s.taps..][..s.taps];
+                // Lanes past a row's end carry zero gradients; they may land on inputs no
+                // output reaches, where `w * 0` must not add NaN: only finite weights take
+                // the vector path there.
+                let finite = w_k.iter().all(|v| v.to_f64().is_finite());
+                let dy_k = &dy[(n * s.out_channels + k) * s.out_plane..][..s.out_plane];
+                for (q, dy_row) in dy_k.chunks_exact(ax.output).enumerate() {
+                    let o = (q / ay.output, q % ay.output);
+                    let mut ow = 0;
+                    while ow + SCATTER * T::LANES <= ax.output {
+                        let g = &dy_row[ow..ow + SCATTER * T::LANES];
+                        scatter_run::<T, SCATTER>(s, &p, buf, w_k, o, ow, g);
+                        ow += SCATTER * T::LANES;
+                    }
+                    while ow < ax.output {
+                        let lanes = T::LANES.min(ax.output - ow);
+                        let g = &dy_row[ow..ow + lanes];
+                        if lanes == T::LANES || finite {
+                            scatter_run::<T, 1>(s, &p, buf, w_k, o, ow, g);
+                        } else {
+                            scatter_scalar(s, &p, buf, w_k, o, ow, g);
+                        }
+                        ow += lanes;
+                    }
+                }
+            }
+            extract_padded(
+                s,
+                &p,
+                buf,
+                &mut dx[(n * s.in_channels + c) * s.in_plane..][..s.in_plane],
+            );
+        }
+    }
+}
+
+/// Adds `w[t] * g` onto the padded inputs that outputs `ow..` of row `o` read through each
+/// tap `t`, `U` vectors at a time (`g` may be short: missing lanes are zero).
+#[inline(always)]
+fn scatter_run<T: Element, const U: usize>(
+    s: &ConvShape,
+    p: &Padded,
+    buf: &mut [T],
+    w_k: &[T],
+    o: (usize, usize),
+    ow: usize,
+    g: &[T],
+) {
+    let [az, ay, ax] = s.axes;
+    let gv: [T::Simd; U] = core::array::from_fn(|u| T::load(g.get(u * T::LANES..).unwrap_or(&[])));
+    for kd in 0..az.kernel {
+        for kh in 0..ay.kernel {
+            let w_row = &w_k[(kd * ay.kernel + kh) * ax.kernel..][..ax.kernel];
+            let base = window_row(s, p, o, (kd, kh)) * p.row + ow;
+            for (off, &wv) in p.tap_offsets(ax.stride).zip(w_row) {
+                let wv = T::splat(wv);
+                let dst = &mut buf[base + off..][..U * T::LANES];
+                for (d, &gu) in dst.chunks_exact_mut(T::LANES).zip(&gv) {
+                    let cur = T::load_full(d);
+                    T::store(T::mul_add(gu, wv, cur), d);
+                }
+            }
+        }
+    }
+}
+
+/// [`scatter_run`] one output at a time, for a row's last lanes when a weight is not finite.
+fn scatter_scalar<T: Element>(
+    s: &ConvShape,
+    p: &Padded,
+    buf: &mut [T],
+    w_k: &[T],
+    o: (usize, usize),
+    ow: usize,
+    g: &[T],
+) {
+    let [az, ay, ax] = s.axes;
+    for kd in 0..az.kernel {
+        for kh in 0..ay.kernel {
+            let w_row = &w_k[(kd * ay.kernel + kh) * ax.kernel..][..ax.kernel];
+            let base = window_row(s, p, o, (kd, kh)) * p.row + ow;
+            for (off, &wv) in p.tap_offsets(ax.stride).zip(w_row) {
+                for (d, &gv) in buf[base + off..].iter_mut().zip(g) {
+                    *d += wv * gv;
+                }
+            }
+        }
+    }
+}
+
+/// `dw` from `x` and `dy` for a depthwise geometry: per tap, the dot product of the output
+/// gradient with the padded input shifted by the tap, summed over the batch.
+pub(crate) fn backward_weight<T: Element>(
+    s: &ConvShape,
+    x: &[T],
+    dy: &[T],
+    dw: &mut [T],
+    scratch: &mut [T],
+) {
+    let [az, ay, ax] = s.axes;
+    let p = Padded::of::<T>(s);
+    let buf = &mut scratch[..p.len()];
+    buf.fill(T::ZERO);
+    dw.fill(T::ZERO);
+    // Each tap's input offset within the padded plane, relative to output (0, 0, 0).
+    let tap_at = |t: usize| {
+        let (kd, kh, kw) = (
+            t / (ay.kernel * ax.kernel),
+            (t / ax.kernel) % ay.kernel,
+            t % ax.kernel,
+        );
+        let row = kd * az.dilation * p.h + kh * ay.dilation;
+        row * p.row + p.tap_offsets(ax.stride).nth(kw).unwrap_or(0)
+    };
+    for n in 0..s.batch {
+        for c in 0..s.in_channels {
+            fill_padded(
+                s,
+                &p,
+                &x[(n * s.in_channels + c) * s.in_plane..][..s.in_plane],
+                buf,
+            );
+            for k in c * s.kg..(c + 1) * s.kg {
+                let dy_k = &dy[(n * s.out_channels + k) * s.out_plane..][..s.out_plane];
+                let dw_k = &mut dw[k * s.taps..][..s.taps];
+                let mut t0 = 0;
+                while t0 < s.taps {
+                    let left = s.taps - t0;
+                    let dw_t = &mut dw_k[t0..];
+                    // The widest group that fits what is left, so no tap is computed twice.
+                    t0 += match left {
+                        8.. => add_dots::<T, 8>(s, &p, buf, dy_k, t0, &tap_at, dw_t),
+                        4.. => add_dots::<T, 4>(s, &p, buf, dy_k, t0, &tap_at, dw_t),
+                        2.. => add_dots::<T, 2>(s, &p, buf, dy_k, t0, &tap_at, dw_t),
+                        _ => add_dots::<T, 1>(s, &p, buf, dy_k, t0, &tap_at, dw_t),
+                    };
+                }
+            }
+        }
+    }
+}
+
+/// Adds the dot products of taps `t0..t0 + G` to `dw_t[..G]`; returns `G`.
+#[inline(always)]
+fn add_dots<T: Element, const G: usize>(
+    s: &ConvShape,
+    p: &Padded,
+    buf: &[T],
+    dy_k: &[T],
+    t0: usize,
+    tap_at: &impl Fn(usize) -> usize,
+    dw_t: &mut [T],
+) -> usize {
+    let sums = tap_dots::<T, G>(s, p, buf, dy_k, core::array::from_fn(|i| tap_at(t0 + i)));
+    for (d, v) in dw_t.iter_mut().zip(sums) {
+        *d += v;
+    }
+    G
+}
+
+/// `sum_o dy[o] * xp[o * s + at[t]]` for each of `G` tap offsets `at`.
+#[inline(always)]
+fn tap_dots<T: Element, const G: usize>(
+    s: &ConvShape,
+    p: &Padded,
+    buf: &[T],
+    dy_k: &[T],
+    at: [usize; G],
+) -> [T; G] {
+    let [az, ay, ax] = s.axes;
+    let mut acc = [T::splat(T::ZERO); G];
+    let full = ax.output / T::LANES * T::LANES;
+    for (q, dy_row) in dy_k.chunks_exact(ax.output).enumerate() {
+        let (od, oh) = (q / ay.output, q % ay.output);
+        let row = &buf[(od * az.stride * p.h + oh * ay.stride) * p.row..];
+        for ow in (0..full).step_by(T::LANES) {
+            let g = T::load_full(&dy_row[ow..]);
+            for (a, &t) in acc.iter_mut().zip(&at) {
+                *a = T::mul_add(g, T::load_full(&row[t + ow..]), *a);
+            }
+        }
+        if full < ax.output {
+            // Past the row's end the gradient loads as zero and the inputs are masked to
+            // zero, so inputs beyond the last window (possibly NaN) do not enter the sum.
+            let lanes = ax.output - full;
+            let g = T::load(&dy_row[full..]);
+            for (a, &t) in acc.iter_mut().zip(&at) {
+                let xv = T::first_lanes(T::load_full(&row[t + full..]), lanes);
+                *a = T::mul_add(g, xv, *a);
+            }
+        }
+    }
+    acc.map(T::reduce_add)
+}
