@@ -93,7 +93,37 @@ impl Padded {
 
 /// Scratch elements the depthwise path needs: one padded plane.
 pub(crate) fn scratch_len<T: Element>(s: &ConvShape) -> usize {
-    Padded::of::<T>(s).len()
+    let gather = transposed(s).map_or(0, |t| Padded::of::<T>(&t).len() + s.taps);
+    Padded::of::<T>(s).len() + gather
+}
+
+/// The input gradient's geometry as a forward pass, where it is one: with stride 1 and one
+/// output channel per input channel, `dx[i] = sum_t w[t] dy[i + p - t * d]` is the forward
+/// correlation of `dy` (padded by `(k - 1) * d - p` in front) with the flipped kernel. Each
+/// input gradient then accumulates in registers; the scatter it replaces adds overlapping
+/// vectors to memory tap after tap, which stalls on store forwarding.
+fn transposed(s: &ConvShape) -> Option<ConvShape> {
+    if s.kg != 1 {
+        return None;
+    }
+    let mut t = *s;
+    for (a, b) in t.axes.iter_mut().zip(&s.axes) {
+        let reach = (b.kernel - 1) * b.dilation;
+        if b.stride != 1 || b.pad_lo > reach {
+            return None;
+        }
+        *a = Axis {
+            input: b.output,
+            output: b.input,
+            pad_lo: reach - b.pad_lo,
+            ..*b
+        };
+    }
+    t.in_plane = s.out_plane;
+    t.out_plane = s.in_plane;
+    t.input_len = s.output_len;
+    t.output_len = s.input_len;
+    Some(t)
 }
 
 /// Copies the interior of the padded buffer out to one input-gradient plane.
@@ -224,7 +254,6 @@ pub(crate) fn forward<T: Element>(
     y: &mut [T],
     scratch: &mut [T],
 ) {
-    let [az, ay, ax] = s.axes;
     let p = Padded::of::<T>(s);
     let buf = &mut scratch[..p.len()];
     buf.fill(T::ZERO);
@@ -240,33 +269,38 @@ pub(crate) fn forward<T: Element>(
                 let w_k = &w[k * s.taps..][..s.taps];
                 let b = bias.map_or(T::ZERO, |b| b[k]);
                 let y_k = &mut y[(n * s.out_channels + k) * s.out_plane..][..s.out_plane];
-                let rows = az.output * ay.output;
-                // Two output rows at a time: twice the independent accumulators, and each
-                // weight broadcast serves both.
-                let mut q = 0;
-                while q < rows {
-                    let pair = q + 1 < rows;
-                    // Runs of up to RUN vectors; the last vector of a row may be partial
-                    // (its extra lanes read the buffer's slack and are not stored).
-                    for ow in (0..ax.output).step_by(RUN * T::LANES) {
-                        let lanes = (ax.output - ow).min(RUN * T::LANES);
-                        let run = Run { b, q, ow, lanes };
-                        match (lanes.div_ceil(T::LANES), pair) {
-                            (4, true) => forward_run::<T, 4, 2>(s, &p, buf, w_k, run, y_k),
-                            (3, true) => forward_run::<T, 3, 2>(s, &p, buf, w_k, run, y_k),
-                            (2, true) => forward_run::<T, 2, 2>(s, &p, buf, w_k, run, y_k),
-                            (_, true) => forward_run::<T, 1, 2>(s, &p, buf, w_k, run, y_k),
-                            (4, false) => forward_run::<T, 4, 1>(s, &p, buf, w_k, run, y_k),
-                            (3, false) => forward_run::<T, 3, 1>(s, &p, buf, w_k, run, y_k),
-                            (2, false) => forward_run::<T, 2, 1>(s, &p, buf, w_k, run, y_k),
-                            _ => forward_run::<T, 1, 1>(s, &p, buf, w_k, run, y_k),
-                        }
-                    }
-                    q += if pair { 2 } else { 1 };
-                }
-                debug_assert!(az.output * ay.output * ax.output == s.out_plane);
+                forward_plane(s, &p, buf, w_k, b, y_k);
             }
         }
+    }
+}
+
+/// One output plane `y_k` of channel weights `w_k` from the padded input plane in `buf`.
+fn forward_plane<T: Element>(s: &ConvShape, p: &Padded, buf: &[T], w_k: &[T], b: T, y_k: &mut [T]) {
+    let [az, ay, ax] = s.axes;
+    let rows = az.output * ay.output;
+    // Two output rows at a time: twice the independent accumulators, and each weight
+    // broadcast serves both.
+    let mut q = 0;
+    while q < rows {
+        let pair = q + 1 < rows;
+        // Runs of up to RUN vectors; the last vector of a row may be partial (its extra
+        // lanes read the buffer's slack and are not stored).
+        for ow in (0..ax.output).step_by(RUN * T::LANES) {
+            let lanes = (ax.output - ow).min(RUN * T::LANES);
+            let run = Run { b, q, ow, lanes };
+            match (lanes.div_ceil(T::LANES), pair) {
+                (4, true) => forward_run::<T, 4, 2>(s, p, buf, w_k, run, y_k),
+                (3, true) => forward_run::<T, 3, 2>(s, p, buf, w_k, run, y_k),
+                (2, true) => forward_run::<T, 2, 2>(s, p, buf, w_k, run, y_k),
+                (_, true) => forward_run::<T, 1, 2>(s, p, buf, w_k, run, y_k),
+                (4, false) => forward_run::<T, 4, 1>(s, p, buf, w_k, run, y_k),
+                (3, false) => forward_run::<T, 3, 1>(s, p, buf, w_k, run, y_k),
+                (2, false) => forward_run::<T, 2, 1>(s, p, buf, w_k, run, y_k),
+                _ => forward_run::<T, 1, 1>(s, p, buf, w_k, run, y_k),
+            }
+        }
+        q += if pair { 2 } else { 1 };
     }
 }
 
@@ -330,9 +364,32 @@ pub(crate) fn backward_input<T: Element>(
 ) {
     let [_, ay, ax] = s.axes;
     let p = Padded::of::<T>(s);
-    let buf = &mut scratch[..p.len()];
+    let (buf, rest) = scratch.split_at_mut(p.len());
+    let gather = transposed(s).map(|t| {
+        let pt = Padded::of::<T>(&t);
+        let (tbuf, rest) = rest.split_at_mut(pt.len());
+        tbuf.fill(T::ZERO);
+        (t, pt, tbuf, &mut rest[..s.taps])
+    });
+    let mut gather = gather;
     for n in 0..s.batch {
         for c in 0..s.in_channels {
+            let dx_c = &mut dx[(n * s.in_channels + c) * s.in_plane..][..s.in_plane];
+            if let Some((t, pt, tbuf, flipped)) = gather.as_mut() {
+                // kg == 1: output channel c alone feeds input channel c.
+                let w_c = &w[c * s.taps..][..s.taps];
+                // A weight that is not finite must meet only real gradients (NaN * 0 in the
+                // padding would reach inputs no output reads); the scatter below keeps that.
+                if w_c.iter().all(|v| v.to_f64().is_finite()) {
+                    for (f, &v) in flipped.iter_mut().zip(w_c.iter().rev()) {
+                        *f = v;
+                    }
+                    let dy_c = &dy[(n * s.out_channels + c) * s.out_plane..][..s.out_plane];
+                    fill_padded(t, pt, dy_c, tbuf);
+                    forward_plane(t, pt, tbuf, flipped, T::ZERO, dx_c);
+                    continue;
+                }
+            }
             buf.fill(T::ZERO);
             for k in c * s.kg..(c + 1) * s.kg {
                 let w_k = &w[k * s.taps..][..s.taps];
@@ -361,12 +418,7 @@ pub(crate) fn backward_input<T: Element>(
                     }
                 }
             }
-            extract_padded(
-                s,
-                &p,
-                buf,
-                &mut dx[(n * s.in_channels + c) * s.in_plane..][..s.in_plane],
-            );
+            extract_padded(s, &p, buf, dx_c);
         }
     }
 }

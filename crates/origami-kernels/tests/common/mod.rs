@@ -24,11 +24,21 @@ pub fn tolerance<T: Element>() -> f64 {
 
 /// Asserts `max|got - expected| <= rtol * max(max|expected|, 1e-300)`; returns the error ratio.
 pub fn assert_close<T: Element>(what: &str, got: &[T], expected: &[f64], context: &str) -> f64 {
+    let scale = expected.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    assert_close_to_scale(what, got, expected, scale, context)
+}
+
+/// [`assert_close`] with the scale given: for sums that cancel, whose rounding error follows
+/// the magnitude of the terms (`sum |term|`) rather than of the result.
+pub fn assert_close_to_scale<T: Element>(
+    what: &str,
+    got: &[T],
+    expected: &[f64],
+    scale: f64,
+    context: &str,
+) -> f64 {
     assert_eq!(got.len(), expected.len(), "{what}: length ({context})");
-    let scale = expected
-        .iter()
-        .fold(0.0f64, |m, v| m.max(v.abs()))
-        .max(1e-300);
+    let scale = scale.max(1e-300);
     let mut worst = 0.0f64;
     let mut at = 0;
     for (i, (g, e)) in got.iter().zip(expected).enumerate() {
