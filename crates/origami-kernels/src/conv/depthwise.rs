@@ -278,38 +278,46 @@ pub(crate) fn forward<T: Element>(
 /// One output plane `y_k` of channel weights `w_k` from the padded input plane in `buf`.
 fn forward_plane<T: Element>(s: &ConvShape, p: &Padded, buf: &[T], w_k: &[T], b: T, y_k: &mut [T]) {
     let [az, ay, ax] = s.axes;
-    let rows = az.output * ay.output;
-    // Two output rows at a time: twice the independent accumulators, and each weight
-    // broadcast serves both.
-    let mut q = 0;
-    while q < rows {
-        let pair = q + 1 < rows;
-        // Runs of up to RUN vectors; the last vector of a row may be partial (its extra
-        // lanes read the buffer's slack and are not stored).
-        for ow in (0..ax.output).step_by(RUN * T::LANES) {
-            let lanes = (ax.output - ow).min(RUN * T::LANES);
-            let run = Run { b, q, ow, lanes };
-            match (lanes.div_ceil(T::LANES), pair) {
-                (4, true) => forward_run::<T, 4, 2>(s, p, buf, w_k, run, y_k),
-                (3, true) => forward_run::<T, 3, 2>(s, p, buf, w_k, run, y_k),
-                (2, true) => forward_run::<T, 2, 2>(s, p, buf, w_k, run, y_k),
-                (_, true) => forward_run::<T, 1, 2>(s, p, buf, w_k, run, y_k),
-                (4, false) => forward_run::<T, 4, 1>(s, p, buf, w_k, run, y_k),
-                (3, false) => forward_run::<T, 3, 1>(s, p, buf, w_k, run, y_k),
-                (2, false) => forward_run::<T, 2, 1>(s, p, buf, w_k, run, y_k),
-                _ => forward_run::<T, 1, 1>(s, p, buf, w_k, run, y_k),
+    for od in 0..az.output {
+        // Two output rows at a time: twice the independent accumulators, and each weight
+        // broadcast serves both.
+        let mut oh = 0;
+        while oh < ay.output {
+            let pair = oh + 1 < ay.output;
+            // Runs of up to RUN vectors; the last vector of a row may be partial (its extra
+            // lanes read the buffer's slack and are not stored).
+            for ow in (0..ax.output).step_by(RUN * T::LANES) {
+                let lanes = (ax.output - ow).min(RUN * T::LANES);
+                let run = Run {
+                    b,
+                    od,
+                    oh,
+                    ow,
+                    lanes,
+                };
+                match (lanes.div_ceil(T::LANES), pair) {
+                    (4, true) => forward_run::<T, 4, 2>(s, p, buf, w_k, run, y_k),
+                    (3, true) => forward_run::<T, 3, 2>(s, p, buf, w_k, run, y_k),
+                    (2, true) => forward_run::<T, 2, 2>(s, p, buf, w_k, run, y_k),
+                    (_, true) => forward_run::<T, 1, 2>(s, p, buf, w_k, run, y_k),
+                    (4, false) => forward_run::<T, 4, 1>(s, p, buf, w_k, run, y_k),
+                    (3, false) => forward_run::<T, 3, 1>(s, p, buf, w_k, run, y_k),
+                    (2, false) => forward_run::<T, 2, 1>(s, p, buf, w_k, run, y_k),
+                    _ => forward_run::<T, 1, 1>(s, p, buf, w_k, run, y_k),
+                }
             }
+            oh += if pair { 2 } else { 1 };
         }
-        q += if pair { 2 } else { 1 };
     }
 }
 
-/// Where a forward run writes: output rows `q..q + R` of the channel, `lanes` outputs from
-/// `ow` in each, starting from bias `b`.
+/// Where a forward run writes: output rows `(od, oh..oh + R)` of the channel, `lanes`
+/// outputs from `ow` in each, starting from bias `b`.
 #[derive(Clone, Copy)]
 struct Run<T> {
     b: T,
-    q: usize,
+    od: usize,
+    oh: usize,
     ow: usize,
     lanes: usize,
 }
@@ -325,15 +333,26 @@ fn forward_run<T: Element, const U: usize, const R: usize>(
     y_k: &mut [T],
 ) {
     let [az, ay, ax] = s.axes;
-    let out_rows: [(usize, usize); R] =
-        core::array::from_fn(|r| ((run.q + r) / ay.output, (run.q + r) % ay.output));
-    let mut acc = [[T::splat(run.b); U]; R];
+    let out_rows: [(usize, usize); R] = core::array::from_fn(|r| (run.od, run.oh + r));
+    // The accumulators start as the first tap's products plus the bias: built from a
+    // constant, the compiler assembles them in memory with half-width stores and reloads them
+    // whole, which stalls on store forwarding.
+    let bias = T::splat(run.b);
+    let w0 = T::splat(w_k[0]);
+    let mut acc: [[T::Simd; U]; R] = core::array::from_fn(|r| {
+        let base = window_row(s, p, out_rows[r], (0, 0)) * p.row + run.ow;
+        core::array::from_fn(|u| T::mul_add(T::load_full(&buf[base + u * T::LANES..]), w0, bias))
+    });
     for kd in 0..az.kernel {
         for kh in 0..ay.kernel {
             let w_row = &w_k[(kd * ay.kernel + kh) * ax.kernel..][..ax.kernel];
             let base: [usize; R] =
                 core::array::from_fn(|r| window_row(s, p, out_rows[r], (kd, kh)) * p.row + run.ow);
-            for (off, &wv) in p.tap_offsets(ax.stride).zip(w_row) {
+            let mut taps = p.tap_offsets(ax.stride).zip(w_row);
+            if kd == 0 && kh == 0 {
+                taps.next();
+            }
+            for (off, &wv) in taps {
                 let wv = T::splat(wv);
                 for (acc_r, &base_r) in acc.iter_mut().zip(&base) {
                     let src = &buf[base_r + off..][..U * T::LANES];
@@ -345,7 +364,7 @@ fn forward_run<T: Element, const U: usize, const R: usize>(
         }
     }
     for (r, acc_r) in acc.iter().enumerate() {
-        let start = (run.q + r) * ax.output + run.ow;
+        let start = (run.od * ay.output + run.oh + r) * ax.output + run.ow;
         let out = &mut y_k[start..start + run.lanes];
         for (a, dst) in acc_r.iter().zip(out.chunks_mut(T::LANES)) {
             T::store(*a, dst);
