@@ -8,7 +8,8 @@
 //! `ORIGAMI_SWEEP_PROFILE` (smoke, quick, full), `ORIGAMI_SWEEP_FAMILIES` and
 //! `ORIGAMI_SWEEP_VARIANTS` (comma-separated), `ORIGAMI_SWEEP_BACKEND` (`cpu`, the default;
 //! `gpu` or `all` add the GPU crate's variants, kernels timed on resident buffers and the
-//! transfers apart), and criterion's own arguments after `--`.
+//! transfers apart), `ORIGAMI_SWEEP_THREADS` (threads per kernel call, default 1), and
+//! criterion's own arguments after `--`.
 
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
 use origami_bench::case::Op;
@@ -187,6 +188,21 @@ fn main() {
         warm_up,
         measurement,
     };
+    let threads = match std::env::var("ORIGAMI_SWEEP_THREADS").as_deref() {
+        Err(_) => 1,
+        Ok(t) => t
+            .parse::<usize>()
+            .ok()
+            .filter(|&t| t > 0)
+            .unwrap_or_else(|| {
+                eprintln!("error: ORIGAMI_SWEEP_THREADS={t:?}: a number of threads, at least 1");
+                std::process::exit(2)
+            }),
+    };
+    if let Err(e) = origami_bench::threads::use_threads(threads) {
+        eprintln!("error: ORIGAMI_SWEEP_THREADS={threads}: {e}");
+        std::process::exit(2);
+    }
     let backends = match std::env::var("ORIGAMI_SWEEP_BACKEND").as_deref() {
         Err(_) | Ok("cpu") => Backends::Cpu,
         Ok("gpu") => Backends::Gpu,

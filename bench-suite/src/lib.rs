@@ -17,4 +17,5 @@ pub mod report;
 pub mod results;
 pub mod run;
 pub mod sweep;
+pub mod threads;
 pub mod time;

@@ -339,11 +339,7 @@ fn time_command(
             known.join(", ")
         ));
     }
-    if threads != 1 {
-        return Err(format!(
-            "--threads {threads}: the kernels run on one thread in this build (no parallel driver yet); use --threads 1"
-        ));
-    }
+    use_threads(threads)?;
     if !(target_s > 0.0 && target_s.is_finite()) {
         return Err(format!(
             "--target-s {target_s}: must be a positive number of seconds"
@@ -385,6 +381,15 @@ fn time_command(
     })
     .map_err(|e| e.to_string())?;
     Ok(0)
+}
+
+/// Runs the kernels of this process on `threads` threads: the kernel crate's `rayon` feature
+/// splits each operation over the global pool, which is sized here once.
+fn use_threads(threads: usize) -> Result<(), String> {
+    if threads == 0 {
+        return Err("--threads 0: must be at least 1".into());
+    }
+    origami_bench::threads::use_threads(threads).map_err(|e| format!("--threads {threads}: {e}"))
 }
 
 fn available_threads() -> usize {
@@ -502,12 +507,7 @@ fn sweep_command(a: &SweepArgs, out: &mut impl Write) -> Result<u8, String> {
             known.join(", ")
         ));
     }
-    if a.threads != 1 {
-        return Err(format!(
-            "--threads {}: the kernels run on one thread in this build (no parallel driver yet); use --threads 1",
-            a.threads
-        ));
-    }
+    use_threads(a.threads)?;
     if a.backend == Backend::Cuda {
         origami_bench::gpu::use_cuda().map_err(|e| format!("--backend cuda: {e}"))?;
     }

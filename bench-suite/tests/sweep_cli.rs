@@ -156,6 +156,37 @@ print("ok")
 }
 
 #[test]
+fn two_threads_give_correct_rows_that_say_so() {
+    let out = tmp("threads");
+    let o = out.to_str().unwrap();
+    let args = [
+        "sweep",
+        "--out",
+        o,
+        "--profile",
+        "smoke",
+        "--family",
+        "resnet_3x3",
+        "--family",
+        "max_2x2",
+        "--threads",
+        "2",
+        "--json",
+    ];
+    let (code, stdout, stderr) = bench(&args);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let rows: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON row"))
+        .collect();
+    assert!(!rows.is_empty());
+    for r in &rows {
+        assert_eq!(r["threads"], 2, "{r}");
+        assert_eq!(r["status"], "ok", "{r}");
+    }
+}
+
+#[test]
 fn bad_sweep_arguments_exit_2_and_name_the_value() {
     let out = tmp("bad");
     let o = out.to_str().unwrap();
@@ -164,7 +195,7 @@ fn bad_sweep_arguments_exit_2_and_name_the_value() {
         (&["--family", "resnet_9x9"], "resnet_9x9"),
         (&["--variant", "winograd"], "winograd"),
         (&["--op", "min_pool"], "min_pool"),
-        (&["--threads", "3"], "--threads 3"),
+        (&["--threads", "0"], "--threads 0"),
     ];
     for (extra, needle) in cases {
         let mut args = vec!["sweep", "--out", o];

@@ -434,6 +434,7 @@ pub fn run(
             r.shape = point.shape.label();
             r.batch = point.shape.batch as i64;
             r.window = point.shape.kernel.last().copied().unwrap_or(1) as i64;
+            r.threads = crate::threads::current() as i64;
             r
         };
         let mut work = match workload::workload(&point.shape, seed(point)) {

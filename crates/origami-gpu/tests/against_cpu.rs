@@ -9,7 +9,9 @@
 //! failure, and `ORIGAMI_REQUIRE_CUDA=1` (scripts/gpu-check.sh) a missing CUDA device.
 
 use origami_gpu::{Gpu, GpuConv, GpuConvAlgorithm, GpuError, GpuPool};
-use origami_kernels::{ConvAlgorithm, ConvNd, ConvSpec, PoolAlgorithm, PoolKind, PoolNd, PoolSpec};
+use origami_kernels::{
+    ConvAlgorithm, ConvNd, ConvOp, ConvSpec, PoolAlgorithm, PoolKind, PoolNd, PoolSpec,
+};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -78,17 +80,26 @@ fn check_conv<const D: usize>(gpu: &Gpu, rng: &mut StdRng, geometry: ConvNd<D>) 
     let b = random(rng, geometry.bias_len());
     let dy = random(rng, geometry.output_len());
     let algo = ConvAlgorithm::Direct;
+    // Direct needs scratch for depthwise geometries (one padded plane).
+    let scratch = |op| vec![0.0; geometry.scratch_len::<f32>(op, algo)];
     let mut y = vec![0.0; geometry.output_len()];
     geometry
-        .forward(algo, &x, &w, Some(&b), &mut y, &mut [])
+        .forward(
+            algo,
+            &x,
+            &w,
+            Some(&b),
+            &mut y,
+            &mut scratch(ConvOp::Forward),
+        )
         .unwrap();
     let mut dx = vec![0.0; geometry.input_len()];
     geometry
-        .backward_input(algo, &dy, &w, &mut dx, &mut [])
+        .backward_input(algo, &dy, &w, &mut dx, &mut scratch(ConvOp::BackwardInput))
         .unwrap();
     let mut dw = vec![0.0; geometry.weight_len()];
     geometry
-        .backward_weight(algo, &x, &dy, &mut dw, &mut [])
+        .backward_weight(algo, &x, &dy, &mut dw, &mut scratch(ConvOp::BackwardWeight))
         .unwrap();
     let mut db = vec![0.0; geometry.bias_len()];
     geometry.backward_bias(&dy, &mut db).unwrap();

@@ -32,7 +32,7 @@
 //! its code paths that way: build with `-C target-cpu=native` (or a level such as
 //! `x86-64-v3`) to get AVX2 or AVX-512. Without such flags the kernels still vectorise, on
 //! SSE2 on x86-64, NEON on aarch64, and scalar code on microcontrollers.
-#![cfg_attr(not(test), no_std)]
+#![cfg_attr(not(any(test, feature = "rayon")), no_std)]
 // No unsafe code: every bound is checked or proven by a validated geometry. A kernel that
 // needs `unsafe` for speed must relax this with a `// SAFETY:` comment on each block.
 #![forbid(unsafe_code)]
@@ -42,8 +42,11 @@ pub mod conv;
 pub mod element;
 pub mod error;
 pub mod gemm;
+#[cfg(feature = "rayon")]
+mod par;
 pub mod pool;
 pub mod reference;
+mod split;
 pub mod window;
 
 pub use conv::{

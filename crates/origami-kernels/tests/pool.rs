@@ -158,7 +158,16 @@ pool_suite! {
 /// Large windows and global pooling, which the random strategy rarely builds.
 #[test]
 fn large_windows_and_global_pooling() {
-    let specs: [PoolSpec<2>; 4] = [
+    let specs: [PoolSpec<2>; 6] = [
+        // Wide strided rows: Direct's de-interleaved path (with count_include_pad off, the
+        // divisor varies along H but not across the interior of a row).
+        PoolSpec::new(2, 2, [11, 80], [3, 3])
+            .with_stride([2, 2])
+            .with_padding([1, 1])
+            .with_count_include_pad(false),
+        PoolSpec::new(1, 1, [6, 130], [2, 5])
+            .with_stride([2, 3])
+            .with_dilation([1, 2]),
         PoolSpec::new(1, 2, [40, 45], [15, 15])
             .with_stride([1, 1])
             .with_padding([7, 7]),

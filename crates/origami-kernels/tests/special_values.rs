@@ -82,6 +82,14 @@ fn pool_specs() -> Vec<PoolSpec<2>> {
             .with_stride([2, 2])
             .with_padding([1, 1]),
         PoolSpec::new(1, 2, [16, 24], [2, 4]),
+        // Rows wide enough for Direct's de-interleaved path (strides 2 and 3, dilation).
+        PoolSpec::new(1, 2, [9, 75], [3, 3])
+            .with_stride([2, 2])
+            .with_padding([1, 1]),
+        PoolSpec::new(1, 1, [8, 110], [2, 4])
+            .with_stride([1, 3])
+            .with_dilation([1, 2])
+            .with_padding([1, 2]),
     ]
 }
 

@@ -55,23 +55,25 @@ struct Padded {
 impl Padded {
     fn of<T: Element>(s: &ConvShape) -> Self {
         let [az, ay, ax] = s.axes;
+        // Every column a window reads: up to the last output's last tap. The geometry bounds
+        // this by the padded input; the products below saturate, so a geometry too large for
+        // memory asks for more scratch than any slice holds.
         let extent = |a: &Axis| {
-            // Every column a window reads: up to the last output's last tap.
             ((a.output - 1) * a.stride + (a.kernel - 1) * a.dilation + 1).max(a.pad_lo + a.input)
         };
-        let lp = extent(&ax).div_ceil(ax.stride) + T::LANES;
+        let lp = extent(&ax).div_ceil(ax.stride).saturating_add(T::LANES);
         Padded {
             d: extent(&az),
             h: extent(&ay),
             lp,
-            row: ax.stride * lp,
+            row: ax.stride.saturating_mul(lp),
             dq: ax.dilation / ax.stride,
             dr: ax.dilation % ax.stride,
         }
     }
 
     fn len(&self) -> usize {
-        self.d * self.h * self.row
+        self.d.saturating_mul(self.h).saturating_mul(self.row)
     }
 
     /// Offsets, within a padded row, of the inputs output `0` reads through taps `0, 1, ..`.
@@ -93,8 +95,8 @@ impl Padded {
 
 /// Scratch elements the depthwise path needs: one padded plane.
 pub(crate) fn scratch_len<T: Element>(s: &ConvShape) -> usize {
-    let gather = transposed(s).map_or(0, |t| Padded::of::<T>(&t).len() + s.taps);
-    Padded::of::<T>(s).len() + gather
+    let gather = transposed(s).map_or(0, |t| Padded::of::<T>(&t).len().saturating_add(s.taps));
+    Padded::of::<T>(s).len().saturating_add(gather)
 }
 
 /// The input gradient's geometry as a forward pass, where it is one: with stride 1 and one

@@ -153,6 +153,17 @@ impl ConvShape {
     pub fn input(&self) -> [usize; 3] {
         self.axes.map(|a| a.input)
     }
+
+    /// The same geometry over `batch` images (a part of the batch).
+    #[cfg(feature = "rayon")]
+    pub fn with_batch(&self, batch: usize) -> Self {
+        ConvShape {
+            batch,
+            input_len: batch * self.in_channels * self.in_plane,
+            output_len: batch * self.out_channels * self.out_plane,
+            ..*self
+        }
+    }
 }
 
 impl<const D: usize> ConvNd<D> {

@@ -52,6 +52,8 @@ pub use geometry::{Conv1d, Conv2d, Conv3d, ConvNd, ConvSpec};
 pub use transpose::{ConvTransposeNd, ConvTransposeSpec};
 
 use crate::error::{check_len, check_scratch};
+#[cfg(feature = "rayon")]
+use crate::par;
 use crate::{Element, Error};
 
 /// How a convolution is computed. Every algorithm computes the same function (up to the
@@ -138,6 +140,19 @@ impl<const D: usize> ConvNd<D> {
     /// (`C / groups * taps * out_plane`, none for 1x1 kernels with stride 1 and no padding)
     /// plus the matrix product's packing buffers.
     pub fn scratch_len<T: Element>(&self, op: ConvOp, algo: ConvAlgorithm) -> usize {
+        let per_part = self.part_scratch_len::<T>(op, algo);
+        #[cfg(feature = "rayon")]
+        {
+            per_part.saturating_mul(crate::par::parts(self.units(op, algo)))
+        }
+        #[cfg(not(feature = "rayon"))]
+        {
+            per_part
+        }
+    }
+
+    /// Scratch for one part of the work: the whole operation without the `rayon` feature.
+    fn part_scratch_len<T: Element>(&self, op: ConvOp, algo: ConvAlgorithm) -> usize {
         let s = &self.shape;
         match (self.resolve(algo), op) {
             (_, ConvOp::BackwardBias) => 0,
@@ -147,6 +162,30 @@ impl<const D: usize> ConvNd<D> {
             (_, ConvOp::BackwardInput) => unrolled::backward_input_scratch_len::<T>(s),
             (_, ConvOp::BackwardWeight) => unrolled::backward_weight_scratch_len::<T>(s),
         }
+    }
+
+    /// Independent units `op` splits into over threads: images for the forward pass and the
+    /// input gradient, rows of the weight gradient (output channels) for `Unrolled`, whose
+    /// rows are separate products; one for the rest.
+    #[cfg(feature = "rayon")]
+    fn units(&self, op: ConvOp, algo: ConvAlgorithm) -> usize {
+        match (self.resolve(algo), op) {
+            (_, ConvOp::Forward | ConvOp::BackwardInput) => self.shape.batch,
+            (ConvAlgorithm::Unrolled, ConvOp::BackwardWeight) => self.shape.out_channels,
+            _ => 1,
+        }
+    }
+
+    /// Parts to run `op` in: as many as the scratch holds, up to [`ConvNd::units`] split by
+    /// the pool's threads.
+    #[cfg(feature = "rayon")]
+    fn parts_for<T: Element>(&self, op: ConvOp, algo: ConvAlgorithm, scratch_len: usize) -> usize {
+        let per_part = self.part_scratch_len::<T>(op, algo);
+        let parts = crate::par::parts(self.units(op, algo));
+        // No scratch per part: any number of parts fits.
+        scratch_len
+            .checked_div(per_part)
+            .map_or(parts, |fit| parts.min(fit).max(1))
     }
 
     /// `output = conv(input, weight) + bias`.
@@ -171,16 +210,35 @@ impl<const D: usize> ConvNd<D> {
         }
         check_len("output", s.output_len, output.len())?;
         check_scratch(self.scratch_len::<T>(ConvOp::Forward, algo), scratch.len())?;
-        match self.resolve(algo) {
-            ConvAlgorithm::Unrolled => {
-                unrolled::forward(s, input, weight, bias, output, scratch);
-            }
-            _ if depthwise::applies(s) => {
-                depthwise::forward(s, input, weight, bias, output, scratch);
-            }
-            _ => direct::forward(s, input, weight, bias, output),
+        let algo = self.resolve(algo);
+        #[cfg(feature = "rayon")]
+        {
+            let parts = self.parts_for::<T>(ConvOp::Forward, algo, scratch.len());
+            let per_part = self.part_scratch_len::<T>(ConvOp::Forward, algo);
+            let image = s.in_channels * s.in_plane;
+            let out = crate::split::Units {
+                data: output,
+                unit: s.out_channels * s.out_plane,
+            };
+            par::run(s.batch, parts, out, scratch, per_part, |images, out, sc| {
+                let x = &input[images.start * image..images.end * image];
+                forward_serial(
+                    &s.with_batch(images.len()),
+                    algo,
+                    x,
+                    weight,
+                    bias,
+                    out.data,
+                    sc,
+                );
+            });
+            Ok(())
         }
-        Ok(())
+        #[cfg(not(feature = "rayon"))]
+        {
+            forward_serial(s, algo, input, weight, bias, output, scratch);
+            Ok(())
+        }
     }
 
     /// `grad_input` from `grad_output` and `weight` (overwritten): the convolution of the
@@ -202,16 +260,28 @@ impl<const D: usize> ConvNd<D> {
             self.scratch_len::<T>(ConvOp::BackwardInput, algo),
             scratch.len(),
         )?;
-        match self.resolve(algo) {
-            ConvAlgorithm::Unrolled => {
-                unrolled::backward_input(s, grad_output, weight, grad_input, scratch);
-            }
-            _ if depthwise::applies(s) => {
-                depthwise::backward_input(s, grad_output, weight, grad_input, scratch);
-            }
-            _ => direct::backward_input(s, grad_output, weight, grad_input),
+        let algo = self.resolve(algo);
+        #[cfg(feature = "rayon")]
+        {
+            let parts = self.parts_for::<T>(ConvOp::BackwardInput, algo, scratch.len());
+            let per_part = self.part_scratch_len::<T>(ConvOp::BackwardInput, algo);
+            let image = s.out_channels * s.out_plane;
+            let out = crate::split::Units {
+                data: grad_input,
+                unit: s.in_channels * s.in_plane,
+            };
+            par::run(s.batch, parts, out, scratch, per_part, |images, out, sc| {
+                let dy = &grad_output[images.start * image..images.end * image];
+                let sub = s.with_batch(images.len());
+                backward_input_serial(&sub, algo, dy, weight, out.data, sc);
+            });
+            Ok(())
         }
-        Ok(())
+        #[cfg(not(feature = "rayon"))]
+        {
+            backward_input_serial(s, algo, grad_output, weight, grad_input, scratch);
+            Ok(())
+        }
     }
 
     /// `grad_weight` from `input` and `grad_output` (overwritten):
@@ -232,7 +302,28 @@ impl<const D: usize> ConvNd<D> {
             self.scratch_len::<T>(ConvOp::BackwardWeight, algo),
             scratch.len(),
         )?;
-        match self.resolve(algo) {
+        let algo = self.resolve(algo);
+        #[cfg(feature = "rayon")]
+        if algo == ConvAlgorithm::Unrolled {
+            let parts = self.parts_for::<T>(ConvOp::BackwardWeight, algo, scratch.len());
+            let per_part = self.part_scratch_len::<T>(ConvOp::BackwardWeight, algo);
+            let out = crate::split::Units {
+                data: grad_weight,
+                unit: s.unrolled_rows,
+            };
+            par::run(
+                s.out_channels,
+                parts,
+                out,
+                scratch,
+                per_part,
+                |rows, out, sc| {
+                    unrolled::backward_weight_rows(s, input, grad_output, out.data, rows, sc);
+                },
+            );
+            return Ok(());
+        }
+        match algo {
             ConvAlgorithm::Unrolled => {
                 unrolled::backward_weight(s, input, grad_output, grad_weight, scratch);
             }
@@ -316,5 +407,44 @@ impl<const D: usize> ConvNd<D> {
         let start = (image * s.in_channels + group * s.cg) * s.in_plane;
         im2col::im2col(s, &input[start..start + s.cg * s.in_plane], cols);
         Ok(())
+    }
+}
+
+/// The forward pass on one thread, `algo` resolved.
+fn forward_serial<T: Element>(
+    s: &geometry::ConvShape,
+    algo: ConvAlgorithm,
+    input: &[T],
+    weight: &[T],
+    bias: Option<&[T]>,
+    output: &mut [T],
+    scratch: &mut [T],
+) {
+    match algo {
+        ConvAlgorithm::Unrolled => unrolled::forward(s, input, weight, bias, output, scratch),
+        _ if depthwise::applies(s) => {
+            depthwise::forward(s, input, weight, bias, output, scratch);
+        }
+        _ => direct::forward(s, input, weight, bias, output),
+    }
+}
+
+/// The input gradient on one thread, `algo` resolved.
+fn backward_input_serial<T: Element>(
+    s: &geometry::ConvShape,
+    algo: ConvAlgorithm,
+    grad_output: &[T],
+    weight: &[T],
+    grad_input: &mut [T],
+    scratch: &mut [T],
+) {
+    match algo {
+        ConvAlgorithm::Unrolled => {
+            unrolled::backward_input(s, grad_output, weight, grad_input, scratch);
+        }
+        _ if depthwise::applies(s) => {
+            depthwise::backward_input(s, grad_output, weight, grad_input, scratch);
+        }
+        _ => direct::backward_input(s, grad_output, weight, grad_input),
     }
 }

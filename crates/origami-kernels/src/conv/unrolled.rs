@@ -123,22 +123,44 @@ pub(crate) fn backward_weight<T: Element>(
     dw: &mut [T],
     pack: &mut [T],
 ) {
+    backward_weight_rows(s, x, dy, dw, 0..s.out_channels, pack);
+}
+
+/// Rows `rows` (output channels) of the weight gradient into `dw` (those rows only). Each
+/// row's products run in the same order whatever the range, so any split of the rows gives
+/// the same bits.
+pub(crate) fn backward_weight_rows<T: Element>(
+    s: &ConvShape,
+    x: &[T],
+    dy: &[T],
+    dw: &mut [T],
+    rows: core::ops::Range<usize>,
+    pack: &mut [T],
+) {
     let (r, p) = (s.unrolled_rows, s.out_plane);
     let identity = unroll_is_identity(s);
     dw.fill(T::ZERO);
-    for n in 0..s.batch {
-        for g in 0..s.groups {
+    let mut k0 = rows.start;
+    while k0 < rows.end {
+        // The rows of one group at a time.
+        let g = k0 / s.kg;
+        let k1 = rows.end.min((g + 1) * s.kg);
+        let m = k1 - k0;
+        let dw_rows = &mut dw[(k0 - rows.start) * r..(k1 - rows.start) * r];
+        for n in 0..s.batch {
             let x_g = group_input(s, x, n, g);
-            let a = MatRef::from_parts(&dy[group_output_range(s, n, g)], s.kg, p, p, 1);
-            let mut c = MatMut::from_parts(&mut dw[group_weight_range(s, g)], s.kg, r, r, 1);
+            let dy_rows = &dy[(n * s.out_channels + k0) * p..][..m * p];
+            let a = MatRef::from_parts(dy_rows, m, p, p, 1);
+            let mut c = MatMut::from_parts(&mut *dw_rows, m, r, r, 1);
             if identity {
                 // cols^T: P x R.
                 let b = MatRef::from_parts(x_g, p, r, 1, p);
-                gemm_with(s.kg, r, p, &a, &b, &mut c, true, pack);
+                gemm_with(m, r, p, &a, &b, &mut c, true, pack);
             } else {
                 let b = UnrolledT { s, x_g };
-                gemm_with(s.kg, r, p, &a, &b, &mut c, true, pack);
+                gemm_with(m, r, p, &a, &b, &mut c, true, pack);
             }
         }
+        k0 = k1;
     }
 }

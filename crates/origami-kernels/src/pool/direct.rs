@@ -87,8 +87,15 @@ pub(crate) fn forward<T: Element>(
             .as_deref_mut()
             .map(|ix| &mut ix[row * ax.output..][..ax.output]);
         let mut ow = 0;
+        // Strided windows: the interior from rows de-interleaved by the stride, where a
+        // gather per tap would cost a load per lane.
+        let phased = vector_ok && ax.stride > 1 && hi >= lo + T::LANES && phased_fits::<T>(&ax);
         while ow < ax.output {
-            if vector_ok && ow >= lo && ow + T::LANES <= hi {
+            if phased && ow == lo {
+                let ix = idx_row.as_deref_mut().map(|ix| &mut ix[lo..hi]);
+                phased_interior(s, kind, x_p, (od, oh), &mut y_row[lo..hi], ix, lanes);
+                ow = hi;
+            } else if vector_ok && ow >= lo && ow + T::LANES <= hi {
                 let (v, i) = vector_run(s, &ax, kind, x_p, (od, oh, ow), lanes);
                 T::store(v, &mut y_row[ow..]);
                 if let Some(ix) = idx_row.as_deref_mut() {
@@ -107,6 +114,97 @@ pub(crate) fn forward<T: Element>(
                 }
                 ow += 1;
             }
+        }
+    }
+}
+
+/// Longest input row (in elements) and interior (in outputs) the phased path holds on the
+/// stack; longer rows take the gathers.
+const PHASED_ROW: usize = 512;
+const PHASED_OUT: usize = 256;
+
+/// The phase rows' length for `ax`: every phase of the row plus a vector of slack.
+fn phase_len<T: Element>(ax: &Axis) -> usize {
+    ax.input.div_ceil(ax.stride) + T::LANES
+}
+
+fn phased_fits<T: Element>(ax: &Axis) -> bool {
+    ax.stride * phase_len::<T>(ax) <= PHASED_ROW && ax.output <= PHASED_OUT
+}
+
+/// The interior outputs `out` (along W) of output row `(od, oh)` for a stride above one:
+/// each window row is de-interleaved once into `stride` phases, so that the inputs a tap
+/// reads for neighbouring outputs are neighbours; the running value (and index) of each
+/// output stays in a stack row between window rows. Taps are visited in window order, so
+/// ties and NaN resolve as in [`scalar`].
+fn phased_interior<T: Element>(
+    s: &PoolShape,
+    kind: PoolKind,
+    x_p: &[T],
+    (od, oh): (usize, usize),
+    out: &mut [T],
+    indices: Option<&mut [usize]>,
+    lanes: T::Simd,
+) {
+    let ax = s.axes[2];
+    let (lo, hi) = ax.interior_outputs();
+    let n = hi - lo;
+    let plen = phase_len::<T>(&ax);
+    let mut phases = [T::ZERO; PHASED_ROW];
+    let mut vals = [T::ZERO; PHASED_OUT + MAX_LANES];
+    let mut ids = [T::ZERO; PHASED_OUT + MAX_LANES];
+    let mut first = true;
+    for_each_window_row(s, od, oh, |row| {
+        let x_row = &x_p[row..row + ax.input];
+        for (phase, dst) in phases[..ax.stride * plen]
+            .chunks_exact_mut(plen)
+            .enumerate()
+        {
+            let count = ax.input.saturating_sub(phase).div_ceil(ax.stride);
+            for (i, d) in dst[..count].iter_mut().enumerate() {
+                *d = x_row[phase + i * ax.stride];
+            }
+        }
+        for kw in 0..ax.kernel {
+            // Interior: output `lo` reads column `c >= 0` through tap `kw`.
+            let c = lo * ax.stride + kw * ax.dilation - ax.pad_lo;
+            let base = (c % ax.stride) * plen + c / ax.stride;
+            for v in (0..n).step_by(T::LANES) {
+                let x = T::load_full(&phases[base + v..]);
+                let acc = &mut vals[v..v + T::LANES];
+                if kind == PoolKind::Max {
+                    let index = T::splat(T::from_usize(row + c + v * ax.stride)) + lanes;
+                    let id = &mut ids[v..v + T::LANES];
+                    let (best, best_id) = if first {
+                        (x, index)
+                    } else {
+                        T::max_update(T::load_full(acc), T::load_full(id), x, index)
+                    };
+                    T::store(best, acc);
+                    T::store(best_id, id);
+                } else {
+                    let sum = if first {
+                        T::splat(T::ZERO) + x
+                    } else {
+                        T::load_full(acc) + x
+                    };
+                    T::store(sum, acc);
+                }
+            }
+            first = false;
+        }
+    });
+    if kind == PoolKind::Avg {
+        // Interior along W: one divisor for the row.
+        let inv = T::ONE / T::from_usize(s.divisor([od, oh, lo]));
+        for v in &mut vals[..n] {
+            *v *= inv;
+        }
+    }
+    out.copy_from_slice(&vals[..n]);
+    if let Some(ix) = indices {
+        for (d, &f) in ix.iter_mut().zip(&ids[..n]) {
+            *d = f.to_f64() as usize;
         }
     }
 }

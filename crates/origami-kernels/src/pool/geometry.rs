@@ -135,6 +135,19 @@ pub(crate) struct PoolShape {
     pub divisor_override: usize,
 }
 
+impl PoolShape {
+    /// The same geometry over `planes` planes (a part of them).
+    #[cfg_attr(not(feature = "rayon"), allow(dead_code))]
+    pub fn with_planes(&self, planes: usize) -> Self {
+        PoolShape {
+            planes,
+            input_len: planes * self.in_plane,
+            output_len: planes * self.out_plane,
+            ..*self
+        }
+    }
+}
+
 impl<const D: usize> PoolNd<D> {
     fn new(spec: PoolSpec<D>) -> Result<Self, Error> {
         if D == 0 || D > 3 {

@@ -32,6 +32,7 @@ mod prefix_sum;
 pub use geometry::{Pool1d, Pool2d, Pool3d, PoolNd, PoolSpec};
 
 use crate::error::{check_len, check_scratch};
+use crate::split::{Split, Units};
 use crate::{Element, Error};
 
 /// The reduction over each window.
@@ -179,14 +180,81 @@ impl<const D: usize> PoolNd<D> {
         op: PoolOp,
         algo: PoolAlgorithm,
     ) -> usize {
+        #[cfg(feature = "rayon")]
+        {
+            let parts = crate::par::parts(self.shape.planes);
+            let part = self.shape.with_planes(self.shape.planes.div_ceil(parts));
+            self.part_scratch_len::<T>(&part, kind, op, algo)
+                .saturating_mul(parts)
+        }
+        #[cfg(not(feature = "rayon"))]
+        {
+            self.part_scratch_len::<T>(&self.shape, kind, op, algo)
+        }
+    }
+
+    /// Scratch for `op` over the planes of `s` (a part of this geometry's planes).
+    fn part_scratch_len<T: Element>(
+        &self,
+        s: &geometry::PoolShape,
+        kind: PoolKind,
+        op: PoolOp,
+        algo: PoolAlgorithm,
+    ) -> usize {
         match (self.resolve::<T>(kind, op, algo), op, kind) {
             (PoolAlgorithm::PrefixSum, PoolOp::Forward, _) => {
-                prefix_sum::forward_scratch_len(&self.shape, kind)
+                prefix_sum::forward_scratch_len(s, kind)
             }
             (PoolAlgorithm::PrefixSum, PoolOp::Backward, PoolKind::Avg | PoolKind::Sum) => {
-                prefix_sum::backward_scratch_len(&self.shape)
+                prefix_sum::backward_scratch_len(s)
             }
             _ => 0,
+        }
+    }
+
+    /// Runs `f(part shape, plane range, outputs, scratch)` over parts of the planes: in
+    /// parallel with the `rayon` feature (each plane is computed alike in any part), in one
+    /// part without it.
+    fn for_parts<T: Element, O: Split>(
+        &self,
+        kind: PoolKind,
+        op: PoolOp,
+        algo: PoolAlgorithm,
+        out: O,
+        scratch: &mut [T],
+        f: impl Fn(&geometry::PoolShape, core::ops::Range<usize>, O, &mut [T]) + Sync,
+    ) {
+        let s = &self.shape;
+        #[cfg(feature = "rayon")]
+        {
+            let mut parts = crate::par::parts(s.planes);
+            // As many parts as the scratch holds (the caller may have sized it in another
+            // pool).
+            while parts > 1 {
+                let part = s.with_planes(s.planes.div_ceil(parts));
+                let per_part = self.part_scratch_len::<T>(&part, kind, op, algo);
+                if per_part.saturating_mul(parts) <= scratch.len() {
+                    break;
+                }
+                parts -= 1;
+            }
+            let part = s.with_planes(s.planes.div_ceil(parts));
+            let per_part = self.part_scratch_len::<T>(&part, kind, op, algo);
+            crate::par::run(
+                s.planes,
+                parts,
+                out,
+                scratch,
+                per_part,
+                |planes, out, sc| {
+                    f(&s.with_planes(planes.len()), planes, out, sc);
+                },
+            );
+        }
+        #[cfg(not(feature = "rayon"))]
+        {
+            let _ = (kind, op, algo);
+            f(s, 0..s.planes, out, scratch);
         }
     }
 
@@ -216,13 +284,33 @@ impl<const D: usize> PoolNd<D> {
             self.scratch_len::<T>(kind, PoolOp::Forward, algo),
             scratch.len(),
         )?;
-        match self.resolve::<T>(kind, PoolOp::Forward, algo) {
-            PoolAlgorithm::Fold => fold::forward(s, kind, input, output, indices),
-            PoolAlgorithm::PrefixSum => {
-                prefix_sum::forward(s, kind, input, output, indices, scratch);
-            }
-            _ => direct::forward(s, kind, input, output, indices),
-        }
+        let resolved = self.resolve::<T>(kind, PoolOp::Forward, algo);
+        let out = (
+            Units {
+                data: output,
+                unit: s.out_plane,
+            },
+            indices.map(|data| Units {
+                data,
+                unit: s.out_plane,
+            }),
+        );
+        self.for_parts(
+            kind,
+            PoolOp::Forward,
+            algo,
+            out,
+            scratch,
+            |part, planes, (y, ix), sc| {
+                let x = &input[planes.start * s.in_plane..planes.end * s.in_plane];
+                let ix = ix.map(|ix| ix.data);
+                match resolved {
+                    PoolAlgorithm::Fold => fold::forward(part, kind, x, y.data, ix),
+                    PoolAlgorithm::PrefixSum => prefix_sum::forward(part, kind, x, y.data, ix, sc),
+                    _ => direct::forward(part, kind, x, y.data, ix),
+                }
+            },
+        );
         Ok(())
     }
 
@@ -251,13 +339,26 @@ impl<const D: usize> PoolNd<D> {
             check_len("indices", s.output_len, indices.len())?;
             return route_max_gradient(s, grad_output, indices, grad_input);
         }
-        match self.resolve::<T>(kind, PoolOp::Backward, algo) {
-            PoolAlgorithm::Fold => fold::backward(s, kind, grad_output, grad_input),
-            PoolAlgorithm::PrefixSum => {
-                prefix_sum::backward(s, kind, grad_output, grad_input, scratch);
-            }
-            _ => direct::backward(s, kind, grad_output, grad_input),
-        }
+        let resolved = self.resolve::<T>(kind, PoolOp::Backward, algo);
+        let out = Units {
+            data: grad_input,
+            unit: s.in_plane,
+        };
+        self.for_parts(
+            kind,
+            PoolOp::Backward,
+            algo,
+            out,
+            scratch,
+            |part, planes, dx, sc| {
+                let dy = &grad_output[planes.start * s.out_plane..planes.end * s.out_plane];
+                match resolved {
+                    PoolAlgorithm::Fold => fold::backward(part, kind, dy, dx.data),
+                    PoolAlgorithm::PrefixSum => prefix_sum::backward(part, kind, dy, dx.data, sc),
+                    _ => direct::backward(part, kind, dy, dx.data),
+                }
+            },
+        );
         Ok(())
     }
 }
@@ -279,15 +380,40 @@ fn route_max_gradient<T: Element>(
             reason: "an index lies outside the input plane",
         });
     }
-    dx.fill(T::ZERO);
-    for ((dx_p, dy_p), ix_p) in dx
-        .chunks_exact_mut(s.in_plane)
-        .zip(dy.chunks_exact(s.out_plane))
-        .zip(indices.chunks_exact(s.out_plane))
-    {
-        for (&g, &i) in dy_p.iter().zip(ix_p) {
-            dx_p[i] += g;
+    let route = |planes: core::ops::Range<usize>, dx: &mut [T]| {
+        let dy = &dy[planes.start * s.out_plane..planes.end * s.out_plane];
+        let ix = &indices[planes.start * s.out_plane..planes.end * s.out_plane];
+        for ((dx_p, dy_p), ix_p) in dx
+            .chunks_exact_mut(s.in_plane)
+            .zip(dy.chunks_exact(s.out_plane))
+            .zip(ix.chunks_exact(s.out_plane))
+        {
+            // Cleared plane by plane, so the plane is still in cache when the gradients land.
+            dx_p.fill(T::ZERO);
+            for (&g, &i) in dy_p.iter().zip(ix_p) {
+                dx_p[i] += g;
+            }
         }
+    };
+    #[cfg(feature = "rayon")]
+    {
+        let out = Units {
+            data: dx,
+            unit: s.in_plane,
+        };
+        let parts = crate::par::parts(s.planes);
+        crate::par::run(
+            s.planes,
+            parts,
+            out,
+            &mut [] as &mut [T],
+            0,
+            |planes, dx, _| {
+                route(planes, dx.data);
+            },
+        );
     }
+    #[cfg(not(feature = "rayon"))]
+    route(0..s.planes, dx);
     Ok(())
 }

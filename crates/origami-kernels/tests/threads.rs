@@ -1,0 +1,134 @@
+//! The `rayon` feature: every operation gives the same bits on 1, 2, 3 and 4 threads, and
+//! matches the `f64` reference.
+#![cfg(feature = "rayon")]
+
+mod common;
+
+use common::{assert_close, cast, random};
+use origami_kernels::reference;
+use origami_kernels::{ConvAlgorithm, ConvOp, ConvSpec, PoolAlgorithm, PoolKind, PoolOp, PoolSpec};
+
+fn in_pool<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .expect("a thread pool")
+        .install(f)
+}
+
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
+/// Forward, input gradient and weight gradient of `spec` with `algo`, on the current pool.
+fn conv_all(spec: ConvSpec<2>, algo: ConvAlgorithm) -> [Vec<f32>; 3] {
+    let conv = spec.build().unwrap();
+    let x = cast::<f32>(&random(conv.input_len(), 1));
+    let w = cast::<f32>(&random(conv.weight_len(), 2));
+    let dy = cast::<f32>(&random(conv.output_len(), 3));
+    let scratch = |op| vec![f32::NAN; conv.scratch_len::<f32>(op, algo)];
+    let mut y = vec![0.0; conv.output_len()];
+    conv.forward(algo, &x, &w, None, &mut y, &mut scratch(ConvOp::Forward))
+        .unwrap();
+    let mut dx = vec![0.0; conv.input_len()];
+    conv.backward_input(algo, &dy, &w, &mut dx, &mut scratch(ConvOp::BackwardInput))
+        .unwrap();
+    let mut dw = vec![0.0; conv.weight_len()];
+    conv.backward_weight(algo, &x, &dy, &mut dw, &mut scratch(ConvOp::BackwardWeight))
+        .unwrap();
+    [y, dx, dw]
+}
+
+#[test]
+fn convolution_is_identical_on_any_thread_count() {
+    let specs = [
+        // Dense, odd batch (uneven parts), groups (weight-gradient rows cross groups).
+        ConvSpec::new(5, 6, 10, [9, 11], [3, 3])
+            .with_padding([1, 1])
+            .with_groups(2),
+        // Depthwise with stride 2.
+        ConvSpec::new(3, 8, 8, [13, 18], [3, 3])
+            .with_stride([2, 2])
+            .with_padding([1, 1])
+            .with_groups(8),
+    ];
+    for spec in specs {
+        let conv = spec.build().unwrap();
+        for algo in ConvAlgorithm::ALL {
+            let one = in_pool(1, || conv_all(spec, algo));
+            // Against the reference once, then bit for bit across thread counts.
+            let x = random(conv.input_len(), 1);
+            let w = random(conv.weight_len(), 2);
+            let dy = random(conv.output_len(), 3);
+            let mut y64 = vec![0.0; conv.output_len()];
+            reference::conv_forward(&conv, &x, &w, None, &mut y64).unwrap();
+            assert_close("forward", &one[0], &y64, algo.name());
+            let mut dx64 = vec![0.0; conv.input_len()];
+            reference::conv_backward_input(&conv, &dy, &w, &mut dx64).unwrap();
+            assert_close("backward_input", &one[1], &dx64, algo.name());
+            let mut dw64 = vec![0.0; conv.weight_len()];
+            reference::conv_backward_weight(&conv, &x, &dy, &mut dw64).unwrap();
+            assert_close("backward_weight", &one[2], &dw64, algo.name());
+            for threads in 2..=4 {
+                let many = in_pool(threads, || conv_all(spec, algo));
+                for (what, (a, b)) in ["forward", "backward_input", "backward_weight"]
+                    .iter()
+                    .zip(one.iter().zip(&many))
+                {
+                    assert_eq!(
+                        bits(a),
+                        bits(b),
+                        "{what} {} on {threads} threads",
+                        algo.name()
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Forward (with indices for max) and backward of `kind` with `algo` on the current pool.
+fn pool_all(
+    spec: PoolSpec<2>,
+    kind: PoolKind,
+    algo: PoolAlgorithm,
+) -> (Vec<f32>, Vec<usize>, Vec<f32>) {
+    let pool = spec.build().unwrap();
+    let x = cast::<f32>(&random(pool.input_len(), 4));
+    let dy = cast::<f32>(&random(pool.output_len(), 5));
+    let mut y = vec![0.0; pool.output_len()];
+    let mut ix = vec![0usize; pool.output_len()];
+    let mut scratch = vec![f32::NAN; pool.scratch_len::<f32>(kind, PoolOp::Forward, algo)];
+    pool.forward(kind, algo, &x, &mut y, Some(&mut ix), &mut scratch)
+        .unwrap();
+    let mut dx = vec![0.0; pool.input_len()];
+    let mut scratch = vec![f32::NAN; pool.scratch_len::<f32>(kind, PoolOp::Backward, algo)];
+    pool.backward(kind, algo, &dy, Some(&ix), &mut dx, &mut scratch)
+        .unwrap();
+    (y, ix, dx)
+}
+
+#[test]
+fn pooling_is_identical_on_any_thread_count() {
+    let spec = PoolSpec::new(3, 5, [12, 14], [3, 3])
+        .with_stride([2, 2])
+        .with_padding([1, 1]);
+    let tiled = PoolSpec::new(3, 5, [12, 14], [2, 2]);
+    for kind in [PoolKind::Max, PoolKind::Avg, PoolKind::Sum] {
+        for algo in PoolAlgorithm::ALL {
+            let spec = if algo == PoolAlgorithm::Fold {
+                tiled
+            } else {
+                spec
+            };
+            let one = in_pool(1, || pool_all(spec, kind, algo));
+            for threads in 2..=4 {
+                let many = in_pool(threads, || pool_all(spec, kind, algo));
+                let what = format!("{kind:?} {} on {threads} threads", algo.name());
+                assert_eq!(bits(&one.0), bits(&many.0), "forward {what}");
+                assert_eq!(one.1, many.1, "indices {what}");
+                assert_eq!(bits(&one.2), bits(&many.2), "backward {what}");
+            }
+        }
+    }
+}
