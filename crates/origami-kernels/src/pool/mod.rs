@@ -136,16 +136,20 @@ impl<const D: usize> PoolNd<D> {
     }
 
     /// The concrete algorithm `algo` stands for in pass `op`. `Auto` takes `Fold` when the
-    /// windows tile the input, `Direct` for windows of at most 9 taps, and `PrefixSum` for
-    /// larger ones, whose cost it keeps constant — except the forward pass of average and
-    /// sum pooling over a window along one axis, where `Direct` (one vector add per tap for
-    /// a run of outputs) stays faster up to 63 taps.
+    /// windows tile the input (except max's forward pass over windows of at most 9 taps
+    /// on rows long enough for `Direct`'s vectors), `Direct` for windows of at most 9 taps, and `PrefixSum` for larger ones,
+    /// whose cost it keeps constant — except the forward pass of average and sum pooling,
+    /// where `Direct` (one vector add per tap for a run of outputs) stays faster up to 63
+    /// taps.
     ///
     /// Source of the rules: `origami-bench sweep --profile quick` on the project machine
-    /// (2-core Xeon, AVX-512, f32, 2026-11-27). `sum_window_1d` n8 c64 W4096 forward: Direct
-    /// 9.5 ms against PrefixSum 73 ms at k = 15, 35 ms against 73 ms at k = 63; backward:
-    /// PrefixSum 69 ms, Direct slower already at k = 15. Two-dimensional windows of 7x7 and
-    /// more: PrefixSum within 20% or faster in both passes.
+    /// (2-core Xeon, AVX-512, f32, 2026-11-27, after Direct's strided rows were
+    /// de-interleaved). Tiling max: `max_2x2` n8 c64 112x112 forward Direct 16.9 ms, Fold
+    /// 22.7 ms; `c3d_pool` 2x2x2 Direct 8.3 ms, Fold 12.9 ms; `avg_2x2` Fold 9.6 ms, Direct
+    /// 14.0 ms. Average windows (n1 c8 112x112, forward): 7x7 Direct 2.8 ms, PrefixSum 4.4 ms;
+    /// 15x15 Direct 10.1 ms, PrefixSum 4.4 ms. `sum_window_1d` n8 c64 W4096 forward: Direct
+    /// 5.8 ms against PrefixSum 72 ms at k = 15, 22 ms against 71 ms at k = 63; backward:
+    /// PrefixSum 68 ms, Direct slower already at k = 15.
     pub fn resolve<T: Element>(
         &self,
         kind: PoolKind,
@@ -155,13 +159,18 @@ impl<const D: usize> PoolNd<D> {
         match algo {
             PoolAlgorithm::Auto => {
                 let taps = self.window_taps();
-                let one_axis = self.shape.axes.iter().filter(|a| a.kernel > 1).count() <= 1;
-                if fold::check(&self.shape).is_ok() {
-                    PoolAlgorithm::Fold
+                let tiles = fold::check(&self.shape).is_ok();
+                let wide_rows = self.shape.axes[2].output >= T::LANES;
+                if tiles {
+                    if kind == PoolKind::Max && op == PoolOp::Forward && wide_rows && taps <= 9 {
+                        PoolAlgorithm::Direct
+                    } else {
+                        PoolAlgorithm::Fold
+                    }
                 } else if taps <= 9
                     || (kind == PoolKind::Max
                         && self.shape.in_plane > prefix_sum::max_exact_index::<T>())
-                    || (op == PoolOp::Forward && kind != PoolKind::Max && one_axis && taps <= 63)
+                    || (op == PoolOp::Forward && kind != PoolKind::Max && taps <= 63)
                 {
                     PoolAlgorithm::Direct
                 } else {
