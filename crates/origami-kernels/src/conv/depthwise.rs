@@ -128,47 +128,79 @@ fn transposed(s: &ConvShape) -> Option<ConvShape> {
     Some(t)
 }
 
+/// Where the columns of one input row live in a padded row: input column `iw` is padded
+/// column `iw + pad`, at phase `(iw + pad) % stride`, index `(iw + pad) / stride`.
+#[derive(Clone, Copy)]
+struct RowLayout {
+    stride: usize,
+    width: usize,
+    pad: usize,
+    lp: usize,
+}
+
+impl RowLayout {
+    fn of(s: &ConvShape, p: &Padded) -> Self {
+        let ax = s.axes[2];
+        RowLayout {
+            stride: ax.stride,
+            width: ax.input,
+            pad: ax.pad_lo,
+            lp: p.lp,
+        }
+    }
+
+    /// For stride 2: whether even inputs live in the second phase (odd padding), and where
+    /// the even and odd inputs start within their phases.
+    fn halves(&self) -> (bool, usize, usize) {
+        let odd_pad = self.pad % 2 == 1;
+        (odd_pad, self.pad / 2, self.pad / 2 + usize::from(odd_pad))
+    }
+
+    /// Calls `f(input column, buffer index)` for every column, a stride at a time, carrying
+    /// the phase instead of dividing per element.
+    #[inline(always)]
+    fn for_each_slot(&self, mut f: impl FnMut(usize, usize)) {
+        let (q0, r0) = (self.pad / self.stride, self.pad % self.stride);
+        let (mut i, mut e) = (0, 0);
+        for iw in 0..self.width {
+            let (phase, index) = if r0 + e >= self.stride {
+                (r0 + e - self.stride, q0 + i + 1)
+            } else {
+                (r0 + e, q0 + i)
+            };
+            f(iw, phase * self.lp + index);
+            e += 1;
+            if e == self.stride {
+                e = 0;
+                i += 1;
+            }
+        }
+    }
+}
+
 /// Copies the interior of the padded buffer out to one input-gradient plane.
 fn extract_padded<T: Element>(s: &ConvShape, p: &Padded, buf: &[T], dx_c: &mut [T]) {
-    let ax = s.axes[2];
-    let (stride, width, pad, lp) = (ax.stride, ax.input, ax.pad_lo, p.lp);
-    let row_len = p.row;
+    let l = RowLayout::of(s, p);
     for_each_input_row(s, p, |r, xr| {
-        let dst = &mut dx_c[xr..xr + width];
-        let row = &buf[r * row_len..][..row_len];
-        if stride == 1 {
-            dst.copy_from_slice(&row[pad..pad + width]);
-        } else if stride == 2 {
-            let (p0, p1) = row.split_at(lp);
-            let (even, odd, odd_shift) = if pad % 2 == 0 {
-                (p0, p1, 0)
-            } else {
-                (p1, p0, 1)
-            };
-            let (e0, o0) = (pad / 2, pad / 2 + odd_shift);
-            let pairs = width / 2;
-            let even_src = &even[e0..e0 + pairs];
-            let odd_src = &odd[o0..o0 + pairs];
-            for ((&e, &o), pair) in even_src.iter().zip(odd_src).zip(dst.chunks_exact_mut(2)) {
+        let dst = &mut dx_c[xr..xr + l.width];
+        let row = &buf[r * p.row..][..p.row];
+        if l.stride == 1 {
+            dst.copy_from_slice(&row[l.pad..l.pad + l.width]);
+        } else if l.stride == 2 {
+            let (swap, e0, o0) = l.halves();
+            let (p0, p1) = row.split_at(l.lp);
+            let (even, odd) = if swap { (p1, p0) } else { (p0, p1) };
+            let pairs = l.width / 2;
+            let evens = &even[e0..e0 + pairs];
+            for ((&e, &o), pair) in evens.iter().zip(&odd[o0..]).zip(dst.chunks_exact_mut(2)) {
                 pair[0] = e;
                 pair[1] = o;
             }
-            if width % 2 == 1 {
-                dst[width - 1] = even[e0 + pairs];
+            if l.width % 2 == 1 {
+                dst[l.width - 1] = even[e0 + pairs];
             }
         } else {
-            // As in `fill_padded`, the other way.
-            let (q0, r0) = (pad / stride, pad % stride);
-            for (i, chunk) in dst.chunks_mut(stride).enumerate() {
-                for (e, d) in chunk.iter_mut().enumerate() {
-                    let (phase, index) = if r0 + e >= stride {
-                        (r0 + e - stride, q0 + i + 1)
-                    } else {
-                        (r0 + e, q0 + i)
-                    };
-                    *d = row[phase * lp + index];
-                }
-            }
+            l.for_each_slot(|iw, at| dst[iw] = row[at]);
         }
     });
 }
@@ -187,50 +219,33 @@ fn for_each_input_row(s: &ConvShape, p: &Padded, mut f: impl FnMut(usize, usize)
 
 /// Copies one input plane into the interior of the padded buffer (whose padding is zero).
 fn fill_padded<T: Element>(s: &ConvShape, p: &Padded, x_c: &[T], buf: &mut [T]) {
-    let ax = s.axes[2];
-    let (stride, width, pad, lp) = (ax.stride, ax.input, ax.pad_lo, p.lp);
-    let row_len = p.row;
+    let l = RowLayout::of(s, p);
     for_each_input_row(s, p, |r, xr| {
-        let src = &x_c[xr..xr + width];
-        let row = &mut buf[r * row_len..][..row_len];
-        if stride == 1 {
-            row[pad..pad + width].copy_from_slice(src);
-        } else if stride == 2 {
-            // The common strided case as a plain de-interleave (which the compiler
-            // vectorises): even and odd inputs go to the two phases, in an order set by the
-            // padding's parity.
-            let (p0, p1) = row.split_at_mut(lp);
-            let (even, odd, odd_shift) = if pad % 2 == 0 {
-                (p0, p1, 0)
-            } else {
-                (p1, p0, 1)
-            };
-            let (e0, o0) = (pad / 2, pad / 2 + odd_shift);
-            let pairs = width / 2;
-            let even_dst = &mut even[e0..e0 + pairs];
-            let odd_dst = &mut odd[o0..o0 + pairs];
-            for ((e, o), pair) in even_dst.iter_mut().zip(odd_dst).zip(src.chunks_exact(2)) {
+        let src = &x_c[xr..xr + l.width];
+        let row = &mut buf[r * p.row..][..p.row];
+        if l.stride == 1 {
+            row[l.pad..l.pad + l.width].copy_from_slice(src);
+        } else if l.stride == 2 {
+            // The common strided case as a plain de-interleave, which the compiler
+            // vectorises.
+            let (swap, e0, o0) = l.halves();
+            let (p0, p1) = row.split_at_mut(l.lp);
+            let (even, odd) = if swap { (p1, p0) } else { (p0, p1) };
+            let pairs = l.width / 2;
+            let evens = &mut even[e0..e0 + pairs];
+            for ((e, o), pair) in evens
+                .iter_mut()
+                .zip(&mut odd[o0..])
+                .zip(src.chunks_exact(2))
+            {
                 *e = pair[0];
                 *o = pair[1];
             }
-            if width % 2 == 1 {
-                even[e0 + pairs] = src[width - 1];
+            if l.width % 2 == 1 {
+                even[e0 + pairs] = src[l.width - 1];
             }
         } else {
-            // Input column `iw` is padded column `iw + pad`: phase `(iw + pad) % stride`,
-            // index `(iw + pad) / stride`. Walk the inputs a stride at a time, carrying the
-            // phase instead of dividing per element.
-            let (q0, r0) = (pad / stride, pad % stride);
-            for (i, chunk) in src.chunks(stride).enumerate() {
-                for (e, &v) in chunk.iter().enumerate() {
-                    let (phase, index) = if r0 + e >= stride {
-                        (r0 + e - stride, q0 + i + 1)
-                    } else {
-                        (r0 + e, q0 + i)
-                    };
-                    row[phase * lp + index] = v;
-                }
-            }
+            l.for_each_slot(|iw, at| row[at] = src[iw]);
         }
     });
 }
