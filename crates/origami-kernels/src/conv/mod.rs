@@ -164,6 +164,39 @@ impl<const D: usize> ConvNd<D> {
         }
     }
 
+    /// Runs `f(shape, input, output, scratch)` over the batch: split into parts of whole
+    /// images over the current pool with the `rayon` feature, in one part without it. Input
+    /// and output are `(tensor, elements per image)`.
+    fn over_images<T: Element>(
+        &self,
+        op: ConvOp,
+        algo: ConvAlgorithm,
+        (input, in_image): (&[T], usize),
+        (output, out_image): (&mut [T], usize),
+        scratch: &mut [T],
+        f: impl Fn(&geometry::ConvShape, &[T], &mut [T], &mut [T]) + Sync,
+    ) {
+        let s = &self.shape;
+        #[cfg(feature = "rayon")]
+        {
+            let parts = self.parts_for::<T>(op, algo, scratch.len());
+            let per_part = self.part_scratch_len::<T>(op, algo);
+            let out = crate::split::Units {
+                data: output,
+                unit: out_image,
+            };
+            par::run(s.batch, parts, out, scratch, per_part, |images, out, sc| {
+                let x = &input[images.start * in_image..images.end * in_image];
+                f(&s.with_batch(images.len()), x, out.data, sc);
+            });
+        }
+        #[cfg(not(feature = "rayon"))]
+        {
+            let _ = (op, algo, in_image, out_image);
+            f(s, input, output, scratch);
+        }
+    }
+
     /// Independent units `op` splits into over threads: images for the forward pass and the
     /// input gradient, rows of the weight gradient (output channels) for `Unrolled`, whose
     /// rows are separate products; one for the rest.
@@ -211,34 +244,16 @@ impl<const D: usize> ConvNd<D> {
         check_len("output", s.output_len, output.len())?;
         check_scratch(self.scratch_len::<T>(ConvOp::Forward, algo), scratch.len())?;
         let algo = self.resolve(algo);
-        #[cfg(feature = "rayon")]
-        {
-            let parts = self.parts_for::<T>(ConvOp::Forward, algo, scratch.len());
-            let per_part = self.part_scratch_len::<T>(ConvOp::Forward, algo);
-            let image = s.in_channels * s.in_plane;
-            let out = crate::split::Units {
-                data: output,
-                unit: s.out_channels * s.out_plane,
-            };
-            par::run(s.batch, parts, out, scratch, per_part, |images, out, sc| {
-                let x = &input[images.start * image..images.end * image];
-                forward_serial(
-                    &s.with_batch(images.len()),
-                    algo,
-                    x,
-                    weight,
-                    bias,
-                    out.data,
-                    sc,
-                );
-            });
-            Ok(())
-        }
-        #[cfg(not(feature = "rayon"))]
-        {
-            forward_serial(s, algo, input, weight, bias, output, scratch);
-            Ok(())
-        }
+        let (x_image, y_image) = (s.in_channels * s.in_plane, s.out_channels * s.out_plane);
+        self.over_images(
+            ConvOp::Forward,
+            algo,
+            (input, x_image),
+            (output, y_image),
+            scratch,
+            |sub, x, y, sc| forward_serial(sub, algo, x, weight, bias, y, sc),
+        );
+        Ok(())
     }
 
     /// `grad_input` from `grad_output` and `weight` (overwritten): the convolution of the
@@ -261,27 +276,12 @@ impl<const D: usize> ConvNd<D> {
             scratch.len(),
         )?;
         let algo = self.resolve(algo);
-        #[cfg(feature = "rayon")]
-        {
-            let parts = self.parts_for::<T>(ConvOp::BackwardInput, algo, scratch.len());
-            let per_part = self.part_scratch_len::<T>(ConvOp::BackwardInput, algo);
-            let image = s.out_channels * s.out_plane;
-            let out = crate::split::Units {
-                data: grad_input,
-                unit: s.in_channels * s.in_plane,
-            };
-            par::run(s.batch, parts, out, scratch, per_part, |images, out, sc| {
-                let dy = &grad_output[images.start * image..images.end * image];
-                let sub = s.with_batch(images.len());
-                backward_input_serial(&sub, algo, dy, weight, out.data, sc);
-            });
-            Ok(())
-        }
-        #[cfg(not(feature = "rayon"))]
-        {
-            backward_input_serial(s, algo, grad_output, weight, grad_input, scratch);
-            Ok(())
-        }
+        let (dy_image, dx_image) = (s.out_channels * s.out_plane, s.in_channels * s.in_plane);
+        let (dy, dx) = ((grad_output, dy_image), (grad_input, dx_image));
+        self.over_images(ConvOp::BackwardInput, algo, dy, dx, scratch, {
+            |sub, dy, dx, sc| backward_input_serial(sub, algo, dy, weight, dx, sc)
+        });
+        Ok(())
     }
 
     /// `grad_weight` from `input` and `grad_output` (overwritten):
