@@ -11,6 +11,7 @@
 //! read by one tap are `LANES` consecutive elements (stride 1) or a strided gather, so each
 //! tap is one broadcast weight and one fused multiply-add per vector. Outputs whose windows
 //! touch the padding take a scalar path with bounds checks. No scratch memory is used.
+//! Depthwise geometries (one input channel per group) take the `depthwise` module instead.
 //!
 //! The input gradient is the same zip-reduce of the output gradient with the *flipped*
 //! window and the anchor reversed: input `i` receives from output `o = (i + p - t*d) / s`

@@ -63,9 +63,11 @@ use crate::{Element, Error};
 pub enum ConvAlgorithm {
     /// Chooses one of the others from the geometry; see [`ConvNd::resolve`].
     Auto,
-    /// Zip-reduce over each window, vectorised over output positions. No scratch.
+    /// Zip-reduce over each window, vectorised over output positions. Scratch only for
+    /// depthwise geometries (a padded plane).
     Direct,
-    /// im2col (col2im for the input gradient) and a packed SIMD matrix product.
+    /// im2col (col2im for the input gradient) folded into the packing (and write-back) of a
+    /// blocked SIMD matrix product.
     Unrolled,
 }
 
@@ -121,7 +123,7 @@ impl<const D: usize> ConvNd<D> {
     /// The concrete algorithm `algo` stands for: itself, or for `Auto` the choice for this
     /// geometry. `Auto` takes `Unrolled` when the matrix product has room to reach its speed
     /// (at least 8 output channels per group and 16 unrolled rows), `Direct` otherwise
-    /// (depthwise and other thin convolutions, which also need no scratch).
+    /// (depthwise and other thin convolutions).
     pub fn resolve(&self, algo: ConvAlgorithm) -> ConvAlgorithm {
         match algo {
             ConvAlgorithm::Auto => {
@@ -135,10 +137,12 @@ impl<const D: usize> ConvNd<D> {
         }
     }
 
-    /// Elements of type `T` of scratch that `op` needs with `algo`. `Direct` and the bias
-    /// gradient need none; `Unrolled` needs one group's unrolled matrix
-    /// (`C / groups * taps * out_plane`, none for 1x1 kernels with stride 1 and no padding)
-    /// plus the matrix product's packing buffers.
+    /// Elements of type `T` of scratch that `op` needs with `algo`. The bias gradient needs
+    /// none; `Direct` none, except for depthwise geometries (one zero-padded input plane, and
+    /// for the input gradient with stride 1 one padded output-gradient plane and the flipped
+    /// kernel); `Unrolled` the matrix product's packing buffers (a few hundred KiB at most:
+    /// the unrolled matrix is packed block by block, never stored whole). With the `rayon`
+    /// feature, one such part per thread of the current pool.
     pub fn scratch_len<T: Element>(&self, op: ConvOp, algo: ConvAlgorithm) -> usize {
         let per_part = self.part_scratch_len::<T>(op, algo);
         #[cfg(feature = "rayon")]
