@@ -250,6 +250,30 @@ fn fill_padded<T: Element>(s: &ConvShape, p: &Padded, x_c: &[T], buf: &mut [T]) 
     });
 }
 
+/// For each image `n` and input channel: copies the channel's plane into the padded buffer,
+/// then calls `f(n, k, buffer)` for each output channel `k` it feeds.
+fn for_each_padded_input<T: Element>(
+    s: &ConvShape,
+    p: &Padded,
+    x: &[T],
+    buf: &mut [T],
+    mut f: impl FnMut(usize, usize, &[T]),
+) {
+    for n in 0..s.batch {
+        for c in 0..s.in_channels {
+            fill_padded(
+                s,
+                p,
+                &x[(n * s.in_channels + c) * s.in_plane..][..s.in_plane],
+                buf,
+            );
+            for k in c * s.kg..(c + 1) * s.kg {
+                f(n, k, buf);
+            }
+        }
+    }
+}
+
 /// The padded row that window row `(kd, kh)` of output row `(od, oh)` reads.
 #[inline(always)]
 fn window_row(
@@ -274,22 +298,12 @@ pub(crate) fn forward<T: Element>(
     let p = Padded::of::<T>(s);
     let buf = &mut scratch[..p.len()];
     buf.fill(T::ZERO);
-    for n in 0..s.batch {
-        for c in 0..s.in_channels {
-            fill_padded(
-                s,
-                &p,
-                &x[(n * s.in_channels + c) * s.in_plane..][..s.in_plane],
-                buf,
-            );
-            for k in c * s.kg..(c + 1) * s.kg {
-                let w_k = &w[k * s.taps..][..s.taps];
-                let b = bias.map_or(T::ZERO, |b| b[k]);
-                let y_k = &mut y[(n * s.out_channels + k) * s.out_plane..][..s.out_plane];
-                forward_plane(s, &p, buf, w_k, b, y_k);
-            }
-        }
-    }
+    for_each_padded_input(s, &p, x, buf, |n, k, buf| {
+        let w_k = &w[k * s.taps..][..s.taps];
+        let b = bias.map_or(T::ZERO, |b| b[k]);
+        let y_k = &mut y[(n * s.out_channels + k) * s.out_plane..][..s.out_plane];
+        forward_plane(s, &p, buf, w_k, b, y_k);
+    });
 }
 
 /// One output plane `y_k` of channel weights `w_k` from the padded input plane in `buf`.
@@ -537,32 +551,22 @@ pub(crate) fn backward_weight<T: Element>(
         let row = kd * az.dilation * p.h + kh * ay.dilation;
         row * p.row + p.tap_offsets(ax.stride).nth(kw).unwrap_or(0)
     };
-    for n in 0..s.batch {
-        for c in 0..s.in_channels {
-            fill_padded(
-                s,
-                &p,
-                &x[(n * s.in_channels + c) * s.in_plane..][..s.in_plane],
-                buf,
-            );
-            for k in c * s.kg..(c + 1) * s.kg {
-                let dy_k = &dy[(n * s.out_channels + k) * s.out_plane..][..s.out_plane];
-                let dw_k = &mut dw[k * s.taps..][..s.taps];
-                let mut t0 = 0;
-                while t0 < s.taps {
-                    let left = s.taps - t0;
-                    let dw_t = &mut dw_k[t0..];
-                    // The widest group that fits what is left, so no tap is computed twice.
-                    t0 += match left {
-                        8.. => add_dots::<T, 8>(s, &p, buf, dy_k, t0, &tap_at, dw_t),
-                        4.. => add_dots::<T, 4>(s, &p, buf, dy_k, t0, &tap_at, dw_t),
-                        2.. => add_dots::<T, 2>(s, &p, buf, dy_k, t0, &tap_at, dw_t),
-                        _ => add_dots::<T, 1>(s, &p, buf, dy_k, t0, &tap_at, dw_t),
-                    };
-                }
-            }
+    for_each_padded_input(s, &p, x, buf, |n, k, buf| {
+        let dy_k = &dy[(n * s.out_channels + k) * s.out_plane..][..s.out_plane];
+        let dw_k = &mut dw[k * s.taps..][..s.taps];
+        let mut t0 = 0;
+        while t0 < s.taps {
+            let left = s.taps - t0;
+            let dw_t = &mut dw_k[t0..];
+            // The widest group that fits what is left, so no tap is computed twice.
+            t0 += match left {
+                8.. => add_dots::<T, 8>(s, &p, buf, dy_k, t0, &tap_at, dw_t),
+                4.. => add_dots::<T, 4>(s, &p, buf, dy_k, t0, &tap_at, dw_t),
+                2.. => add_dots::<T, 2>(s, &p, buf, dy_k, t0, &tap_at, dw_t),
+                _ => add_dots::<T, 1>(s, &p, buf, dy_k, t0, &tap_at, dw_t),
+            };
         }
-    }
+    });
 }
 
 /// Adds the dot products of taps `t0..t0 + G` to `dw_t[..G]`; returns `G`.
