@@ -118,8 +118,10 @@ macro_rules! impl_element {
 
             #[inline(always)]
             fn load_full(src: &[Self]) -> Self::Simd {
-                let a: [Self; $lanes] = src[..$lanes].try_into().expect("a full vector");
-                <$simd>::new(a)
+                // The slice index is the only check (and panics on a short slice); the
+                // conversion of exactly `LANES` elements cannot fail.
+                let a: &[Self; $lanes] = src[..$lanes].try_into().unwrap_or(&[0.0; $lanes]);
+                <$simd>::new(*a)
             }
 
             #[inline(always)]

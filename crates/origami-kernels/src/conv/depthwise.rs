@@ -415,13 +415,12 @@ pub(crate) fn backward_input<T: Element>(
     let [_, ay, ax] = s.axes;
     let p = Padded::of::<T>(s);
     let (buf, rest) = scratch.split_at_mut(p.len());
-    let gather = transposed(s).map(|t| {
+    let mut gather = transposed(s).map(|t| {
         let pt = Padded::of::<T>(&t);
         let (tbuf, rest) = rest.split_at_mut(pt.len());
         tbuf.fill(T::ZERO);
         (t, pt, tbuf, &mut rest[..s.taps])
     });
-    let mut gather = gather;
     for n in 0..s.batch {
         for c in 0..s.in_channels {
             let dx_c = &mut dx[(n * s.in_channels + c) * s.in_plane..][..s.in_plane];

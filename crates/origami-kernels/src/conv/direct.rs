@@ -11,7 +11,8 @@
 //! read by one tap are `LANES` consecutive elements (stride 1) or a strided gather, so each
 //! tap is one broadcast weight and one fused multiply-add per vector. Outputs whose windows
 //! touch the padding take a scalar path with bounds checks. No scratch memory is used.
-//! Depthwise geometries (one input channel per group) take the `depthwise` module instead.
+//! Depthwise geometries (one input channel per group) go to the `depthwise` module, whose
+//! padded planes are the only scratch `Direct` asks for.
 //!
 //! The input gradient is the same zip-reduce of the output gradient with the *flipped*
 //! window and the anchor reversed: input `i` receives from output `o = (i + p - t*d) / s`
@@ -27,6 +28,7 @@
 //!
 //! Cost: `2 * N * K * (C / groups) * taps * out_plane` flops for each operation.
 
+use super::depthwise;
 use super::geometry::ConvShape;
 use crate::Element;
 use crate::window::{Axis, inverse_tap, tap};
@@ -54,6 +56,15 @@ fn for_each_window_row(s: &ConvShape, od: usize, oh: usize, mut f: impl FnMut(us
     }
 }
 
+/// Scratch elements `Direct` needs: none, except for depthwise geometries.
+pub(crate) fn scratch_len<T: Element>(s: &ConvShape) -> usize {
+    if depthwise::applies(s) {
+        depthwise::scratch_len::<T>(s)
+    } else {
+        0
+    }
+}
+
 /// `y = conv(x, w) + bias`.
 pub(crate) fn forward<T: Element>(
     s: &ConvShape,
@@ -61,7 +72,11 @@ pub(crate) fn forward<T: Element>(
     w: &[T],
     bias: Option<&[T]>,
     y: &mut [T],
+    scratch: &mut [T],
 ) {
+    if depthwise::applies(s) {
+        return depthwise::forward(s, x, w, bias, y, scratch);
+    }
     let [az, ay, ax] = s.axes;
     let (lo, hi) = ax.interior_outputs();
     let mut finite = FiniteCache::default();
@@ -254,7 +269,16 @@ fn for_each_gradient_row(
 }
 
 /// `dx = conv_transpose(dy, w)`: the flipped window with the anchor reversed.
-pub(crate) fn backward_input<T: Element>(s: &ConvShape, dy: &[T], w: &[T], dx: &mut [T]) {
+pub(crate) fn backward_input<T: Element>(
+    s: &ConvShape,
+    dy: &[T],
+    w: &[T],
+    dx: &mut [T],
+    scratch: &mut [T],
+) {
+    if depthwise::applies(s) {
+        return depthwise::backward_input(s, dy, w, dx, scratch);
+    }
     let [az, ay, ax] = s.axes;
     // Inputs that every tap maps to an output, reachable with contiguous loads only when
     // the stride is 1: input i reads output i + pad - kw * dilation.
@@ -341,7 +365,16 @@ fn backward_input_run<T: Element, const U: usize>(
 }
 
 /// `dw[k,c,t] = sum_{n,o} dy[n,k,o] * x[n,c,o*s + t*d - p]`.
-pub(crate) fn backward_weight<T: Element>(s: &ConvShape, x: &[T], dy: &[T], dw: &mut [T]) {
+pub(crate) fn backward_weight<T: Element>(
+    s: &ConvShape,
+    x: &[T],
+    dy: &[T],
+    dw: &mut [T],
+    scratch: &mut [T],
+) {
+    if depthwise::applies(s) {
+        return depthwise::backward_weight(s, x, dy, dw, scratch);
+    }
     let [az, ay, ax] = s.axes;
     let mut finite = FiniteCache::default();
     for (row, dw_row) in dw.chunks_exact_mut(ax.kernel).enumerate() {

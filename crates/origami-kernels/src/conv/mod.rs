@@ -160,8 +160,7 @@ impl<const D: usize> ConvNd<D> {
         let s = &self.shape;
         match (self.resolve(algo), op) {
             (_, ConvOp::BackwardBias) => 0,
-            (ConvAlgorithm::Direct, _) if depthwise::applies(s) => depthwise::scratch_len::<T>(s),
-            (ConvAlgorithm::Direct, _) => 0,
+            (ConvAlgorithm::Direct, _) => direct::scratch_len::<T>(s),
             (_, ConvOp::Forward) => unrolled::forward_scratch_len::<T>(s),
             (_, ConvOp::BackwardInput) => unrolled::backward_input_scratch_len::<T>(s),
             (_, ConvOp::BackwardWeight) => unrolled::backward_weight_scratch_len::<T>(s),
@@ -331,10 +330,7 @@ impl<const D: usize> ConvNd<D> {
             ConvAlgorithm::Unrolled => {
                 unrolled::backward_weight(s, input, grad_output, grad_weight, scratch);
             }
-            _ if depthwise::applies(s) => {
-                depthwise::backward_weight(s, input, grad_output, grad_weight, scratch);
-            }
-            _ => direct::backward_weight(s, input, grad_output, grad_weight),
+            _ => direct::backward_weight(s, input, grad_output, grad_weight, scratch),
         }
         Ok(())
     }
@@ -426,10 +422,7 @@ fn forward_serial<T: Element>(
 ) {
     match algo {
         ConvAlgorithm::Unrolled => unrolled::forward(s, input, weight, bias, output, scratch),
-        _ if depthwise::applies(s) => {
-            depthwise::forward(s, input, weight, bias, output, scratch);
-        }
-        _ => direct::forward(s, input, weight, bias, output),
+        _ => direct::forward(s, input, weight, bias, output, scratch),
     }
 }
 
@@ -446,9 +439,6 @@ fn backward_input_serial<T: Element>(
         ConvAlgorithm::Unrolled => {
             unrolled::backward_input(s, grad_output, weight, grad_input, scratch);
         }
-        _ if depthwise::applies(s) => {
-            depthwise::backward_input(s, grad_output, weight, grad_input, scratch);
-        }
-        _ => direct::backward_input(s, grad_output, weight, grad_input),
+        _ => direct::backward_input(s, grad_output, weight, grad_input, scratch),
     }
 }

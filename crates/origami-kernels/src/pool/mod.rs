@@ -136,11 +136,11 @@ impl<const D: usize> PoolNd<D> {
     }
 
     /// The concrete algorithm `algo` stands for in pass `op`. `Auto` takes `Fold` when the
-    /// windows tile the input (except max's forward pass over windows of at most 9 taps
-    /// on rows long enough for `Direct`'s vectors), `Direct` for windows of at most 9 taps, and `PrefixSum` for larger ones,
-    /// whose cost it keeps constant — except the forward pass of average and sum pooling,
-    /// where `Direct` (one vector add per tap for a run of outputs) stays faster up to 63
-    /// taps.
+    /// windows tile the input (except max's forward pass over windows of at most 9 taps on
+    /// rows long enough for `Direct`'s vectors), `Direct` for windows of at most 9 taps, and
+    /// `PrefixSum` for larger ones, whose cost it keeps constant — except the forward pass of
+    /// average and sum pooling, where `Direct` (one vector add per tap for a run of outputs)
+    /// stays faster up to 63 taps.
     ///
     /// Source of the rules: `origami-bench sweep --profile quick` on the project machine
     /// (2-core Xeon, AVX-512, f32, 2026-11-27, after Direct's strided rows were
