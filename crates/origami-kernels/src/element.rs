@@ -85,10 +85,35 @@ pub trait Element:
     fn from_usize(n: usize) -> Self;
     /// Whether the value is NaN.
     fn is_nan(self) -> bool;
+    /// Transposes an 8 x 8 block: `dst[q * dst_stride + i] = src[i * src_stride + q]` for
+    /// `i, q < 8`. Packing turns rows into columns with it, in registers where the target
+    /// has a fast shuffle (`f32` with AVX), element by element elsewhere.
+    fn transpose8(src: &[Self], src_stride: usize, dst: &mut [Self], dst_stride: usize) {
+        for i in 0..8 {
+            for q in 0..8 {
+                dst[q * dst_stride + i] = src[i * src_stride + q];
+            }
+        }
+    }
+}
+
+/// [`Element::transpose8`] for `f32` with `wide`'s 8 x 8 transpose (shuffles with AVX).
+#[inline(always)]
+fn transpose8_f32(src: &[f32], src_stride: usize, dst: &mut [f32], dst_stride: usize) {
+    let rows: [wide::f32x8; 8] = core::array::from_fn(|i| {
+        let row: &[f32; 8] = src[i * src_stride..][..8].try_into().unwrap_or(&[0.0; 8]);
+        wide::f32x8::new(*row)
+    });
+    for (q, v) in wide::f32x8::transpose(rows).into_iter().enumerate() {
+        dst[q * dst_stride..][..8].copy_from_slice(&v.to_array());
+    }
 }
 
 macro_rules! impl_element {
     ($t:ty, $simd:ty, $lanes:expr, $name:expr) => {
+        impl_element!($t, $simd, $lanes, $name, {});
+    };
+    ($t:ty, $simd:ty, $lanes:expr, $name:expr, { $($extra:item)* }) => {
         impl Element for $t {
             type Simd = $simd;
             const LANES: usize = $lanes;
@@ -198,16 +223,28 @@ macro_rules! impl_element {
             fn is_nan(self) -> bool {
                 <$t>::is_nan(self)
             }
+
+            $($extra)*
         }
     };
 }
 
 #[cfg(target_feature = "avx512f")]
-impl_element!(f32, wide::f32x16, 16, "f32");
+impl_element!(f32, wide::f32x16, 16, "f32", {
+    #[inline(always)]
+    fn transpose8(src: &[f32], src_stride: usize, dst: &mut [f32], dst_stride: usize) {
+        transpose8_f32(src, src_stride, dst, dst_stride)
+    }
+});
 #[cfg(target_feature = "avx512f")]
 impl_element!(f64, wide::f64x8, 8, "f64");
 #[cfg(not(target_feature = "avx512f"))]
-impl_element!(f32, wide::f32x8, 8, "f32");
+impl_element!(f32, wide::f32x8, 8, "f32", {
+    #[inline(always)]
+    fn transpose8(src: &[f32], src_stride: usize, dst: &mut [f32], dst_stride: usize) {
+        transpose8_f32(src, src_stride, dst, dst_stride)
+    }
+});
 #[cfg(not(target_feature = "avx512f"))]
 impl_element!(f64, wide::f64x4, 4, "f64");
 
@@ -247,6 +284,26 @@ mod tests {
     fn load_store_gather() {
         roundtrip::<f32>();
         roundtrip::<f64>();
+    }
+
+    fn transposes<T: Element>() {
+        let src: [T; 100] = core::array::from_fn(|i| T::from_usize(i));
+        let mut dst = [T::NAN; 120];
+        T::transpose8(&src[3..], 11, &mut dst[2..], 13);
+        for i in 0..8 {
+            for q in 0..8 {
+                assert_eq!(dst[2 + q * 13 + i], src[3 + i * 11 + q]);
+            }
+        }
+        // Nothing outside the block is written.
+        let written = |k: usize| k >= 2 && (k - 2) % 13 < 8 && (k - 2) / 13 < 8;
+        assert!((0..120).filter(|&k| !written(k)).all(|k| dst[k].is_nan()));
+    }
+
+    #[test]
+    fn transpose8_moves_rows_to_columns() {
+        transposes::<f32>();
+        transposes::<f64>();
     }
 
     #[test]

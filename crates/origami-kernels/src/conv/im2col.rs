@@ -17,7 +17,10 @@ use super::geometry::ConvShape;
 use crate::Element;
 use crate::element::MAX_LANES;
 use crate::gemm::params::NV;
-use crate::gemm::{PackB, StoreC, Tile, copy_over, spread_row, tile_row, zero_b_tail};
+use crate::gemm::{
+    PackB, StoreC, Tile, copy_over, put_columns8, spread_row, tile_row, transpose_row_stride,
+    transpose_work_len, zero_b_tail,
+};
 use crate::window::tap;
 
 /// A stretch of consecutive entries of one unrolled row.
@@ -246,31 +249,46 @@ pub(crate) struct UnrolledT<'a, T> {
 }
 
 impl<T: Element> PackB<T> for UnrolledT<'_, T> {
-    fn pack_b(&self, p0: usize, kc: usize, j0: usize, nc: usize, out: &mut [T], _: &mut [T]) {
-        let nr = NV * T::LANES;
+    fn pack_b(&self, p0: usize, kc: usize, j0: usize, nc: usize, out: &mut [T], work: &mut [T]) {
+        // Column `j` of this block is unrolled row `j0 + j` read along the positions
+        // `p0..p0 + kc`: eight of them are read into `work` as contiguous runs (the same
+        // vector copies as the forward packer), then transposed into their slivers' lanes,
+        // where writing each element down its lane would cost a store per element.
         zero_b_tail(out, kc, nc);
-        // Column `j` of this block is unrolled row `j0 + j`, read along the positions
-        // `p0..p0 + kc` and written down its sliver lane.
+        let stride = transpose_row_stride::<T>(kc);
+        let rows = &mut work[..transpose_work_len::<T>(kc)];
         let mut t = RowTap::of(self.s, j0);
         let start = Position::of(self.s, p0);
-        for j in 0..nc {
-            if j > 0 {
-                t.advance(self.s);
+        let zeros = [T::ZERO; MAX_LANES];
+        for j in (0..nc).step_by(8) {
+            for (i, row) in rows.chunks_exact_mut(stride).enumerate() {
+                if j + i >= nc {
+                    row[..kc].fill(T::ZERO);
+                    continue;
+                }
+                if j + i > 0 {
+                    t.advance(self.s);
+                }
+                for_each_run(self.s, &t, start, kc, |off, run| match run {
+                    Run::Padding(len) => {
+                        for at in (off..off + len).step_by(T::LANES) {
+                            copy_over(row, at, &zeros, 0, T::LANES.min(off + len - at));
+                        }
+                    }
+                    Run::Input {
+                        start,
+                        stride: 1,
+                        len,
+                    } => copy_over(row, off, self.x_g, start, len),
+                    Run::Input { start, stride, len } => {
+                        let src = self.x_g[start..].iter().step_by(stride);
+                        for (d, &v) in row[off..off + len].iter_mut().zip(src) {
+                            *d = v;
+                        }
+                    }
+                });
             }
-            let lane = &mut out[(j / nr) * nr * kc + j % nr..];
-            for_each_run(self.s, &t, start, kc, |off, run| match run {
-                Run::Padding(len) => {
-                    for p in off..off + len {
-                        lane[p * nr] = T::ZERO;
-                    }
-                }
-                Run::Input { start, stride, len } => {
-                    let src = self.x_g[start..].iter().step_by(stride);
-                    for (p, &v) in (off..off + len).zip(src) {
-                        lane[p * nr] = v;
-                    }
-                }
-            });
+            put_columns8(out, kc, j, rows, stride);
         }
     }
 }

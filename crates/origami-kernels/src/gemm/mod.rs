@@ -18,7 +18,9 @@ use crate::error::check_scratch;
 use crate::{Element, Error};
 pub(crate) use kernel::Tile;
 use kernel::micro_tile;
-pub(crate) use operand::{PackA, PackB, StoreC, copy_over, spread_row, tile_row, zero_b_tail};
+pub(crate) use operand::{
+    PackA, PackB, StoreC, copy_over, put_columns8, spread_row, tile_row, zero_b_tail,
+};
 use params::{KC, MC, MR, NC, NV};
 
 /// A read-only matrix view: element `(i, j)` is `data[i * row_stride + j * col_stride]`.
@@ -177,9 +179,21 @@ pub fn pack_len<T: Element>(m: usize, n: usize, k: usize) -> usize {
     let kc = k.min(KC);
     let nr = NV * T::LANES;
     let nc = round_up(n.min(NC), nr);
-    // A block, B block, and one row of B (plus a sliver of slack) for packers that build a
-    // row before spreading it over the slivers.
-    round_up(m.min(MC), MR) * kc + kc * nc + nc + nr
+    // A block, B block, and working room for packers: one row of B plus a sliver of slack
+    // (for those that build a row before spreading it over the slivers), or eight depth
+    // runs (for those that transpose eight columns at a time), whichever is more.
+    round_up(m.min(MC), MR) * kc + kc * nc + (nc + nr).max(transpose_work_len::<T>(kc))
+}
+
+/// Working room of a packer that reads eight columns of B along the depth (`kc` steps, a
+/// vector of slack each for copies that spill) before transposing them into the slivers.
+pub(crate) const fn transpose_work_len<T: Element>(kc: usize) -> usize {
+    8 * transpose_row_stride::<T>(kc)
+}
+
+/// Distance between the eight depth runs in [`transpose_work_len`]'s room.
+pub(crate) const fn transpose_row_stride<T: Element>(kc: usize) -> usize {
+    round_up(kc, 8) + T::LANES
 }
 
 /// `C = A B`, or `C += A B` when `accumulate` is set.

@@ -127,6 +127,35 @@ pub(crate) fn copy_over<T: Element>(dst: &mut [T], at: usize, src: &[T], start: 
     }
 }
 
+/// Writes columns `j..j + 8` of a packed B block (`j` a multiple of 8, so they share a
+/// sliver) from eight depth runs: column `j + i` at depth step `p` is
+/// `rows[i * row_stride + p]`. Packers whose columns are contiguous along the depth use it
+/// to turn them into the slivers' rows eight at a time.
+#[inline(always)]
+pub(crate) fn put_columns8<T: Element>(
+    out: &mut [T],
+    kc: usize,
+    j: usize,
+    rows: &[T],
+    row_stride: usize,
+) {
+    let nr = NV * T::LANES;
+    let (s, lane) = (j / nr, j % nr);
+    let sliver = &mut out[s * nr * kc..][..nr * kc];
+    let whole = kc / 8 * 8;
+    for p in (0..whole).step_by(8) {
+        T::transpose8(&rows[p..], row_stride, &mut sliver[p * nr + lane..], nr);
+    }
+    for p in whole..kc {
+        for i in 0..8 {
+            sliver[p * nr + lane + i] = rows[i * row_stride + p];
+        }
+    }
+}
+
+// Eight columns never straddle two slivers: a sliver is `NV` vectors of 4, 8 or 16 lanes.
+const _: () = assert!((NV * 4).is_multiple_of(8));
+
 /// Zeroes the padding columns (`nc..`) of the last sliver of a packed B block.
 pub(crate) fn zero_b_tail<T: Element>(out: &mut [T], kc: usize, nc: usize) {
     let nr = NV * T::LANES;
@@ -148,7 +177,24 @@ impl<T: Element> PackA<T> for MatRef<'_, T> {
                 sliver.fill(T::ZERO);
             }
             // Read along whichever axis is contiguous.
-            if self.rs == 1 {
+            if self.cs == 1 && rows >= 8 {
+                // Eight rows at a time, transposed; the last eight overlap the ones before
+                // when `rows` is not a multiple of 8, writing the same values twice.
+                let whole = kc / 8 * 8;
+                let starts = (0..rows - 8).step_by(8).chain([rows - 8]);
+                for ii in starts {
+                    let first = (i0 + r0 + ii) * self.rs + p0;
+                    let src = &self.data[first..];
+                    for p in (0..whole).step_by(8) {
+                        T::transpose8(&src[p..], self.rs, &mut sliver[p * MR + ii..], MR);
+                    }
+                }
+                for p in whole..kc {
+                    for ii in 0..rows {
+                        sliver[p * MR + ii] = self.at(i0 + r0 + ii, p0 + p);
+                    }
+                }
+            } else if self.rs == 1 {
                 for (p, step) in sliver.chunks_exact_mut(MR).enumerate() {
                     for (ii, v) in step[..rows].iter_mut().enumerate() {
                         *v = self.at(i0 + r0 + ii, p0 + p);
@@ -175,6 +221,20 @@ impl<T: Element> PackB<T> for MatRef<'_, T> {
             for p in 0..kc {
                 let start = (p0 + p) * self.rs + j0;
                 put_run(out, kc, p, 0, &self.data[start..start + nc]);
+            }
+        } else if self.rs == 1 {
+            // Columns are contiguous along the depth: eight at a time, transposed; the last
+            // few one element at a time.
+            let whole = nc / 8 * 8;
+            for j in (0..whole).step_by(8) {
+                let first = (j0 + j) * self.cs + p0;
+                put_columns8(out, kc, j, &self.data[first..], self.cs);
+            }
+            for j in whole..nc {
+                let (s, lane) = (j / nr, j % nr);
+                for p in 0..kc {
+                    out[(s * kc + p) * nr + lane] = self.at(p0 + p, j0 + j);
+                }
             }
         } else {
             for (s, sliver) in out.chunks_exact_mut(nr * kc).enumerate() {
