@@ -59,6 +59,9 @@ pub trait Element:
     fn load_full(src: &[Self]) -> Self::Simd;
     /// `v` with lanes `n..` set to zero (a select, so NaN in those lanes does not survive).
     fn first_lanes(v: Self::Simd, n: usize) -> Self::Simd;
+    /// Lanes `..n` of `head` and lanes `n..` of `tail` (a select: no arithmetic touches
+    /// either, so every bit pattern survives).
+    fn blend_first(n: usize, head: Self::Simd, tail: Self::Simd) -> Self::Simd;
     /// Loads `src[start + i * step]` for each lane `i`; lanes past the end of `src` are zero.
     fn gather(src: &[Self], start: usize, step: usize) -> Self::Simd;
     /// Stores the lanes into `dst[..LANES]`, as many as fit.
@@ -151,10 +154,13 @@ macro_rules! impl_element {
 
             #[inline(always)]
             fn first_lanes(v: Self::Simd, n: usize) -> Self::Simd {
+                Self::blend_first(n, v, <$simd>::splat(0.0))
+            }
+
+            #[inline(always)]
+            fn blend_first(n: usize, head: Self::Simd, tail: Self::Simd) -> Self::Simd {
                 let index = <$simd>::new(core::array::from_fn(|i| i as $t));
-                index
-                    .simd_lt(<$simd>::splat(n as $t))
-                    .select(v, <$simd>::splat(0.0))
+                index.simd_lt(<$simd>::splat(n as $t)).select(head, tail)
             }
 
             #[inline(always)]

@@ -108,24 +108,7 @@ fn transposed(s: &ConvShape) -> Option<ConvShape> {
     if s.kg != 1 {
         return None;
     }
-    let mut t = *s;
-    for (a, b) in t.axes.iter_mut().zip(&s.axes) {
-        let reach = (b.kernel - 1) * b.dilation;
-        if b.stride != 1 || b.pad_lo > reach {
-            return None;
-        }
-        *a = Axis {
-            input: b.output,
-            output: b.input,
-            pad_lo: reach - b.pad_lo,
-            ..*b
-        };
-    }
-    t.in_plane = s.out_plane;
-    t.out_plane = s.in_plane;
-    t.input_len = s.output_len;
-    t.output_len = s.input_len;
-    Some(t)
+    s.transposed()
 }
 
 /// Where the columns of one input row live in a padded row: input column `iw` is padded

@@ -154,6 +154,37 @@ impl ConvShape {
         self.axes.map(|a| a.input)
     }
 
+    /// The input gradient of a stride-1 convolution as a forward convolution: of `dY`, with
+    /// each group's kernel flipped and its channels swapped, padded by `reach - pad` where
+    /// `reach = (K - 1) dilation`, so that `dX = conv(dY, flip(W)^T)`. `None` where a stride
+    /// is not 1 or a padding exceeds the reach (the gradient would need negative padding).
+    pub fn transposed(&self) -> Option<ConvShape> {
+        let mut t = *self;
+        for (a, b) in t.axes.iter_mut().zip(&self.axes) {
+            let reach = (b.kernel - 1) * b.dilation;
+            if b.stride != 1 || b.pad_lo > reach {
+                return None;
+            }
+            *a = Axis {
+                input: b.output,
+                output: b.input,
+                pad_lo: reach - b.pad_lo,
+                ..*b
+            };
+        }
+        t.in_channels = self.out_channels;
+        t.out_channels = self.in_channels;
+        t.cg = self.kg;
+        t.kg = self.cg;
+        t.in_plane = self.out_plane;
+        t.out_plane = self.in_plane;
+        t.input_len = self.output_len;
+        t.output_len = self.input_len;
+        t.unrolled_rows = self.kg * self.taps;
+        t.unrolled_len = t.unrolled_rows * t.out_plane;
+        Some(t)
+    }
+
     /// The same geometry over `batch` images (a part of the batch).
     #[cfg(feature = "rayon")]
     pub fn with_batch(&self, batch: usize) -> Self {

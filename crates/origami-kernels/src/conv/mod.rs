@@ -44,6 +44,7 @@
 mod depthwise;
 mod direct;
 mod geometry;
+mod grid;
 mod im2col;
 mod transpose;
 mod unrolled;

@@ -14,13 +14,22 @@
 //! kernel with stride 1 and no padding unrolls to the input itself, so that case multiplies
 //! the input (or writes the input gradient) as a plain matrix.
 //!
+//! Where the grid of [`super::grid`] drops few columns, the forward pass reads `cols` in place
+//! from the input's phase planes instead of packing it, and so does the input gradient of a
+//! stride-1 convolution, as the forward pass `dX = conv(dY, flip(W)^T)`
+//! ([`ConvShape::transposed`]) — except where a weight is infinite or NaN, which must meet
+//! only real gradients, never the zeros of padding (`inf * 0` is NaN).
+//!
 //! Scratch: the product's packing buffers ([`crate::gemm::pack_len`]), a few hundred KiB at
-//! most whatever the image size.
+//! most whatever the image size, and for the grid one image's phase planes (about the size
+//! of a group's input, or of its output gradient).
 
 use super::geometry::ConvShape;
+use super::grid::{Grid, GridB, GridBT, GridOut, spread_onto_grid};
 use super::im2col::{Col2im, Unrolled, UnrolledT};
 use crate::Element;
-use crate::gemm::{MatMut, MatRef, gemm_with, pack_len};
+use crate::gemm::params::MR;
+use crate::gemm::{MatMut, MatRef, PackA, gemm_indexed, gemm_with, indexed_pack_len, pack_len};
 
 /// Whether the unrolled matrix of a group is the group's input itself.
 pub(crate) fn unroll_is_identity(s: &ConvShape) -> bool {
@@ -29,16 +38,46 @@ pub(crate) fn unroll_is_identity(s: &ConvShape) -> bool {
         .all(|a| a.kernel == 1 && a.stride == 1 && a.pad_lo == 0 && a.input == a.output)
 }
 
+/// The grid the forward pass reads its unrolled matrix from, where it reads one.
+fn forward_grid(s: &ConvShape) -> Option<Grid> {
+    Grid::worth_it(s).filter(|_| !unroll_is_identity(s))
+}
+
+/// The geometry of the input gradient as a forward pass on a grid, and its grid, where the
+/// input gradient is one.
+fn backward_input_grid(s: &ConvShape) -> Option<(ConvShape, Grid)> {
+    let t = s.transposed().filter(|_| !unroll_is_identity(s))?;
+    Grid::worth_it(&t).map(|g| (t, g))
+}
+
+/// Scratch of a product over a grid: one packed block of A and the phase planes.
+fn grid_scratch_len<T: Element>(s: &ConvShape, grid: &Grid) -> usize {
+    indexed_pack_len(s.kg, s.unrolled_rows).saturating_add(grid.planes_len::<T>())
+}
+
 pub(crate) fn forward_scratch_len<T: Element>(s: &ConvShape) -> usize {
-    pack_len::<T>(s.kg, s.out_plane, s.unrolled_rows)
+    match forward_grid(s) {
+        Some(grid) => grid_scratch_len::<T>(s, &grid),
+        None => pack_len::<T>(s.kg, s.out_plane, s.unrolled_rows),
+    }
 }
 
 pub(crate) fn backward_input_scratch_len<T: Element>(s: &ConvShape) -> usize {
-    pack_len::<T>(s.unrolled_rows, s.out_plane, s.kg)
+    // Whether the weights are finite is known only at the call: room for either product.
+    let packed = pack_len::<T>(s.unrolled_rows, s.out_plane, s.kg);
+    backward_input_grid(s).map_or(packed, |(t, g)| packed.max(grid_scratch_len::<T>(&t, &g)))
 }
 
 pub(crate) fn backward_weight_scratch_len<T: Element>(s: &ConvShape) -> usize {
-    pack_len::<T>(s.kg, s.unrolled_rows, s.out_plane)
+    // Whether the inputs are finite is known only at the call: room for either product.
+    let packed = pack_len::<T>(s.kg, s.unrolled_rows, s.out_plane);
+    forward_grid(s).map_or(packed, |grid| {
+        // The packing buffers, the planes and the output gradient on the grid.
+        let on_grid = pack_len::<T>(s.kg, s.unrolled_rows, grid.cols())
+            .saturating_add(grid.planes_len::<T>())
+            .saturating_add(s.kg.saturating_mul(grid.cols()));
+        packed.max(on_grid)
+    })
 }
 
 /// The group's input channels of image `n`.
@@ -68,6 +107,7 @@ pub(crate) fn forward<T: Element>(
 ) {
     let (r, p) = (s.unrolled_rows, s.out_plane);
     let identity = unroll_is_identity(s);
+    let grid = forward_grid(s);
     for n in 0..s.batch {
         for g in 0..s.groups {
             let y_g = &mut y[group_output_range(s, n, g)];
@@ -77,7 +117,18 @@ pub(crate) fn forward<T: Element>(
             let x_g = group_input(s, x, n, g);
             let a = MatRef::from_parts(&w[group_weight_range(s, g)], s.kg, r, r, 1);
             let mut c = MatMut::from_parts(y_g, s.kg, p, p, 1);
-            if identity {
+            if let Some(grid) = &grid {
+                let (pa, planes) = pack.split_at_mut(indexed_pack_len(s.kg, r));
+                let planes = &mut planes[..grid.planes_len::<T>()];
+                grid.fill(x_g, planes);
+                let b = GridB { s, grid, planes };
+                let mut c = GridOut {
+                    grid,
+                    out_plane: p,
+                    y_g: c.into_data(),
+                };
+                gemm_indexed(s.kg, grid.cols(), r, &a, &b, &mut c, true, pa);
+            } else if identity {
                 let b = MatRef::from_parts(x_g, r, p, p, 1);
                 gemm_with(s.kg, p, r, &a, &b, &mut c, true, pack);
             } else {
@@ -97,6 +148,11 @@ pub(crate) fn backward_input<T: Element>(
 ) {
     let (r, p) = (s.unrolled_rows, s.out_plane);
     let identity = unroll_is_identity(s);
+    if let Some((t, grid)) = backward_input_grid(s)
+        && w.iter().all(|v| v.to_f64().is_finite())
+    {
+        return backward_input_on_grid(s, &t, &grid, dy, w, dx, pack);
+    }
     if !identity {
         dx.fill(T::ZERO);
     }
@@ -111,6 +167,81 @@ pub(crate) fn backward_input<T: Element>(
                 gemm_with(r, p, s.kg, &a, &b, &mut c, false, pack);
             } else {
                 gemm_with(r, p, s.kg, &a, &b, &mut Col2im { s, dx_g }, true, pack);
+            }
+        }
+    }
+}
+
+/// The input gradient as the forward pass of `t = s.transposed()` over a grid.
+fn backward_input_on_grid<T: Element>(
+    s: &ConvShape,
+    t: &ConvShape,
+    grid: &Grid,
+    dy: &[T],
+    w: &[T],
+    dx: &mut [T],
+    pack: &mut [T],
+) {
+    let (pa, planes) = pack.split_at_mut(indexed_pack_len(t.kg, t.unrolled_rows));
+    let planes = &mut planes[..grid.planes_len::<T>()];
+    for n in 0..s.batch {
+        for g in 0..s.groups {
+            let dy_g = &dy[group_output_range(s, n, g)];
+            grid.fill(dy_g, planes);
+            let a = FlippedT {
+                s,
+                w_g: &w[group_weight_range(s, g)],
+            };
+            let b = GridB { s: t, grid, planes };
+            let start = (n * s.in_channels + g * s.cg) * s.in_plane;
+            let mut c = GridOut {
+                grid,
+                out_plane: s.in_plane,
+                y_g: &mut dx[start..start + s.cg * s.in_plane],
+            };
+            gemm_indexed(
+                t.kg,
+                grid.cols(),
+                t.unrolled_rows,
+                &a,
+                &b,
+                &mut c,
+                false,
+                pa,
+            );
+        }
+    }
+}
+
+/// A group's weights as the left operand of the transposed forward pass: `A (cg x kg taps)`
+/// with `A[c][k taps + t] = W[k][c][taps - 1 - t]`, the kernel flipped and its channels
+/// swapped.
+struct FlippedT<'a, T> {
+    s: &'a ConvShape,
+    w_g: &'a [T],
+}
+
+impl<T: Element> PackA<T> for FlippedT<'_, T> {
+    fn pack_a(&self, i0: usize, mc: usize, p0: usize, kc: usize, out: &mut [T]) {
+        let (taps, cg) = (self.s.taps, self.s.cg);
+        for (sl, sliver) in out.chunks_exact_mut(MR * kc).enumerate() {
+            let c0 = i0 + sl * MR;
+            let rows = MR.min(i0 + mc - c0);
+            if rows < MR {
+                sliver.fill(T::ZERO);
+            }
+            let (mut k, mut t) = (p0 / taps, p0 % taps);
+            for step in sliver.chunks_exact_mut(MR) {
+                let first = (k * cg + c0) * taps + taps - 1 - t;
+                let src = self.w_g[first..].iter().step_by(taps);
+                for (v, &wv) in step[..rows].iter_mut().zip(src) {
+                    *v = wv;
+                }
+                t += 1;
+                if t == taps {
+                    t = 0;
+                    k += 1;
+                }
             }
         }
     }
@@ -140,6 +271,13 @@ pub(crate) fn backward_weight_rows<T: Element>(
     let (r, p) = (s.unrolled_rows, s.out_plane);
     let identity = unroll_is_identity(s);
     dw.fill(T::ZERO);
+    // The grid's dropped columns read real inputs (the next row's), which meet the zeros of
+    // the spread output gradient: only finite inputs may, as `inf * 0` is NaN.
+    if let Some(grid) = forward_grid(s)
+        && x.iter().all(|v| v.to_f64().is_finite())
+    {
+        return backward_weight_rows_on_grid(s, &grid, x, dy, dw, rows, pack);
+    }
     let mut k0 = rows.start;
     while k0 < rows.end {
         // The rows of one group at a time.
@@ -160,6 +298,53 @@ pub(crate) fn backward_weight_rows<T: Element>(
                 let b = UnrolledT { s, x_g };
                 gemm_with(m, r, p, &a, &b, &mut c, true, pack);
             }
+        }
+        k0 = k1;
+    }
+}
+
+/// [`backward_weight_rows`] over a grid: `dW_g += dY_grid x cols^T`, with the output gradient
+/// spread onto the grid (zeros where the columns are dropped) and `cols^T` packed from the
+/// phase planes. Each row's sum runs over the grid columns in the same order whatever the
+/// range of rows, so any split gives the same bits. `dw` is zeroed.
+fn backward_weight_rows_on_grid<T: Element>(
+    s: &ConvShape,
+    grid: &Grid,
+    x: &[T],
+    dy: &[T],
+    dw: &mut [T],
+    rows: core::ops::Range<usize>,
+    pack: &mut [T],
+) {
+    let (r, p, cols) = (s.unrolled_rows, s.out_plane, grid.cols());
+    let (pack, rest) = pack.split_at_mut(pack_len::<T>(s.kg, r, cols));
+    let (planes, dy_grid) = rest.split_at_mut(grid.planes_len::<T>());
+    let mut k0 = rows.start;
+    while k0 < rows.end {
+        // The rows of one group at a time.
+        let g = k0 / s.kg;
+        let k1 = rows.end.min((g + 1) * s.kg);
+        let m = k1 - k0;
+        let dw_rows = &mut dw[(k0 - rows.start) * r..(k1 - rows.start) * r];
+        let dy_grid = &mut dy_grid[..m * cols];
+        for n in 0..s.batch {
+            grid.fill(group_input(s, x, n, g), planes);
+            spread_onto_grid(
+                grid,
+                &dy[(n * s.out_channels + k0) * p..][..m * p],
+                p,
+                dy_grid,
+            );
+            let a = MatRef::from_parts(&*dy_grid, m, cols, cols, 1);
+            let b = GridBT {
+                b: GridB {
+                    s,
+                    grid,
+                    planes: &*planes,
+                },
+            };
+            let mut c = MatMut::from_parts(&mut *dw_rows, m, r, r, 1);
+            gemm_with(m, r, cols, &a, &b, &mut c, true, pack);
         }
         k0 = k1;
     }

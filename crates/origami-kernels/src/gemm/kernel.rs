@@ -15,8 +15,43 @@ pub(crate) type Tile<T> = [[<T as Element>::Simd; NV]; MR];
 #[inline(always)]
 pub(crate) fn micro_tile<T: Element>(kc: usize, a: &[T], b: &[T]) -> Tile<T> {
     let nr = NV * T::LANES;
+    micro_tile_by(a, b.chunks_exact(nr).take(kc), |b| b)
+}
+
+/// [`micro_tile`] with the right operand read in place: depth step `p` is
+/// `data[starts[p] + j..][..NR]`.
+///
+/// # Safety
+/// `starts[p] + j + NR <= data.len()` for every `p < kc`. The caller checks it once per
+/// depth block: a bounds check per load would add four instructions to a step of 38, and
+/// the step's issue slots are as scarce as its multiply-adds.
+#[inline(always)]
+#[allow(unsafe_code)]
+pub(crate) unsafe fn micro_tile_indexed<T: Element>(
+    kc: usize,
+    a: &[T],
+    data: &[T],
+    starts: &[usize],
+    j: usize,
+) -> Tile<T> {
+    let nr = NV * T::LANES;
+    micro_tile_by(a, starts[..kc].iter(), |&start| {
+        // SAFETY: the caller guarantees `start + j + nr <= data.len()`.
+        unsafe { data.get_unchecked(start + j..start + j + nr) }
+    })
+}
+
+/// The loop both kernels share: one step per item of `steps`, whose `NV` vectors of B
+/// `b_of` finds.
+#[inline(always)]
+fn micro_tile_by<'b, T: Element, S>(
+    a: &[T],
+    steps: impl Iterator<Item = S>,
+    b_of: impl Fn(S) -> &'b [T],
+) -> Tile<T> {
     let mut acc = [[T::splat(T::ZERO); NV]; MR];
-    for (a, b) in a.chunks_exact(MR).zip(b.chunks_exact(nr)).take(kc) {
+    for (a, step) in a.chunks_exact(MR).zip(steps) {
+        let b = b_of(step);
         let bv: [T::Simd; NV] = core::array::from_fn(|j| T::load_full(&b[j * T::LANES..]));
         for (row, &x) in acc.iter_mut().zip(a) {
             let av = T::splat(x);

@@ -17,11 +17,11 @@ mod operand;
 use crate::error::check_scratch;
 use crate::{Element, Error};
 pub(crate) use kernel::Tile;
-use kernel::micro_tile;
+use kernel::{micro_tile, micro_tile_indexed};
 pub(crate) use operand::{
-    PackA, PackB, StoreC, copy_over, put_columns8, spread_row, tile_row, zero_b_tail,
+    IndexB, PackA, PackB, StoreC, copy_over, put_columns8, spread_row, tile_row, zero_b_tail,
 };
-use params::{KC, MC, MR, NC, NV};
+use params::{KC, KC_INDEXED, MC, MR, NC, NV};
 
 /// A read-only matrix view: element `(i, j)` is `data[i * row_stride + j * col_stride]`.
 #[derive(Clone, Copy, Debug)]
@@ -146,6 +146,11 @@ impl<'a, T> MatMut<'a, T> {
     /// A contiguous row-major `rows x cols` view.
     pub fn row_major(data: &'a mut [T], rows: usize, cols: usize) -> Result<Self, Error> {
         Self::new(data, rows, cols, cols, 1)
+    }
+
+    /// The viewed buffer, for a destination that takes over the view's place.
+    pub(crate) fn into_data(self) -> &'a mut [T] {
+        self.data
     }
 
     /// See [`MatRef::from_parts`].
@@ -290,6 +295,61 @@ pub(crate) fn gemm_with<T: Element>(
                         let tile = micro_tile::<T>(kc, a_sliver, b_sliver);
                         c.store_tile(&tile, i0 + i, j0 + j, MR.min(mc - i), cols, add);
                     }
+                }
+            }
+        }
+    }
+}
+
+/// Elements of packing scratch that [`gemm_indexed`] needs: one packed block of A.
+pub(crate) fn indexed_pack_len(m: usize, k: usize) -> usize {
+    round_up(m.min(MC), MR) * k.min(KC_INDEXED)
+}
+
+/// The blocked product with a right operand read in place ([`IndexB`]): only A is packed.
+/// Without a B block to keep in cache, the loop runs over all `n` columns per depth block.
+///
+/// `pack` holds at least [`indexed_pack_len`]`(m, k)` elements.
+#[allow(clippy::too_many_arguments, unsafe_code)]
+pub(crate) fn gemm_indexed<T: Element>(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &impl PackA<T>,
+    b: &impl IndexB<T>,
+    c: &mut impl StoreC<T>,
+    accumulate: bool,
+    pack: &mut [T],
+) {
+    if m == 0 || n == 0 || k == 0 {
+        // Every caller has a non-empty depth (the taps of a kernel).
+        return;
+    }
+    let nr = NV * T::LANES;
+    let data = b.data();
+    let mut starts = [0usize; KC_INDEXED];
+    for p0 in (0..k).step_by(KC_INDEXED) {
+        let kc = KC_INDEXED.min(k - p0);
+        b.row_starts(p0, &mut starts[..kc]);
+        // The one bounds check of the block's reads (see `micro_tile_indexed`).
+        let last = starts[..kc]
+            .iter()
+            .max()
+            .map_or(0, |&s| s + round_up(n, nr));
+        assert!(last <= data.len(), "right operand shorter than its rows");
+        let add = accumulate || p0 > 0;
+        for i0 in (0..m).step_by(MC) {
+            let mc = MC.min(m - i0);
+            let pa = &mut pack[..round_up(mc, MR) * kc];
+            a.pack_a(i0, mc, p0, kc, pa);
+            for j in (0..n).step_by(nr) {
+                let cols = nr.min(n - j);
+                for (ir, a_sliver) in pa.chunks_exact(MR * kc).enumerate() {
+                    let i = ir * MR;
+                    // SAFETY: `starts[p] + j + nr <= last <= data.len()` for every `p`, as
+                    // `j + nr <= round_up(n, nr)`.
+                    let tile = unsafe { micro_tile_indexed::<T>(kc, a_sliver, data, &starts, j) };
+                    c.store_tile(&tile, i0 + i, j, MR.min(mc - i), cols, add);
                 }
             }
         }

@@ -32,6 +32,15 @@ pub(crate) trait PackB<T: Element> {
     fn pack_b(&self, p0: usize, kc: usize, j0: usize, nc: usize, out: &mut [T], work: &mut [T]);
 }
 
+/// A right operand read in place rather than packed: depth step `p`, columns `j..j + NR`
+/// are `data()[start_p + j..][..NR]`, where `row_starts` gives `start_p`. `data()` must hold
+/// `NR` elements past the last column of every row (their values do not matter).
+pub(crate) trait IndexB<T: Element> {
+    fn data(&self) -> &[T];
+    /// The starts of depth steps `p0..p0 + starts.len()`.
+    fn row_starts(&self, p0: usize, starts: &mut [usize]);
+}
+
 /// A destination: writes (or, with `add`, adds) the top-left `rows x cols` of a micro-tile
 /// at row `i`, column `j`.
 pub(crate) trait StoreC<T: Element> {

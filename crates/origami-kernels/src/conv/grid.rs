@@ -1,0 +1,394 @@
+//! The unrolled matrix read in place: the input split into phase planes, the output laid out
+//! on a grid of the planes' shape.
+//!
+//! Along an axis with stride `s` and dilation `d`, output `o` reads through tap `k` the padded
+//! input coordinate
+//!
+//! ```text
+//! o s + k d = (o + floor(k d / s)) s + (k d mod s)
+//! ```
+//!
+//! so if the padded input is split into `s` phase planes — plane `a` holds the coordinates
+//! `a, a + s, a + 2 s, ...` — every tap reads one plane at a constant shift of the output
+//! index: `plane[k d mod s][o + floor(k d / s)]`. The planes are `q = out + floor((K - 1) d / s)`
+//! long, zero where the padded input is padding. Lay the output positions out on a grid of
+//! the planes' shape (`Dq x Hq x Wq`, of which the first `Do x Ho x Wo` are outputs) and
+//! unrolled row `r = (c, tap)` is a contiguous run of the plane `(c, phase(tap))`, starting at
+//! `shift(tap)`: the product reads its right operand straight from the planes, with no
+//! packing. Grid columns that are not outputs are computed and dropped, which is why the
+//! grid is used only where they are few ([`Grid::worth_it`]).
+//!
+//! Building the planes copies the input once (`taps` times less than unrolling it).
+
+use super::geometry::ConvShape;
+use crate::Element;
+use crate::element::MAX_LANES;
+use crate::gemm::params::NV;
+use crate::gemm::{
+    IndexB, PackB, StoreC, Tile, copy_over, put_columns8, tile_row, transpose_row_stride,
+    transpose_work_len, zero_b_tail,
+};
+
+/// One axis of the grid.
+#[derive(Clone, Copy, Debug)]
+struct GridAxis {
+    stride: usize,
+    dilation: usize,
+    pad: usize,
+    input: usize,
+    /// Outputs along the axis.
+    out: usize,
+    /// Length of a phase plane (and of the grid) along the axis.
+    q: usize,
+}
+
+impl GridAxis {
+    /// The phase and the shift of tap `k`.
+    #[inline(always)]
+    fn place(&self, k: usize) -> (usize, usize) {
+        let e = k * self.dilation;
+        (e % self.stride, e / self.stride)
+    }
+
+    /// Plane indices `[lo, hi)` of phase `a` that hold input (the rest is padding), and the
+    /// input coordinate of index `lo`.
+    fn valid(&self, a: usize) -> (usize, usize, usize) {
+        let lo = self.pad.saturating_sub(a).div_ceil(self.stride);
+        let hi = (self.input + self.pad)
+            .saturating_sub(a)
+            .div_ceil(self.stride)
+            .min(self.q);
+        let lo = lo.min(hi);
+        (lo, hi, (lo * self.stride + a).saturating_sub(self.pad))
+    }
+}
+
+/// The phase planes and the output grid of a convolution's group.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Grid {
+    axes: [GridAxis; 3],
+    /// Phase planes per channel: the product of the strides.
+    phases: usize,
+    /// Elements of one phase plane (and of the grid): `Dq * Hq * Wq`.
+    plane: usize,
+    /// Grid columns up to the last output: `((Do - 1) Hq + Ho - 1) Wq + Wo`.
+    cols: usize,
+    /// Elements of the planes of all the group's channels.
+    planes: usize,
+}
+
+impl Grid {
+    /// The grid of a group's input (`s.cg` channels); `None` where an output extent is zero
+    /// or a size overflows.
+    pub fn of(s: &ConvShape) -> Option<Self> {
+        let mut axes = [GridAxis {
+            stride: 1,
+            dilation: 1,
+            pad: 0,
+            input: 0,
+            out: 0,
+            q: 0,
+        }; 3];
+        for (g, a) in axes.iter_mut().zip(&s.axes) {
+            if a.output == 0 {
+                return None;
+            }
+            *g = GridAxis {
+                stride: a.stride,
+                dilation: a.dilation,
+                pad: a.pad_lo,
+                input: a.input,
+                out: a.output,
+                q: a.output
+                    .checked_add((a.kernel - 1).checked_mul(a.dilation)? / a.stride)?,
+            };
+        }
+        let [d, h, w] = axes;
+        let phases = d.stride.checked_mul(h.stride)?.checked_mul(w.stride)?;
+        let plane = d.q.checked_mul(h.q)?.checked_mul(w.q)?;
+        let rows = (d.out - 1).checked_mul(h.q)?.checked_add(h.out - 1)?;
+        let cols = rows.checked_mul(w.q)?.checked_add(w.out)?;
+        let planes = s.cg.checked_mul(phases)?.checked_mul(plane)?;
+        Some(Grid {
+            axes,
+            phases,
+            plane,
+            cols,
+            planes,
+        })
+    }
+
+    /// Columns of the grid's product (outputs and the dropped columns between them).
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// The grid of `s` where reading the planes pays for the dropped columns: at most a
+    /// quarter more columns than outputs (packing the unrolled matrix costs about that much
+    /// of the product at the channel counts where `Unrolled` runs).
+    pub fn worth_it(s: &ConvShape) -> Option<Self> {
+        Grid::of(s).filter(|g| g.cols - s.out_plane <= s.out_plane / 4)
+    }
+
+    /// Elements of the planes, with a sliver of slack: the product reads whole slivers past
+    /// the last column. Saturates, like every scratch size, where it overflows.
+    pub fn planes_len<T: Element>(&self) -> usize {
+        self.planes.saturating_add(NV * T::LANES)
+    }
+
+    /// Fills the phase planes of the group's channels of `x` (`channels x in_plane`), into
+    /// `planes` of [`Grid::planes_len`] elements.
+    pub fn fill<T: Element>(&self, x: &[T], planes: &mut [T]) {
+        let [ad, ah, aw] = self.axes;
+        let in_plane = ad.input * ah.input * aw.input;
+        let channels = self.planes / (self.phases * self.plane);
+        let (planes, slack) = planes.split_at_mut(self.planes);
+        slack.fill(T::ZERO);
+        let mut dst = planes.chunks_exact_mut(aw.q);
+        for x_c in x.chunks_exact(in_plane).take(channels) {
+            for pd in 0..ad.stride {
+                for ph in 0..ah.stride {
+                    for pw in 0..aw.stride {
+                        let (lw, hw, iw0) = aw.valid(pw);
+                        for qd in 0..ad.q {
+                            for qh in 0..ah.q {
+                                let row = dst.next().unwrap_or(&mut []);
+                                let id = (qd * ad.stride + pd).checked_sub(ad.pad);
+                                let ih = (qh * ah.stride + ph).checked_sub(ah.pad);
+                                let src = match (id, ih) {
+                                    (Some(id), Some(ih)) if id < ad.input && ih < ah.input => {
+                                        &x_c[(id * ah.input + ih) * aw.input..][..aw.input]
+                                    }
+                                    _ => {
+                                        row.fill(T::ZERO);
+                                        continue;
+                                    }
+                                };
+                                row[..lw].fill(T::ZERO);
+                                row[hw..].fill(T::ZERO);
+                                if hw == lw {
+                                    continue;
+                                }
+                                if aw.stride == 1 {
+                                    row[lw..hw].copy_from_slice(&src[iw0..iw0 + (hw - lw)]);
+                                } else {
+                                    let src = src[iw0..].iter().step_by(aw.stride);
+                                    for (d, &v) in row[lw..hw].iter_mut().zip(src) {
+                                        *d = v;
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Where unrolled row `r = (c, kd, kh, kw)` starts in the planes.
+    #[inline(always)]
+    fn row_start(&self, c: usize, k: [usize; 3]) -> usize {
+        let [ad, ah, aw] = self.axes;
+        let (pd, sd) = ad.place(k[0]);
+        let (ph, sh) = ah.place(k[1]);
+        let (pw, sw) = aw.place(k[2]);
+        let phase = (pd * ah.stride + ph) * aw.stride + pw;
+        (c * self.phases + phase) * self.plane + (sd * ah.q + sh) * aw.q + sw
+    }
+}
+
+/// The unrolled matrix of one image and group (`R x grid columns`) as the product's right
+/// operand, read from the phase planes.
+pub(crate) struct GridB<'a, T> {
+    pub s: &'a ConvShape,
+    pub grid: &'a Grid,
+    pub planes: &'a [T],
+}
+
+impl<T: Element> IndexB<T> for GridB<'_, T> {
+    fn data(&self) -> &[T] {
+        self.planes
+    }
+
+    fn row_starts(&self, p0: usize, starts: &mut [usize]) {
+        let [_, ay, ax] = self.s.axes;
+        let per_c = self.s.taps;
+        for (r, start) in (p0..).zip(starts.iter_mut()) {
+            let (c, t) = (r / per_c, r % per_c);
+            let k = [
+                t / (ax.kernel * ay.kernel),
+                (t / ax.kernel) % ay.kernel,
+                t % ax.kernel,
+            ];
+            *start = self.grid.row_start(c, k);
+        }
+    }
+}
+
+/// The transposed unrolled matrix of one image and group (`grid columns x R`) as the right
+/// operand of the weight gradient's product `dY x cols^T`, packed from the phase planes:
+/// column `r` is a contiguous run of a plane, so eight of them are copied side by side and
+/// transposed into the slivers.
+pub(crate) struct GridBT<'a, T> {
+    pub b: GridB<'a, T>,
+}
+
+impl<T: Element> PackB<T> for GridBT<'_, T> {
+    fn pack_b(&self, p0: usize, kc: usize, j0: usize, nc: usize, out: &mut [T], work: &mut [T]) {
+        zero_b_tail(out, kc, nc);
+        let stride = transpose_row_stride::<T>(kc);
+        let rows = &mut work[..transpose_work_len::<T>(kc)];
+        let mut starts = [0usize; 8];
+        for j in (0..nc).step_by(8) {
+            let group = 8.min(nc - j);
+            self.b.row_starts(j0 + j, &mut starts[..group]);
+            for (i, row) in rows.chunks_exact_mut(stride).enumerate() {
+                if i < group {
+                    copy_over(row, 0, self.b.planes, starts[i] + p0, kc);
+                } else {
+                    row[..kc].fill(T::ZERO);
+                }
+            }
+            put_columns8(out, kc, j, rows, stride);
+        }
+    }
+}
+
+/// Copies the output gradient of `rows` channels (`rows x out_plane`) onto the grid
+/// (`rows x cols`), zero in the columns that are not outputs: the weight gradient's left
+/// operand, which must contribute nothing where the planes' columns are dropped.
+pub(crate) fn spread_onto_grid<T: Element>(grid: &Grid, dy: &[T], out_plane: usize, out: &mut [T]) {
+    let [_, ah, aw] = grid.axes;
+    for (src, dst) in dy
+        .chunks_exact(out_plane)
+        .zip(out.chunks_exact_mut(grid.cols))
+    {
+        dst.fill(T::ZERO);
+        for (o, run) in src.chunks_exact(aw.out).enumerate() {
+            let (od, oh) = (o / ah.out, o % ah.out);
+            let at = (od * ah.q + oh) * aw.q;
+            dst[at..at + aw.out].copy_from_slice(run);
+        }
+    }
+}
+
+/// The output of one image and group (`kg x out_plane`) as the destination of a product over
+/// grid columns: each tile's columns that are outputs are written (or added), the rest
+/// dropped.
+pub(crate) struct GridOut<'a, T> {
+    pub grid: &'a Grid,
+    pub out_plane: usize,
+    pub y_g: &'a mut [T],
+}
+
+impl<T: Element> StoreC<T> for GridOut<'_, T> {
+    #[inline(always)]
+    fn store_tile(
+        &mut self,
+        tile: &Tile<T>,
+        i: usize,
+        j: usize,
+        rows: usize,
+        cols: usize,
+        add: bool,
+    ) {
+        // The tile's columns as runs of outputs: (first lane, first output, length). The same
+        // for every row of the tile, so found once.
+        let [_, ah, aw] = self.grid.axes;
+        let mut runs = [(0usize, 0usize, 0usize); NV * MAX_LANES];
+        let mut count = 0;
+        let mut g = j;
+        while g < j + cols {
+            let (ow, qrow) = (g % aw.q, g / aw.q);
+            let (oh, od) = (qrow % ah.q, qrow / ah.q);
+            if oh >= ah.out {
+                g += (ah.q - oh) * aw.q - ow;
+                continue;
+            }
+            if ow >= aw.out {
+                g += aw.q - ow;
+                continue;
+            }
+            let len = (aw.out - ow).min(j + cols - g);
+            runs[count] = (g - j, (od * ah.out + oh) * aw.out + ow, len);
+            count += 1;
+            g += len;
+        }
+        let mut lanes = [T::ZERO; NV * MAX_LANES + MAX_LANES];
+        for (r, row) in tile.iter().enumerate().take(rows) {
+            tile_row::<T>(row, &mut lanes);
+            let y_row = &mut self.y_g[(i + r) * self.out_plane..][..self.out_plane];
+            for &(lane, at, len) in &runs[..count] {
+                put_lanes(&mut y_row[at..], &lanes[lane..], len, add);
+            }
+        }
+    }
+}
+
+/// Writes (or adds) `src[..len]` onto `dst[..len]` in whole vectors, the last one blended so
+/// that the elements after `len` keep their values; element by element where `dst` has no
+/// room for a whole last vector.
+#[inline(always)]
+fn put_lanes<T: Element>(dst: &mut [T], src: &[T], len: usize, add: bool) {
+    let mut at = 0;
+    while at < len {
+        let n = T::LANES.min(len - at);
+        if dst.len() - at < T::LANES {
+            for (d, &s) in dst[at..at + n].iter_mut().zip(&src[at..at + n]) {
+                *d = if add { *d + s } else { s };
+            }
+        } else {
+            let old = T::load_full(&dst[at..]);
+            let v = T::load(&src[at..]);
+            let new = if add { old + v } else { v };
+            T::store(T::blend_first(n, new, old), &mut dst[at..]);
+        }
+        at += n;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ConvSpec;
+
+    /// Every unrolled entry read through the planes equals the definition's.
+    #[test]
+    fn planes_hold_every_unrolled_entry() {
+        let specs = [
+            ConvSpec::new(1, 2, 1, [3, 5, 7], [2, 3, 2])
+                .with_stride([1, 2, 3])
+                .with_padding([1, 2, 1])
+                .with_dilation([2, 1, 2]),
+            ConvSpec::new(1, 3, 1, [1, 4, 9], [1, 2, 3]).with_padding([0, 1, 4]),
+            ConvSpec::new(1, 1, 1, [1, 1, 11], [1, 1, 5])
+                .with_stride([1, 1, 3])
+                .with_padding([0, 0, 2]),
+        ];
+        for spec in specs {
+            let s = spec.build().unwrap().shape;
+            let x: Vec<f64> = (0..s.cg * s.in_plane).map(|i| i as f64 + 1.0).collect();
+            let mut cols = vec![0.0; s.unrolled_len];
+            super::super::im2col::im2col(&s, &x, &mut cols);
+            let grid = Grid::of(&s).unwrap();
+            let mut planes = vec![f64::NAN; grid.planes_len::<f64>()];
+            grid.fill(&x, &mut planes);
+            let b = GridB {
+                s: &s,
+                grid: &grid,
+                planes: &planes,
+            };
+            let mut starts = vec![0; s.unrolled_rows];
+            b.row_starts(0, &mut starts);
+            let [_, ay, ax] = s.axes;
+            for (r, &start) in starts.iter().enumerate() {
+                for p in 0..s.out_plane {
+                    let (q, ow) = (p / ax.output, p % ax.output);
+                    let (od, oh) = (q / ay.output, q % ay.output);
+                    let g = (od * grid.axes[1].q + oh) * grid.axes[2].q + ow;
+                    assert_eq!(planes[start + g], cols[r * s.out_plane + p], "r={r} p={p}");
+                }
+            }
+        }
+    }
+}
