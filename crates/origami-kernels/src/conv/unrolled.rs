@@ -29,7 +29,9 @@ use super::grid::{Grid, GridB, GridBT, GridOut, spread_onto_grid};
 use super::im2col::{Col2im, Unrolled, UnrolledT};
 use crate::Element;
 use crate::gemm::params::MR;
-use crate::gemm::{MatMut, MatRef, PackA, gemm_indexed, gemm_with, indexed_pack_len, pack_len};
+use crate::gemm::{
+    MatMut, MatRef, PackA, Prepacked, gemm_indexed, gemm_with, pack_len, prepacked_len,
+};
 
 /// Whether the unrolled matrix of a group is the group's input itself.
 pub(crate) fn unroll_is_identity(s: &ConvShape) -> bool {
@@ -50,9 +52,9 @@ fn backward_input_grid(s: &ConvShape) -> Option<(ConvShape, Grid)> {
     Grid::worth_it(&t).map(|g| (t, g))
 }
 
-/// Scratch of a product over a grid: one packed block of A and the phase planes.
+/// Scratch of a product over a grid: a group's weights packed whole and the phase planes.
 fn grid_scratch_len<T: Element>(s: &ConvShape, grid: &Grid) -> usize {
-    indexed_pack_len(s.kg, s.unrolled_rows).saturating_add(grid.planes_len::<T>())
+    prepacked_len(s.kg, s.unrolled_rows).saturating_add(grid.planes_len::<T>())
 }
 
 pub(crate) fn forward_scratch_len<T: Element>(s: &ConvShape) -> usize {
@@ -107,34 +109,66 @@ pub(crate) fn forward<T: Element>(
 ) {
     let (r, p) = (s.unrolled_rows, s.out_plane);
     let identity = unroll_is_identity(s);
-    let grid = forward_grid(s);
+    if let Some(grid) = forward_grid(s) {
+        return forward_on_grid(s, &grid, x, w, bias, y, pack);
+    }
     for n in 0..s.batch {
         for g in 0..s.groups {
             let y_g = &mut y[group_output_range(s, n, g)];
-            for (kl, y_k) in y_g.chunks_exact_mut(p).enumerate() {
-                y_k.fill(bias.map_or(T::ZERO, |b| b[g * s.kg + kl]));
-            }
+            fill_bias(s, g, bias, y_g);
             let x_g = group_input(s, x, n, g);
             let a = MatRef::from_parts(&w[group_weight_range(s, g)], s.kg, r, r, 1);
             let mut c = MatMut::from_parts(y_g, s.kg, p, p, 1);
-            if let Some(grid) = &grid {
-                let (pa, planes) = pack.split_at_mut(indexed_pack_len(s.kg, r));
-                let planes = &mut planes[..grid.planes_len::<T>()];
-                grid.fill(x_g, planes);
-                let b = GridB { s, grid, planes };
-                let mut c = GridOut {
-                    grid,
-                    out_plane: p,
-                    y_g: c.into_data(),
-                };
-                gemm_indexed(s.kg, grid.cols(), r, &a, &b, &mut c, true, pa);
-            } else if identity {
+            if identity {
                 let b = MatRef::from_parts(x_g, r, p, p, 1);
                 gemm_with(s.kg, p, r, &a, &b, &mut c, true, pack);
             } else {
                 let b = Unrolled { s, x_g };
                 gemm_with(s.kg, p, r, &a, &b, &mut c, true, pack);
             }
+        }
+    }
+}
+
+/// Sets the group's output channels (`kg x out_plane`) to their biases (or zero).
+fn fill_bias<T: Element>(s: &ConvShape, g: usize, bias: Option<&[T]>, y_g: &mut [T]) {
+    for (kl, y_k) in y_g.chunks_exact_mut(s.out_plane).enumerate() {
+        y_k.fill(bias.map_or(T::ZERO, |b| b[g * s.kg + kl]));
+    }
+}
+
+/// The forward pass over a grid: each group's weights packed once for the whole batch, each
+/// image's planes filled and multiplied in place.
+fn forward_on_grid<T: Element>(
+    s: &ConvShape,
+    grid: &Grid,
+    x: &[T],
+    w: &[T],
+    bias: Option<&[T]>,
+    y: &mut [T],
+    pack: &mut [T],
+) {
+    let (r, p) = (s.unrolled_rows, s.out_plane);
+    let (pa, planes) = pack.split_at_mut(prepacked_len(s.kg, r));
+    let planes = &mut planes[..grid.planes_len::<T>()];
+    for g in 0..s.groups {
+        let w_g = MatRef::from_parts(&w[group_weight_range(s, g)], s.kg, r, r, 1);
+        let a = Prepacked::pack(s.kg, r, &w_g, pa);
+        for n in 0..s.batch {
+            let y_g = &mut y[group_output_range(s, n, g)];
+            fill_bias(s, g, bias, y_g);
+            grid.fill(group_input(s, x, n, g), planes);
+            let b = GridB {
+                s,
+                grid,
+                planes: &*planes,
+            };
+            let mut c = GridOut {
+                grid,
+                out_plane: p,
+                y_g,
+            };
+            gemm_indexed(s.kg, grid.cols(), r, &a, &b, &mut c, true);
         }
     }
 }
@@ -182,33 +216,28 @@ fn backward_input_on_grid<T: Element>(
     dx: &mut [T],
     pack: &mut [T],
 ) {
-    let (pa, planes) = pack.split_at_mut(indexed_pack_len(t.kg, t.unrolled_rows));
+    let (pa, planes) = pack.split_at_mut(prepacked_len(t.kg, t.unrolled_rows));
     let planes = &mut planes[..grid.planes_len::<T>()];
-    for n in 0..s.batch {
-        for g in 0..s.groups {
-            let dy_g = &dy[group_output_range(s, n, g)];
-            grid.fill(dy_g, planes);
-            let a = FlippedT {
-                s,
-                w_g: &w[group_weight_range(s, g)],
+    for g in 0..s.groups {
+        let w_g = FlippedT {
+            s,
+            w_g: &w[group_weight_range(s, g)],
+        };
+        let a = Prepacked::pack(t.kg, t.unrolled_rows, &w_g, pa);
+        for n in 0..s.batch {
+            grid.fill(&dy[group_output_range(s, n, g)], planes);
+            let b = GridB {
+                s: t,
+                grid,
+                planes: &*planes,
             };
-            let b = GridB { s: t, grid, planes };
             let start = (n * s.in_channels + g * s.cg) * s.in_plane;
             let mut c = GridOut {
                 grid,
                 out_plane: s.in_plane,
                 y_g: &mut dx[start..start + s.cg * s.in_plane],
             };
-            gemm_indexed(
-                t.kg,
-                grid.cols(),
-                t.unrolled_rows,
-                &a,
-                &b,
-                &mut c,
-                false,
-                pa,
-            );
+            gemm_indexed(t.kg, grid.cols(), t.unrolled_rows, &a, &b, &mut c, false);
         }
     }
 }

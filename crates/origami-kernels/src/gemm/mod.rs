@@ -148,11 +148,6 @@ impl<'a, T> MatMut<'a, T> {
         Self::new(data, rows, cols, cols, 1)
     }
 
-    /// The viewed buffer, for a destination that takes over the view's place.
-    pub(crate) fn into_data(self) -> &'a mut [T] {
-        self.data
-    }
-
     /// See [`MatRef::from_parts`].
     pub(crate) fn from_parts(
         data: &'a mut [T],
@@ -301,25 +296,63 @@ pub(crate) fn gemm_with<T: Element>(
     }
 }
 
-/// Elements of packing scratch that [`gemm_indexed`] needs: one packed block of A.
-pub(crate) fn indexed_pack_len(m: usize, k: usize) -> usize {
-    round_up(m.min(MC), MR) * k.min(KC_INDEXED)
+/// Elements of a left operand packed whole ([`prepack_a`]): `m` rounded up to whole slivers,
+/// times the depth. Saturates where it overflows, like every scratch size.
+pub(crate) fn prepacked_len(m: usize, k: usize) -> usize {
+    round_up(m, MR).saturating_mul(k)
 }
 
-/// The blocked product with a right operand read in place ([`IndexB`]): only A is packed.
-/// Without a B block to keep in cache, the loop runs over all `n` columns per depth block.
-///
-/// `pack` holds at least [`indexed_pack_len`]`(m, k)` elements.
+/// A left operand packed whole, in the order [`gemm_indexed`] reads its blocks: depth block
+/// after depth block (`KC_INDEXED` deep), each `round_up(m, MR)` rows of `MR`-row slivers.
+/// A batch packs its weights once this way instead of once per image.
+pub(crate) struct Prepacked<'a, T> {
+    data: &'a [T],
+    m: usize,
+}
+
+impl<'a, T: Element> Prepacked<'a, T> {
+    /// Packs `a` (`m x k`) into `out[..prepacked_len(m, k)]`.
+    pub fn pack(m: usize, k: usize, a: &impl PackA<T>, out: &'a mut [T]) -> Self {
+        let rows = round_up(m, MR);
+        for p0 in (0..k).step_by(KC_INDEXED) {
+            let kc = KC_INDEXED.min(k - p0);
+            for i0 in (0..m).step_by(MC) {
+                let mc = MC.min(m - i0);
+                let start = rows * p0 + i0 * kc;
+                a.pack_a(
+                    i0,
+                    mc,
+                    p0,
+                    kc,
+                    &mut out[start..start + round_up(mc, MR) * kc],
+                );
+            }
+        }
+        Prepacked {
+            data: &out[..rows * k],
+            m,
+        }
+    }
+
+    /// The packed block of rows `i0..i0 + mc`, depth `p0..p0 + kc`.
+    fn block(&self, i0: usize, mc: usize, p0: usize, kc: usize) -> &[T] {
+        let start = round_up(self.m, MR) * p0 + i0 * kc;
+        &self.data[start..start + round_up(mc, MR) * kc]
+    }
+}
+
+/// The blocked product with the left operand packed whole and the right operand read in place
+/// ([`IndexB`]): nothing is packed. Without a B block to keep in cache, the loop runs over
+/// all `n` columns per depth block.
 #[allow(clippy::too_many_arguments, unsafe_code)]
 pub(crate) fn gemm_indexed<T: Element>(
     m: usize,
     n: usize,
     k: usize,
-    a: &impl PackA<T>,
+    a: &Prepacked<'_, T>,
     b: &impl IndexB<T>,
     c: &mut impl StoreC<T>,
     accumulate: bool,
-    pack: &mut [T],
 ) {
     if m == 0 || n == 0 || k == 0 {
         // Every caller has a non-empty depth (the taps of a kernel).
@@ -340,8 +373,7 @@ pub(crate) fn gemm_indexed<T: Element>(
         let add = accumulate || p0 > 0;
         for i0 in (0..m).step_by(MC) {
             let mc = MC.min(m - i0);
-            let pa = &mut pack[..round_up(mc, MR) * kc];
-            a.pack_a(i0, mc, p0, kc, pa);
+            let pa = a.block(i0, mc, p0, kc);
             for j in (0..n).step_by(nr) {
                 let cols = nr.min(n - j);
                 for (ir, a_sliver) in pa.chunks_exact(MR * kc).enumerate() {
