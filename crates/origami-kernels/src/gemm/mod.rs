@@ -21,7 +21,7 @@ use kernel::{micro_tile, micro_tile_indexed};
 pub(crate) use operand::{
     IndexB, PackA, PackB, StoreC, copy_over, put_columns8, spread_row, tile_row, zero_b_tail,
 };
-use params::{KC, KC_INDEXED, MC, MR, NC, NV};
+use params::{KC, KC_INDEXED, MC, MR, NC, NC_INDEXED, NV};
 
 /// A read-only matrix view: element `(i, j)` is `data[i * row_stride + j * col_stride]`.
 #[derive(Clone, Copy, Debug)]
@@ -361,27 +361,31 @@ pub(crate) fn gemm_indexed<T: Element>(
     let nr = NV * T::LANES;
     let data = b.data();
     let mut starts = [0usize; KC_INDEXED];
-    for p0 in (0..k).step_by(KC_INDEXED) {
-        let kc = KC_INDEXED.min(k - p0);
-        b.row_starts(p0, &mut starts[..kc]);
-        // The one bounds check of the block's reads (see `micro_tile_indexed`).
-        let last = starts[..kc]
-            .iter()
-            .max()
-            .map_or(0, |&s| s + round_up(n, nr));
-        assert!(last <= data.len(), "right operand shorter than its rows");
-        let add = accumulate || p0 > 0;
-        for i0 in (0..m).step_by(MC) {
-            let mc = MC.min(m - i0);
-            let pa = a.block(i0, mc, p0, kc);
-            for j in (0..n).step_by(nr) {
-                let cols = nr.min(n - j);
-                for (ir, a_sliver) in pa.chunks_exact(MR * kc).enumerate() {
-                    let i = ir * MR;
-                    // SAFETY: `starts[p] + j + nr <= last <= data.len()` for every `p`, as
-                    // `j + nr <= round_up(n, nr)`.
-                    let tile = unsafe { micro_tile_indexed::<T>(kc, a_sliver, data, &starts, j) };
-                    c.store_tile(&tile, i0 + i, j, MR.min(mc - i), cols, add);
+    for j0 in (0..n).step_by(NC_INDEXED) {
+        let jn = n.min(j0 + NC_INDEXED);
+        for p0 in (0..k).step_by(KC_INDEXED) {
+            let kc = KC_INDEXED.min(k - p0);
+            b.row_starts(p0, &mut starts[..kc]);
+            // The one bounds check of the block's reads (see `micro_tile_indexed`).
+            let last = starts[..kc]
+                .iter()
+                .max()
+                .map_or(0, |&s| s + round_up(n, nr));
+            assert!(last <= data.len(), "right operand shorter than its rows");
+            let add = accumulate || p0 > 0;
+            for i0 in (0..m).step_by(MC) {
+                let mc = MC.min(m - i0);
+                let pa = a.block(i0, mc, p0, kc);
+                for j in (j0..jn).step_by(nr) {
+                    let cols = nr.min(n - j);
+                    for (ir, a_sliver) in pa.chunks_exact(MR * kc).enumerate() {
+                        let i = ir * MR;
+                        // SAFETY: `starts[p] + j + nr <= last <= data.len()` for every `p`, as
+                        // `j + nr <= round_up(n, nr)`.
+                        let tile =
+                            unsafe { micro_tile_indexed::<T>(kc, a_sliver, data, &starts, j) };
+                        c.store_tile(&tile, i0 + i, j, MR.min(mc - i), cols, add);
+                    }
                 }
             }
         }
