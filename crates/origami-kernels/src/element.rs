@@ -100,6 +100,29 @@ pub trait Element:
     }
 }
 
+/// Copies the first `dst.len()` (fewer than `src.len()`) elements of `src` in power-of-two
+/// pieces of fixed size: a loop of unknown length would become a call to `memcpy`, which
+/// costs more than the copy and makes the caller spill its registers around it.
+#[inline(always)]
+fn store_short<T: Copy>(src: &[T], dst: &mut [T]) {
+    let n = dst.len();
+    let mut at = 0;
+    macro_rules! piece {
+        ($w:expr) => {
+            if n & $w != 0 {
+                dst[at..at + $w].copy_from_slice(&src[at..at + $w]);
+                at += $w;
+            }
+        };
+    }
+    piece!(8);
+    piece!(4);
+    piece!(2);
+    piece!(1);
+    // Widths above 15 never reach here: a vector has at most 16 lanes.
+    let _ = at;
+}
+
 /// [`Element::transpose8`] for `f32` with `wide`'s 8 x 8 transpose (shuffles with AVX).
 #[inline(always)]
 fn transpose8_f32(src: &[f32], src_stride: usize, dst: &mut [f32], dst_stride: usize) {
@@ -174,12 +197,7 @@ macro_rules! impl_element {
             fn store(v: Self::Simd, dst: &mut [Self]) {
                 match dst.first_chunk_mut::<$lanes>() {
                     Some(d) => *d = v.to_array(),
-                    None => {
-                        let a = v.to_array();
-                        for (d, &x) in dst.iter_mut().zip(&a) {
-                            *d = x;
-                        }
-                    }
+                    None => store_short(&v.to_array(), dst),
                 }
             }
 

@@ -158,11 +158,18 @@ conv_suite! {
 /// Shapes the random strategy rarely reaches: many channels and positions (every block of
 /// the matrix product: more output channels than a packed A block holds, more positions than
 /// a packed B block, depth beyond one block in all three passes), 1x1 kernels (the
-/// unroll-free path), depthwise, long rows with stride 2.
+/// unroll-free path), depthwise (long rows with stride 2, and planes narrower than a vector).
 #[test]
 fn fixed_shapes_every_algorithm() {
-    let specs: [ConvSpec<2>; 6] = [
+    let specs: [ConvSpec<2>; 7] = [
         ConvSpec::new(1, 3, 500, [46, 47], [3, 3]).with_padding([1, 1]),
+        // Depthwise planes narrower than a vector (the flat layout), a channel multiplier,
+        // stride and dilation along W.
+        ConvSpec::new(3, 8, 16, [7, 11], [3, 3])
+            .with_groups(8)
+            .with_padding([1, 1])
+            .with_stride([1, 2])
+            .with_dilation([1, 2]),
         ConvSpec::new(2, 40, 130, [9, 11], [3, 3]).with_padding([1, 1]),
         ConvSpec::new(1, 300, 20, [5, 7], [1, 1]),
         ConvSpec::new(2, 16, 16, [13, 70], [3, 3])

@@ -50,10 +50,31 @@ struct Padded {
     /// columns within a phase and `dr` phases (with a carry), so tap offsets need no division.
     dq: usize,
     dr: usize,
+    /// Slack after the last row (the flat layout's, in place of the rows' own).
+    tail: usize,
 }
 
 impl Padded {
     fn of<T: Element>(s: &ConvShape) -> Self {
+        Self::with_slack(s, T::LANES, 0)
+    }
+
+    /// The flat layout, for planes whose output rows are shorter than a vector (with strides
+    /// 1 along D and H): rows without slack, so that the outputs of consecutive rows, laid
+    /// out at the padded rows' pitch, are consecutive in the buffer and every tap reads them
+    /// as one run ([`forward_flat`]); a few vectors of slack after the last row instead.
+    fn flat<T: Element>(s: &ConvShape) -> Option<Self> {
+        let [az, ay, ax] = s.axes;
+        (az.stride == 1 && ay.stride == 1 && ax.output < T::LANES)
+            .then(|| Self::with_slack(s, 0, RUN * T::LANES))
+    }
+
+    /// [`Padded::flat`] where it applies, else [`Padded::of`].
+    fn flat_or_rows<T: Element>(s: &ConvShape) -> Self {
+        Self::flat::<T>(s).unwrap_or_else(|| Self::of::<T>(s))
+    }
+
+    fn with_slack(s: &ConvShape, row_slack: usize, tail: usize) -> Self {
         let [az, ay, ax] = s.axes;
         // Every column a window reads: up to the last output's last tap. The geometry bounds
         // this by the padded input; the products below saturate, so a geometry too large for
@@ -61,7 +82,7 @@ impl Padded {
         let extent = |a: &Axis| {
             ((a.output - 1) * a.stride + (a.kernel - 1) * a.dilation + 1).max(a.pad_lo + a.input)
         };
-        let lp = extent(&ax).div_ceil(ax.stride).saturating_add(T::LANES);
+        let lp = extent(&ax).div_ceil(ax.stride).saturating_add(row_slack);
         Padded {
             d: extent(&az),
             h: extent(&ay),
@@ -69,11 +90,20 @@ impl Padded {
             row: ax.stride.saturating_mul(lp),
             dq: ax.dilation / ax.stride,
             dr: ax.dilation % ax.stride,
+            tail,
         }
     }
 
     fn len(&self) -> usize {
-        self.d.saturating_mul(self.h).saturating_mul(self.row)
+        self.d
+            .saturating_mul(self.h)
+            .saturating_mul(self.row)
+            .saturating_add(self.tail)
+    }
+
+    /// Whether this is the flat layout.
+    fn is_flat(&self) -> bool {
+        self.tail > 0
     }
 
     /// Offsets, within a padded row, of the inputs output `0` reads through taps `0, 1, ..`.
@@ -95,8 +125,13 @@ impl Padded {
 
 /// Scratch elements the depthwise path needs: one padded plane.
 pub(crate) fn scratch_len<T: Element>(s: &ConvShape) -> usize {
-    let gather = transposed(s).map_or(0, |t| Padded::of::<T>(&t).len().saturating_add(s.taps));
-    Padded::of::<T>(s).len().saturating_add(gather)
+    // A flat layout takes a second buffer as long for its outputs.
+    let plane = |s: &ConvShape| {
+        let flat = Padded::flat::<T>(s).map_or(0, |p| p.len().saturating_mul(2));
+        Padded::of::<T>(s).len().max(flat)
+    };
+    let gather = transposed(s).map_or(0, |t| plane(&t).saturating_add(s.taps));
+    plane(s).saturating_add(gather)
 }
 
 /// The input gradient's geometry as a forward pass, where it is one: with stride 1 and one
@@ -200,10 +235,26 @@ fn for_each_input_row(s: &ConvShape, p: &Padded, mut f: impl FnMut(usize, usize)
     }
 }
 
-/// Copies one input plane into the interior of the padded buffer (whose padding is zero).
+/// Copies one input plane, the first `in_plane` elements of `x_c` (which may run on), into the
+/// interior of the padded buffer (whose padding is zero).
 fn fill_padded<T: Element>(s: &ConvShape, p: &Padded, x_c: &[T], buf: &mut [T]) {
     let l = RowLayout::of(s, p);
     for_each_input_row(s, p, |r, xr| {
+        if l.stride == 1 && l.width < T::LANES {
+            // A short row as one vector, its lanes past the row zeroed: they land on the
+            // row's right padding and the next row's left padding, which are zero, and on the
+            // next row's inputs, which the next store writes (rows go in order). A copy of
+            // unknown length would call `memcpy`, and piece by piece it stalls on store
+            // forwarding. `x_c` may run past the plane (the rest of the input), so only the
+            // input's last row loads short.
+            let at = r * p.row + l.pad;
+            let v = match x_c.get(xr..xr + T::LANES) {
+                Some(src) => T::load_full(src),
+                None => T::load(&x_c[xr..xr + l.width]),
+            };
+            T::store(T::first_lanes(v, l.width), &mut buf[at..]);
+            return;
+        }
         let src = &x_c[xr..xr + l.width];
         let row = &mut buf[r * p.row..][..p.row];
         if l.stride == 1 {
@@ -244,12 +295,8 @@ fn for_each_padded_input<T: Element>(
 ) {
     for n in 0..s.batch {
         for c in 0..s.in_channels {
-            fill_padded(
-                s,
-                p,
-                &x[(n * s.in_channels + c) * s.in_plane..][..s.in_plane],
-                buf,
-            );
+            // The rest of the input, not just the plane: short rows load whole vectors.
+            fill_padded(s, p, &x[(n * s.in_channels + c) * s.in_plane..], buf);
             for k in c * s.kg..(c + 1) * s.kg {
                 f(n, k, buf);
             }
@@ -278,15 +325,98 @@ pub(crate) fn forward<T: Element>(
     y: &mut [T],
     scratch: &mut [T],
 ) {
-    let p = Padded::of::<T>(s);
-    let buf = &mut scratch[..p.len()];
+    let p = Padded::flat_or_rows::<T>(s);
+    let (buf, flat_out) = scratch.split_at_mut(p.len());
     buf.fill(T::ZERO);
     for_each_padded_input(s, &p, x, buf, |n, k, buf| {
         let w_k = &w[k * s.taps..][..s.taps];
         let b = bias.map_or(T::ZERO, |b| b[k]);
         let y_k = &mut y[(n * s.out_channels + k) * s.out_plane..][..s.out_plane];
-        forward_plane(s, &p, buf, w_k, b, y_k);
+        forward_any(s, &p, buf, w_k, b, y_k, flat_out);
     });
+}
+
+/// One output plane from the padded input plane in `buf`, in the layout's way; `flat_out`
+/// holds the flat layout's outputs ([`Padded::len`] elements, unused by the row layout).
+fn forward_any<T: Element>(
+    s: &ConvShape,
+    p: &Padded,
+    buf: &[T],
+    w_k: &[T],
+    b: T,
+    y_k: &mut [T],
+    flat_out: &mut [T],
+) {
+    if p.is_flat() {
+        forward_flat(s, p, buf, w_k, b, y_k, &mut flat_out[..p.len()]);
+    } else {
+        forward_plane(s, p, buf, w_k, b, y_k);
+    }
+}
+
+/// [`forward_plane`] over the flat layout: output `(od, oh, ow)` is computed at flat index
+/// `(od * h + oh) * row + ow`, where its window's first input is, so each tap reads all the
+/// outputs as one run at a constant offset — runs of `RUN` full vectors instead of one
+/// partial vector per row. The flat indices between rows are computed and dropped.
+fn forward_flat<T: Element>(
+    s: &ConvShape,
+    p: &Padded,
+    buf: &[T],
+    w_k: &[T],
+    b: T,
+    y_k: &mut [T],
+    out: &mut [T],
+) {
+    let [az, ay, ax] = s.axes;
+    let end = ((az.output - 1) * p.h + ay.output - 1) * p.row + ax.output;
+    for g0 in (0..end).step_by(RUN * T::LANES) {
+        match (end - g0).div_ceil(T::LANES) {
+            4.. => flat_run::<T, 4>(s, p, buf, w_k, b, g0, out),
+            3 => flat_run::<T, 3>(s, p, buf, w_k, b, g0, out),
+            2 => flat_run::<T, 2>(s, p, buf, w_k, b, g0, out),
+            _ => flat_run::<T, 1>(s, p, buf, w_k, b, g0, out),
+        }
+    }
+    for od in 0..az.output {
+        for oh in 0..ay.output {
+            let from = (od * p.h + oh) * p.row;
+            let to = (od * ay.output + oh) * ax.output;
+            // A row is shorter than a vector (the flat layout's condition): stored whole, its
+            // lanes past the row land on the next rows, which are stored after it.
+            T::store(T::load_full(&out[from..]), &mut y_k[to..]);
+        }
+    }
+}
+
+/// `U` vectors of flat outputs from index `g0`, into `out[g0..]`.
+#[inline(always)]
+fn flat_run<T: Element, const U: usize>(
+    s: &ConvShape,
+    p: &Padded,
+    buf: &[T],
+    w_k: &[T],
+    b: T,
+    g0: usize,
+    out: &mut [T],
+) {
+    let [az, ay, ax] = s.axes;
+    let mut acc = [T::splat(b); U];
+    for kd in 0..az.kernel {
+        for kh in 0..ay.kernel {
+            let w_row = &w_k[(kd * ay.kernel + kh) * ax.kernel..][..ax.kernel];
+            let base = g0 + (kd * az.dilation * p.h + kh * ay.dilation) * p.row;
+            for (off, &wv) in p.tap_offsets(ax.stride).zip(w_row) {
+                let wv = T::splat(wv);
+                let src = &buf[base + off..][..U * T::LANES];
+                for (a, x) in acc.iter_mut().zip(src.chunks_exact(T::LANES)) {
+                    *a = T::mul_add(T::load_full(x), wv, *a);
+                }
+            }
+        }
+    }
+    for (u, a) in acc.iter().enumerate() {
+        T::store(*a, &mut out[g0 + u * T::LANES..]);
+    }
 }
 
 /// One output plane `y_k` of channel weights `w_k` from the padded input plane in `buf`.
@@ -399,15 +529,16 @@ pub(crate) fn backward_input<T: Element>(
     let p = Padded::of::<T>(s);
     let (buf, rest) = scratch.split_at_mut(p.len());
     let mut gather = transposed(s).map(|t| {
-        let pt = Padded::of::<T>(&t);
+        let pt = Padded::flat_or_rows::<T>(&t);
         let (tbuf, rest) = rest.split_at_mut(pt.len());
         tbuf.fill(T::ZERO);
-        (t, pt, tbuf, &mut rest[..s.taps])
+        let (flipped, flat_out) = rest.split_at_mut(s.taps);
+        (t, pt, tbuf, flipped, flat_out)
     });
     for n in 0..s.batch {
         for c in 0..s.in_channels {
             let dx_c = &mut dx[(n * s.in_channels + c) * s.in_plane..][..s.in_plane];
-            if let Some((t, pt, tbuf, flipped)) = gather.as_mut() {
+            if let Some((t, pt, tbuf, flipped, flat_out)) = gather.as_mut() {
                 // kg == 1: output channel c alone feeds input channel c.
                 let w_c = &w[c * s.taps..][..s.taps];
                 // A weight that is not finite must meet only real gradients (NaN * 0 in the
@@ -418,7 +549,7 @@ pub(crate) fn backward_input<T: Element>(
                     }
                     let dy_c = &dy[(n * s.out_channels + c) * s.out_plane..][..s.out_plane];
                     fill_padded(t, pt, dy_c, tbuf);
-                    forward_plane(t, pt, tbuf, flipped, T::ZERO, dx_c);
+                    forward_any(t, pt, tbuf, flipped, T::ZERO, dx_c, flat_out);
                     continue;
                 }
             }
