@@ -213,6 +213,11 @@ fn conv_special_values<T: Element>() {
             .with_padding([2, 2])
             .with_dilation([2, 2])
             .with_groups(3),
+        // Depthwise planes narrower than a vector (the flat layout, whose weight gradient
+        // multiplies the zeros between rows with inputs and must not keep `inf * 0`).
+        ConvSpec::new(2, 2, 4, [6, 7], [3, 3])
+            .with_padding([1, 1])
+            .with_groups(2),
     ];
     for spec in specs {
         let conv = spec.build().unwrap();

@@ -125,9 +125,9 @@ impl Padded {
 
 /// Scratch elements the depthwise path needs: one padded plane.
 pub(crate) fn scratch_len<T: Element>(s: &ConvShape) -> usize {
-    // A flat layout takes a second buffer as long for its outputs.
+    // A flat layout takes two input buffers and a third as long for its outputs.
     let plane = |s: &ConvShape| {
-        let flat = Padded::flat::<T>(s).map_or(0, |p| p.len().saturating_mul(2));
+        let flat = Padded::flat::<T>(s).map_or(0, |p| p.len().saturating_mul(3));
         Padded::of::<T>(s).len().max(flat)
     };
     let gather = transposed(s).map_or(0, |t| plane(&t).saturating_add(s.taps));
@@ -286,20 +286,45 @@ fn fill_padded<T: Element>(s: &ConvShape, p: &Padded, x_c: &[T], buf: &mut [T]) 
 
 /// For each image `n` and input channel: copies the channel's plane into the padded buffer,
 /// then calls `f(n, k, buffer)` for each output channel `k` it feeds.
+///
+/// Given room for two buffers (`bufs` at least twice [`Padded::len`]), it fills the next
+/// plane before using the current one: a small plane's vector loads would otherwise overlap
+/// stores still in flight from its own filling, and each such load waits for them to retire
+/// (store forwarding fails across several stores).
 fn for_each_padded_input<T: Element>(
     s: &ConvShape,
     p: &Padded,
     x: &[T],
-    buf: &mut [T],
+    bufs: &mut [T],
     mut f: impl FnMut(usize, usize, &[T]),
 ) {
-    for n in 0..s.batch {
-        for c in 0..s.in_channels {
-            // The rest of the input, not just the plane: short rows load whole vectors.
-            fill_padded(s, p, &x[(n * s.in_channels + c) * s.in_plane..], buf);
-            for k in c * s.kg..(c + 1) * s.kg {
-                f(n, k, buf);
+    let len = p.len();
+    let planes = s.batch * s.in_channels;
+    // The rest of the input, not just the plane: short rows load whole vectors.
+    let fill = |i: usize, buf: &mut [T]| fill_padded(s, p, &x[i * s.in_plane..], buf);
+    let feed = |i: usize, buf: &[T], f: &mut dyn FnMut(usize, usize, &[T])| {
+        let (n, c) = (i / s.in_channels, i % s.in_channels);
+        for k in c * s.kg..(c + 1) * s.kg {
+            f(n, k, buf);
+        }
+    };
+    if bufs.len() >= 2 * len && planes > 1 {
+        let (a, b) = bufs.split_at_mut(len);
+        let mut pair = [a, &mut b[..len]];
+        fill(0, pair[0]);
+        for i in 0..planes {
+            let [cur, next] = &mut pair;
+            if i + 1 < planes {
+                fill(i + 1, next);
             }
+            feed(i, cur, &mut f);
+            pair.swap(0, 1);
+        }
+    } else {
+        let buf = &mut bufs[..len];
+        for i in 0..planes {
+            fill(i, buf);
+            feed(i, buf, &mut f);
         }
     }
 }
@@ -326,7 +351,8 @@ pub(crate) fn forward<T: Element>(
     scratch: &mut [T],
 ) {
     let p = Padded::flat_or_rows::<T>(s);
-    let (buf, flat_out) = scratch.split_at_mut(p.len());
+    let bufs = if p.is_flat() { 2 } else { 1 };
+    let (buf, flat_out) = scratch.split_at_mut(bufs * p.len());
     buf.fill(T::ZERO);
     for_each_padded_input(s, &p, x, buf, |n, k, buf| {
         let w_k = &w[k * s.taps..][..s.taps];
@@ -650,9 +676,16 @@ pub(crate) fn backward_weight<T: Element>(
     scratch: &mut [T],
 ) {
     let [az, ay, ax] = s.axes;
-    let p = Padded::of::<T>(s);
-    let buf = &mut scratch[..p.len()];
+    let p = Padded::flat_or_rows::<T>(s);
+    let bufs = if p.is_flat() { 2 } else { 1 };
+    let (buf, rest) = scratch.split_at_mut(bufs * p.len());
     buf.fill(T::ZERO);
+    // The flat layout's output gradient, laid out like its outputs (zero between rows).
+    let mut flat_dy = p.is_flat().then(|| {
+        let flat_dy = &mut rest[..p.len()];
+        flat_dy.fill(T::ZERO);
+        flat_dy
+    });
     dw.fill(T::ZERO);
     // Each tap's input offset within the padded plane, relative to output (0, 0, 0).
     let tap_at = |t: usize| {
@@ -664,40 +697,124 @@ pub(crate) fn backward_weight<T: Element>(
         let row = kd * az.dilation * p.h + kh * ay.dilation;
         row * p.row + p.tap_offsets(ax.stride).nth(kw).unwrap_or(0)
     };
+    // Found once rather than per plane (three divisions a tap cost more than a small plane's
+    // products), for every kernel up to 8 x 8 taps.
+    let mut table = [0usize; 64];
+    for (t, at) in table.iter_mut().enumerate().take(s.taps) {
+        *at = tap_at(t);
+    }
+    let tap_at = |t: usize| table.get(t).copied().unwrap_or_else(|| tap_at(t));
     for_each_padded_input(s, &p, x, buf, |n, k, buf| {
         let dy_k = &dy[(n * s.out_channels + k) * s.out_plane..][..s.out_plane];
         let dw_k = &mut dw[k * s.taps..][..s.taps];
+        let flat = flat_dy.as_deref_mut().map(|f| {
+            spread_flat(s, &p, &dy[(n * s.out_channels + k) * s.out_plane..], f);
+            &*f
+        });
+        let dots = Dots {
+            s,
+            p: &p,
+            buf,
+            dy_k,
+            flat,
+        };
         let mut t0 = 0;
         while t0 < s.taps {
             let left = s.taps - t0;
             let dw_t = &mut dw_k[t0..];
             // The widest group that fits what is left, so no tap is computed twice.
             t0 += match left {
-                8.. => add_dots::<T, 8>(s, &p, buf, dy_k, t0, &tap_at, dw_t),
-                4.. => add_dots::<T, 4>(s, &p, buf, dy_k, t0, &tap_at, dw_t),
-                2.. => add_dots::<T, 2>(s, &p, buf, dy_k, t0, &tap_at, dw_t),
-                _ => add_dots::<T, 1>(s, &p, buf, dy_k, t0, &tap_at, dw_t),
+                8.. => dots.add::<8>(t0, &tap_at, dw_t),
+                4.. => dots.add::<4>(t0, &tap_at, dw_t),
+                2.. => dots.add::<2>(t0, &tap_at, dw_t),
+                _ => dots.add::<1>(t0, &tap_at, dw_t),
             };
         }
     });
 }
 
-/// Adds the dot products of taps `t0..t0 + G` to `dw_t[..G]`; returns `G`.
+/// Lays one output-gradient plane out like the flat layout's outputs: row `(od, oh)` at
+/// `(od * h + oh) * row`, zeros after it up to the next. `dy` may run past the plane (the rest
+/// of the gradient), so only its last row loads short.
+fn spread_flat<T: Element>(s: &ConvShape, p: &Padded, dy: &[T], flat: &mut [T]) {
+    let [az, ay, ax] = s.axes;
+    for od in 0..az.output {
+        for oh in 0..ay.output {
+            let from = (od * ay.output + oh) * ax.output;
+            let v = match dy.get(from..from + T::LANES) {
+                Some(src) => T::load_full(src),
+                None => T::load(&dy[from..from + ax.output]),
+            };
+            // Rows are shorter than a vector; the zeroed lanes cover the gap to the next row,
+            // which is stored after this one.
+            T::store(
+                T::first_lanes(v, ax.output),
+                &mut flat[(od * p.h + oh) * p.row..],
+            );
+        }
+    }
+}
+
+/// The weight gradient's dot products for one plane: over its output rows, or, in the flat
+/// layout, over the flat output gradient as one run.
+struct Dots<'a, T> {
+    s: &'a ConvShape,
+    p: &'a Padded,
+    buf: &'a [T],
+    dy_k: &'a [T],
+    flat: Option<&'a [T]>,
+}
+
+impl<T: Element> Dots<'_, T> {
+    /// Adds the dot products of taps `t0..t0 + G` to `dw_t[..G]`; returns `G`.
+    #[inline(always)]
+    fn add<const G: usize>(
+        &self,
+        t0: usize,
+        tap_at: &impl Fn(usize) -> usize,
+        dw_t: &mut [T],
+    ) -> usize {
+        let at = core::array::from_fn(|i| tap_at(t0 + i));
+        let sums = match self.flat {
+            // The flat run also multiplies the zeros between rows with whatever inputs they
+            // meet; an infinite or NaN input there makes NaN (`inf * 0`) that the sum must
+            // not have, so a NaN sum is recomputed row by row, masked.
+            Some(flat) => {
+                let sums = flat_dots::<T, G>(self.s, self.p, self.buf, flat, at);
+                if sums.iter().any(|v| v.is_nan()) {
+                    tap_dots::<T, G>(self.s, self.p, self.buf, self.dy_k, at)
+                } else {
+                    sums
+                }
+            }
+            None => tap_dots::<T, G>(self.s, self.p, self.buf, self.dy_k, at),
+        };
+        for (d, v) in dw_t.iter_mut().zip(sums) {
+            *d += v;
+        }
+        G
+    }
+}
+
+/// `sum_g flat[g] * xp[g + at[t]]` over the flat layout's outputs, for each of `G` taps.
 #[inline(always)]
-fn add_dots<T: Element, const G: usize>(
+fn flat_dots<T: Element, const G: usize>(
     s: &ConvShape,
     p: &Padded,
     buf: &[T],
-    dy_k: &[T],
-    t0: usize,
-    tap_at: &impl Fn(usize) -> usize,
-    dw_t: &mut [T],
-) -> usize {
-    let sums = tap_dots::<T, G>(s, p, buf, dy_k, core::array::from_fn(|i| tap_at(t0 + i)));
-    for (d, v) in dw_t.iter_mut().zip(sums) {
-        *d += v;
+    flat: &[T],
+    at: [usize; G],
+) -> [T; G] {
+    let [az, ay, ax] = s.axes;
+    let end = ((az.output - 1) * p.h + ay.output - 1) * p.row + ax.output;
+    let mut acc = [T::splat(T::ZERO); G];
+    for g in (0..end).step_by(T::LANES) {
+        let d = T::load_full(&flat[g..]);
+        for (a, &t) in acc.iter_mut().zip(&at) {
+            *a = T::mul_add(d, T::load_full(&buf[t + g..]), *a);
+        }
     }
-    G
+    acc.map(T::reduce_add)
 }
 
 /// `sum_o dy[o] * xp[o * s + at[t]]` for each of `G` tap offsets `at`.
