@@ -295,15 +295,21 @@ fn for_each_padded_input<T: Element>(
     s: &ConvShape,
     p: &Padded,
     x: &[T],
+    channels: core::ops::Range<usize>,
     bufs: &mut [T],
     mut f: impl FnMut(usize, usize, &[T]),
 ) {
     let len = p.len();
-    let planes = s.batch * s.in_channels;
+    let per_image = channels.len();
+    let planes = s.batch * per_image;
+    let plane = |i: usize| (i / per_image, channels.start + i % per_image);
     // The rest of the input, not just the plane: short rows load whole vectors.
-    let fill = |i: usize, buf: &mut [T]| fill_padded(s, p, &x[i * s.in_plane..], buf);
+    let fill = |i: usize, buf: &mut [T]| {
+        let (n, c) = plane(i);
+        fill_padded(s, p, &x[(n * s.in_channels + c) * s.in_plane..], buf);
+    };
     let feed = |i: usize, buf: &[T], f: &mut dyn FnMut(usize, usize, &[T])| {
-        let (n, c) = (i / s.in_channels, i % s.in_channels);
+        let (n, c) = plane(i);
         for k in c * s.kg..(c + 1) * s.kg {
             f(n, k, buf);
         }
@@ -354,7 +360,7 @@ pub(crate) fn forward<T: Element>(
     let bufs = if p.is_flat() { 2 } else { 1 };
     let (buf, flat_out) = scratch.split_at_mut(bufs * p.len());
     buf.fill(T::ZERO);
-    for_each_padded_input(s, &p, x, buf, |n, k, buf| {
+    for_each_padded_input(s, &p, x, 0..s.in_channels, buf, |n, k, buf| {
         let w_k = &w[k * s.taps..][..s.taps];
         let b = bias.map_or(T::ZERO, |b| b[k]);
         let y_k = &mut y[(n * s.out_channels + k) * s.out_plane..][..s.out_plane];
@@ -675,6 +681,21 @@ pub(crate) fn backward_weight<T: Element>(
     dw: &mut [T],
     scratch: &mut [T],
 ) {
+    backward_weight_channels(s, x, dy, dw, 0..s.in_channels, scratch);
+}
+
+/// The weight gradient of the output channels that input channels `channels` feed, into
+/// `dw` (theirs only). Each channel's sum runs over the images in the same order whatever the
+/// range, so any split of the channels gives the same bits.
+pub(crate) fn backward_weight_channels<T: Element>(
+    s: &ConvShape,
+    x: &[T],
+    dy: &[T],
+    dw: &mut [T],
+    channels: core::ops::Range<usize>,
+    scratch: &mut [T],
+) {
+    let first_k = channels.start * s.kg;
     let [az, ay, ax] = s.axes;
     let p = Padded::flat_or_rows::<T>(s);
     let bufs = if p.is_flat() { 2 } else { 1 };
@@ -704,9 +725,9 @@ pub(crate) fn backward_weight<T: Element>(
         *at = tap_at(t);
     }
     let tap_at = |t: usize| table.get(t).copied().unwrap_or_else(|| tap_at(t));
-    for_each_padded_input(s, &p, x, buf, |n, k, buf| {
+    for_each_padded_input(s, &p, x, channels, buf, |n, k, buf| {
         let dy_k = &dy[(n * s.out_channels + k) * s.out_plane..][..s.out_plane];
-        let dw_k = &mut dw[k * s.taps..][..s.taps];
+        let dw_k = &mut dw[(k - first_k) * s.taps..][..s.taps];
         let flat = flat_dy.as_deref_mut().map(|f| {
             spread_flat(s, &p, &dy[(n * s.out_channels + k) * s.out_plane..], f);
             &*f

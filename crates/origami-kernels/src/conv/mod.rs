@@ -203,12 +203,16 @@ impl<const D: usize> ConvNd<D> {
 
     /// Independent units `op` splits into over threads: images for the forward pass and the
     /// input gradient, rows of the weight gradient (output channels) for `Unrolled`, whose
-    /// rows are separate products; one for the rest.
+    /// rows are separate products, and input channels for a depthwise `Direct` weight
+    /// gradient, whose output channels are separate sums; one for the rest.
     #[cfg(feature = "rayon")]
     fn units(&self, op: ConvOp, algo: ConvAlgorithm) -> usize {
         match (self.resolve(algo), op) {
             (_, ConvOp::Forward | ConvOp::BackwardInput) => self.shape.batch,
             (ConvAlgorithm::Unrolled, ConvOp::BackwardWeight) => self.shape.out_channels,
+            (_, ConvOp::BackwardWeight) if depthwise::applies(&self.shape) => {
+                self.shape.in_channels
+            }
             _ => 1,
         }
     }
@@ -323,6 +327,34 @@ impl<const D: usize> ConvNd<D> {
                 per_part,
                 |rows, out, sc| {
                     unrolled::backward_weight_rows(s, input, grad_output, out.data, rows, sc);
+                },
+            );
+            return Ok(());
+        }
+        #[cfg(feature = "rayon")]
+        if depthwise::applies(s) {
+            // Depthwise: the output channels of each input channel are separate sums.
+            let parts = self.parts_for::<T>(ConvOp::BackwardWeight, algo, scratch.len());
+            let per_part = self.part_scratch_len::<T>(ConvOp::BackwardWeight, algo);
+            let out = crate::split::Units {
+                data: grad_weight,
+                unit: s.kg * s.taps,
+            };
+            par::run(
+                s.in_channels,
+                parts,
+                out,
+                scratch,
+                per_part,
+                |channels, out, sc| {
+                    depthwise::backward_weight_channels(
+                        s,
+                        input,
+                        grad_output,
+                        out.data,
+                        channels,
+                        sc,
+                    );
                 },
             );
             return Ok(());
