@@ -139,11 +139,14 @@ impl<const D: usize> ConvNd<D> {
     }
 
     /// Elements of type `T` of scratch that `op` needs with `algo`. The bias gradient needs
-    /// none; `Direct` none, except for depthwise geometries (one zero-padded input plane, and
-    /// for the input gradient with stride 1 one padded output-gradient plane and the flipped
-    /// kernel); `Unrolled` the matrix product's packing buffers (a few hundred KiB at most:
-    /// the unrolled matrix is packed block by block, never stored whole). With the `rayon`
-    /// feature, one such part per thread of the current pool.
+    /// none; `Direct` none, except for depthwise geometries (a zero-padded input plane —
+    /// three for planes narrower than a vector — and for the input gradient with stride 1 a
+    /// padded output-gradient plane and the flipped kernel); `Unrolled` the matrix product's
+    /// packing buffers (a few hundred KiB at most: the unrolled matrix is never stored
+    /// whole), and where it reads the input from phase planes, one image's planes of a group
+    /// (about the group's input), the group's weights packed whole, and for the weight
+    /// gradient the output gradient of one image's group. With the `rayon` feature, one such
+    /// part per thread of the current pool.
     pub fn scratch_len<T: Element>(&self, op: ConvOp, algo: ConvAlgorithm) -> usize {
         let per_part = self.part_scratch_len::<T>(op, algo);
         #[cfg(feature = "rayon")]
