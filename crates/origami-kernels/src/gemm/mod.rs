@@ -500,6 +500,71 @@ mod tests {
         }
     }
 
+    /// A right operand read in place: row `p` starts at `starts[p]` of `data`.
+    struct Rows<'a> {
+        data: &'a [f64],
+        starts: &'a [usize],
+    }
+
+    impl IndexB<f64> for Rows<'_> {
+        fn data(&self) -> &[f64] {
+            self.data
+        }
+
+        fn row_starts(&self, p0: usize, starts: &mut [usize]) {
+            let n = starts.len();
+            starts.copy_from_slice(&self.starts[p0..p0 + n]);
+        }
+    }
+
+    #[test]
+    fn indexed_product_matches_naive_product_across_blocks() {
+        // More rows than a packed block of A, more columns than one pass, more depth than
+        // one block (small shapes under Miri).
+        let (m, n, k) = if cfg!(miri) {
+            (13, 40, 5)
+        } else {
+            (MC + 7, NC_INDEXED + 45, KC_INDEXED + 30)
+        };
+        let a64: Vec<f64> = (0..m * k)
+            .map(|i| ((i * 7919) % 2003) as f64 / 1001.0 - 1.0)
+            .collect();
+        let nr = NV * f64::LANES;
+        // Rows overlap and come in no order, as a convolution's taps do.
+        let starts: Vec<usize> = (0..k).map(|p| (p * 37) % (3 * n)).collect();
+        let len = 4 * n + nr;
+        let data: Vec<f64> = (0..len)
+            .map(|i| ((i * 104729) % 1999) as f64 / 999.0 - 1.0)
+            .collect();
+        let a = MatRef::row_major(&a64[..], m, k).unwrap();
+        let mut packed = vec![f64::NAN; prepacked_len(m, k)];
+        let pa = Prepacked::pack(m, k, &a, &mut packed);
+        let mut c = vec![f64::NAN; m * n];
+        let b = Rows {
+            data: &data,
+            starts: &starts,
+        };
+        gemm_indexed(
+            m,
+            n,
+            k,
+            &pa,
+            &b,
+            &mut MatMut::row_major(&mut c, m, n).unwrap(),
+            false,
+        );
+        for i in 0..m {
+            for j in 0..n {
+                let want: f64 = (0..k).map(|p| a.at(i, p) * data[starts[p] + j]).sum();
+                let got = c[i * n + j];
+                assert!(
+                    (got - want).abs() <= 1e-12 * k as f64,
+                    "({i}, {j}): {got} vs {want}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn empty_depth_clears_or_keeps_c() {
         let a: [f32; 0] = [];
