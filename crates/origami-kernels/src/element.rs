@@ -100,6 +100,20 @@ pub trait Element:
     }
 }
 
+/// Whether every value is finite (neither infinite nor NaN), in whole vectors: `v * 0` is zero
+/// exactly for finite `v` and NaN otherwise, so the check is a multiply-add per vector with no
+/// branch, where an element-by-element test with an early exit is several times slower.
+pub(crate) fn all_finite<T: Element>(values: &[T]) -> bool {
+    let zero = T::splat(T::ZERO);
+    let mut chunks = values.chunks_exact(T::LANES);
+    let mut acc = zero;
+    for c in &mut chunks {
+        acc = T::mul_add(T::load_full(c), zero, acc);
+    }
+    let tail = T::mul_add(T::load(chunks.remainder()), zero, acc);
+    !T::reduce_add(tail).is_nan()
+}
+
 /// Copies the first `dst.len()` (fewer than `src.len()`) elements of `src` in power-of-two
 /// pieces of fixed size: a loop of unknown length would become a call to `memcpy`, which
 /// costs more than the copy and makes the caller spill its registers around it.
@@ -126,10 +140,21 @@ fn store_short<T: Copy>(src: &[T], dst: &mut [T]) {
 /// [`Element::transpose8`] for `f32` with `wide`'s 8 x 8 transpose (shuffles with AVX).
 #[inline(always)]
 fn transpose8_f32(src: &[f32], src_stride: usize, dst: &mut [f32], dst_stride: usize) {
-    let rows: [wide::f32x8; 8] = core::array::from_fn(|i| {
+    // Row by row rather than `core::array::from_fn`, which the compiler leaves as a call here.
+    let row = |i: usize| {
         let row: &[f32; 8] = src[i * src_stride..][..8].try_into().unwrap_or(&[0.0; 8]);
         wide::f32x8::new(*row)
-    });
+    };
+    let rows = [
+        row(0),
+        row(1),
+        row(2),
+        row(3),
+        row(4),
+        row(5),
+        row(6),
+        row(7),
+    ];
     for (q, v) in wide::f32x8::transpose(rows).into_iter().enumerate() {
         dst[q * dst_stride..][..8].copy_from_slice(&v.to_array());
     }

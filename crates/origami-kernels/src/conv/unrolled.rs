@@ -28,6 +28,7 @@ use super::geometry::ConvShape;
 use super::grid::{Grid, GridB, GridBT, GridOut, spread_onto_grid};
 use super::im2col::{Col2im, Unrolled, UnrolledT};
 use crate::Element;
+use crate::element::all_finite;
 use crate::gemm::params::MR;
 use crate::gemm::{
     MatMut, MatRef, PackA, Prepacked, gemm_indexed, gemm_with, pack_len, prepacked_len,
@@ -183,7 +184,7 @@ pub(crate) fn backward_input<T: Element>(
     let (r, p) = (s.unrolled_rows, s.out_plane);
     let identity = unroll_is_identity(s);
     if let Some((t, grid)) = backward_input_grid(s)
-        && w.iter().all(|v| v.to_f64().is_finite())
+        && all_finite(w)
     {
         return backward_input_on_grid(s, &t, &grid, dy, w, dx, pack);
     }
@@ -253,24 +254,70 @@ struct FlippedT<'a, T> {
 impl<T: Element> PackA<T> for FlippedT<'_, T> {
     fn pack_a(&self, i0: usize, mc: usize, p0: usize, kc: usize, out: &mut [T]) {
         let (taps, cg) = (self.s.taps, self.s.cg);
-        for (sl, sliver) in out.chunks_exact_mut(MR * kc).enumerate() {
-            let c0 = i0 + sl * MR;
-            let rows = MR.min(i0 + mc - c0);
-            if rows < MR {
-                sliver.fill(T::ZERO);
+        let slivers = out.len() / (MR * kc);
+        let last_rows = mc - (slivers - 1) * MR;
+        if last_rows < MR {
+            out[(slivers - 1) * MR * kc..].fill(T::ZERO);
+        }
+        // Output channel by output channel: its weights for all input channels are one
+        // contiguous block, read in order (sliver by sliver instead, each step would jump a
+        // whole block ahead and wait on memory).
+        for k in p0 / taps..(p0 + kc).div_ceil(taps) {
+            // Depth of tap `tt` (flipped) of output channel `k`, if inside the block.
+            let depth = |tt: usize| {
+                (k * taps + taps - 1 - tt)
+                    .checked_sub(p0)
+                    .filter(|&p| p < kc)
+            };
+            for (sl, sliver) in out.chunks_exact_mut(MR * kc).enumerate() {
+                let c0 = i0 + sl * MR;
+                let rows = MR.min(i0 + mc - c0);
+                let src = &self.w_g[(k * cg + c0) * taps..];
+                if rows >= 8 {
+                    // Eight channels at a time, transposed eight taps at a time; the last
+                    // eight overlap the ones before when `rows` is not a multiple of 8.
+                    let starts = (0..rows - 8).step_by(8).chain([rows - 8]);
+                    for ii in starts {
+                        pack_eight(&src[ii * taps..], taps, ii, &depth, sliver);
+                    }
+                } else {
+                    for tt in 0..taps {
+                        if let Some(p) = depth(tt) {
+                            for (ii, v) in sliver[p * MR..][..rows].iter_mut().enumerate() {
+                                *v = src[ii * taps + tt];
+                            }
+                        }
+                    }
+                }
             }
-            let (mut k, mut t) = (p0 / taps, p0 % taps);
-            for step in sliver.chunks_exact_mut(MR) {
-                let first = (k * cg + c0) * taps + taps - 1 - t;
-                let src = self.w_g[first..].iter().step_by(taps);
-                for (v, &wv) in step[..rows].iter_mut().zip(src) {
-                    *v = wv;
-                }
-                t += 1;
-                if t == taps {
-                    t = 0;
-                    k += 1;
-                }
+        }
+    }
+}
+
+/// Lanes `lane..lane + 8` of a sliver from eight rows of `taps` weights (`src`, rows `taps`
+/// apart): tap `tt` goes to depth `depth(tt)` where that is inside the block.
+#[inline(always)]
+fn pack_eight<T: Element>(
+    src: &[T],
+    taps: usize,
+    lane: usize,
+    depth: &impl Fn(usize) -> Option<usize>,
+    sliver: &mut [T],
+) {
+    let whole = taps / 8 * 8;
+    let mut block = [T::ZERO; 64];
+    for t0 in (0..whole).step_by(8) {
+        T::transpose8(&src[t0..], taps, &mut block, 8);
+        for (q, row) in block.chunks_exact(8).enumerate() {
+            if let Some(p) = depth(t0 + q) {
+                sliver[p * MR + lane..][..8].copy_from_slice(row);
+            }
+        }
+    }
+    for tt in whole..taps {
+        if let Some(p) = depth(tt) {
+            for (i, v) in sliver[p * MR + lane..][..8].iter_mut().enumerate() {
+                *v = src[i * taps + tt];
             }
         }
     }
@@ -303,7 +350,7 @@ pub(crate) fn backward_weight_rows<T: Element>(
     // The grid's dropped columns read real inputs (the next row's), which meet the zeros of
     // the spread output gradient: only finite inputs may, as `inf * 0` is NaN.
     if let Some(grid) = forward_grid(s)
-        && x.iter().all(|v| v.to_f64().is_finite())
+        && all_finite(x)
     {
         return backward_weight_rows_on_grid(s, &grid, x, dy, dw, rows, pack);
     }
