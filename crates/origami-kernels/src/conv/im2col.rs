@@ -195,6 +195,39 @@ pub(crate) fn im2col<T: Element>(s: &ConvShape, x_g: &[T], cols: &mut [T]) {
     }
 }
 
+/// Writes `len` entries of unrolled row `t`, from output position `from`, to `row[..len]`:
+/// runs copied in whole vectors, each spilling into the next run's place (so `row` needs a
+/// vector of room past `len`), padding as zeros.
+#[inline(always)]
+fn unroll_row<T: Element>(
+    s: &ConvShape,
+    t: &RowTap,
+    from: Position,
+    len: usize,
+    x_g: &[T],
+    row: &mut [T],
+) {
+    let zeros = [T::ZERO; MAX_LANES];
+    for_each_run(s, t, from, len, |off, run| match run {
+        Run::Padding(len) => {
+            for at in (off..off + len).step_by(T::LANES) {
+                copy_over(row, at, &zeros, 0, T::LANES.min(off + len - at));
+            }
+        }
+        Run::Input {
+            start,
+            stride: 1,
+            len,
+        } => copy_over(row, off, x_g, start, len),
+        Run::Input { start, stride, len } => {
+            let src = x_g[start..].iter().step_by(stride);
+            for (d, &v) in row[off..off + len].iter_mut().zip(src) {
+                *d = v;
+            }
+        }
+    });
+}
+
 /// The unrolled matrix (`R x P`) of one image and group as the right operand of the forward
 /// product `W x cols`.
 pub(crate) struct Unrolled<'a, T> {
@@ -212,29 +245,11 @@ impl<T: Element> PackB<T> for Unrolled<'_, T> {
         let (row, _) = work.split_at_mut(width + nr);
         let mut t = RowTap::of(self.s, p0);
         let start = Position::of(self.s, j0);
-        let zeros = [T::ZERO; MAX_LANES];
         for p in 0..kc {
             if p > 0 {
                 t.advance(self.s);
             }
-            for_each_run(self.s, &t, start, nc, |off, run| match run {
-                Run::Padding(len) => {
-                    for at in (off..off + len).step_by(T::LANES) {
-                        copy_over(row, at, &zeros, 0, T::LANES.min(off + len - at));
-                    }
-                }
-                Run::Input {
-                    start,
-                    stride: 1,
-                    len,
-                } => copy_over(row, off, self.x_g, start, len),
-                Run::Input { start, stride, len } => {
-                    let src = self.x_g[start..].iter().step_by(stride);
-                    for (d, &v) in row[off..off + len].iter_mut().zip(src) {
-                        *d = v;
-                    }
-                }
-            });
+            unroll_row(self.s, &t, start, nc, self.x_g, row);
             row[nc..width].fill(T::ZERO);
             spread_row(out, kc, p, &row[..width]);
         }
@@ -259,7 +274,6 @@ impl<T: Element> PackB<T> for UnrolledT<'_, T> {
         let rows = &mut work[..transpose_work_len::<T>(kc)];
         let mut t = RowTap::of(self.s, j0);
         let start = Position::of(self.s, p0);
-        let zeros = [T::ZERO; MAX_LANES];
         for j in (0..nc).step_by(8) {
             for (i, row) in rows.chunks_exact_mut(stride).enumerate() {
                 if j + i >= nc {
@@ -269,24 +283,7 @@ impl<T: Element> PackB<T> for UnrolledT<'_, T> {
                 if j + i > 0 {
                     t.advance(self.s);
                 }
-                for_each_run(self.s, &t, start, kc, |off, run| match run {
-                    Run::Padding(len) => {
-                        for at in (off..off + len).step_by(T::LANES) {
-                            copy_over(row, at, &zeros, 0, T::LANES.min(off + len - at));
-                        }
-                    }
-                    Run::Input {
-                        start,
-                        stride: 1,
-                        len,
-                    } => copy_over(row, off, self.x_g, start, len),
-                    Run::Input { start, stride, len } => {
-                        let src = self.x_g[start..].iter().step_by(stride);
-                        for (d, &v) in row[off..off + len].iter_mut().zip(src) {
-                            *d = v;
-                        }
-                    }
-                });
+                unroll_row(self.s, &t, start, kc, self.x_g, row);
             }
             put_columns8(out, kc, j, rows, stride);
         }
