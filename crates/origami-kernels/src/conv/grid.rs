@@ -279,6 +279,10 @@ pub(crate) struct GridOut<'a, T> {
     pub grid: &'a Grid,
     pub out_plane: usize,
     pub y_g: &'a mut [T],
+    /// Added to row `i`'s first write (the product's first depth block), so the output need
+    /// not be filled with the bias beforehand and read back: a large output has left the
+    /// cache by then, and each tile would wait on memory for it.
+    pub bias: Option<&'a [T]>,
 }
 
 impl<T: Element> StoreC<T> for GridOut<'_, T> {
@@ -316,7 +320,13 @@ impl<T: Element> StoreC<T> for GridOut<'_, T> {
         }
         let mut lanes = [T::ZERO; NV * MAX_LANES + MAX_LANES];
         for (r, row) in tile.iter().enumerate().take(rows) {
-            tile_row::<T>(row, &mut lanes);
+            match self.bias.filter(|_| !add) {
+                Some(b) => {
+                    let b = T::splat(b[i + r]);
+                    tile_row::<T>(&row.map(|v| b + v), &mut lanes);
+                }
+                None => tile_row::<T>(row, &mut lanes),
+            }
             let y_row = &mut self.y_g[(i + r) * self.out_plane..][..self.out_plane];
             for &(lane, at, len) in &runs[..count] {
                 put_lanes(&mut y_row[at..], &lanes[lane..], len, add);
@@ -337,6 +347,9 @@ fn put_lanes<T: Element>(dst: &mut [T], src: &[T], len: usize, add: bool) {
             for (d, &s) in dst[at..at + n].iter_mut().zip(&src[at..at + n]) {
                 *d = if add { *d + s } else { s };
             }
+        } else if n == T::LANES && !add {
+            // A whole vector written over: nothing to keep, so nothing to read.
+            T::store(T::load_full(&src[at..]), &mut dst[at..]);
         } else {
             let old = T::load_full(&dst[at..]);
             let v = T::load(&src[at..]);

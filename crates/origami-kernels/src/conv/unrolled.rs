@@ -157,7 +157,6 @@ fn forward_on_grid<T: Element>(
         let a = Prepacked::pack(s.kg, r, &w_g, pa);
         for n in 0..s.batch {
             let y_g = &mut y[group_output_range(s, n, g)];
-            fill_bias(s, g, bias, y_g);
             grid.fill(group_input(s, x, n, g), planes);
             let b = GridB {
                 s,
@@ -168,8 +167,9 @@ fn forward_on_grid<T: Element>(
                 grid,
                 out_plane: p,
                 y_g,
+                bias: bias.map(|b| &b[g * s.kg..(g + 1) * s.kg]),
             };
-            gemm_indexed(s.kg, grid.cols(), r, &a, &b, &mut c, true);
+            gemm_indexed(s.kg, grid.cols(), r, &a, &b, &mut c, false);
         }
     }
 }
@@ -237,6 +237,7 @@ fn backward_input_on_grid<T: Element>(
                 grid,
                 out_plane: s.in_plane,
                 y_g: &mut dx[start..start + s.cg * s.in_plane],
+                bias: None,
             };
             gemm_indexed(t.kg, grid.cols(), t.unrolled_rows, &a, &b, &mut c, false);
         }
