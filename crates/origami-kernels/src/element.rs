@@ -120,12 +120,14 @@ pub(crate) fn all_finite<T: Element>(values: &[T]) -> bool {
 #[inline(always)]
 fn store_short<T: Copy>(src: &[T], dst: &mut [T]) {
     let n = dst.len();
-    let mut at = 0;
+    // The piece of width `w` (present when bit `w` of `n` is set) starts after the wider
+    // pieces, at `n` with its bits below `2 w` cleared. Widths above 15 never reach here: a
+    // vector has at most 16 lanes.
     macro_rules! piece {
         ($w:expr) => {
             if n & $w != 0 {
+                let at = n & !(2 * $w - 1);
                 dst[at..at + $w].copy_from_slice(&src[at..at + $w]);
-                at += $w;
             }
         };
     }
@@ -133,8 +135,6 @@ fn store_short<T: Copy>(src: &[T], dst: &mut [T]) {
     piece!(4);
     piece!(2);
     piece!(1);
-    // Widths above 15 never reach here: a vector has at most 16 lanes.
-    let _ = at;
 }
 
 /// [`Element::transpose8`] for `f32` with `wide`'s 8 x 8 transpose (shuffles with AVX).

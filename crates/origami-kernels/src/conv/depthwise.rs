@@ -17,7 +17,8 @@
 //! - weight gradient: `dw[t] = sum_{n,o} dy[o] * xp[o * s + t * d]`, one accumulator per tap
 //!   (in groups of up to 8, in registers) summed over the plane, then across lanes.
 //!
-//! Scratch: one padded plane, [`scratch_len`] elements.
+//! Scratch: one padded plane (and a second as long in the flat layout, for its outputs or
+//! output gradient), [`scratch_len`] elements.
 
 use super::geometry::ConvShape;
 use crate::Element;
@@ -106,6 +107,17 @@ impl Padded {
         self.tail > 0
     }
 
+    /// In the flat layout, where output row `(od, oh)` starts.
+    fn flat_row(&self, od: usize, oh: usize) -> usize {
+        (od * self.h + oh) * self.row
+    }
+
+    /// In the flat layout, one past the last output: the length of the run each tap reads.
+    fn flat_end(&self, s: &ConvShape) -> usize {
+        let [az, ay, ax] = s.axes;
+        self.flat_row(az.output - 1, ay.output - 1) + ax.output
+    }
+
     /// Offsets, within a padded row, of the inputs output `0` reads through taps `0, 1, ..`.
     #[inline(always)]
     fn tap_offsets(&self, stride: usize) -> impl Iterator<Item = usize> {
@@ -123,11 +135,12 @@ impl Padded {
     }
 }
 
-/// Scratch elements the depthwise path needs: one padded plane.
+/// Scratch elements the depthwise path needs: one padded plane, two in the flat layout, and
+/// as much again for the input gradient's forward pass plus the flipped kernel.
 pub(crate) fn scratch_len<T: Element>(s: &ConvShape) -> usize {
-    // A flat layout takes two input buffers and a third as long for its outputs.
+    // A flat layout takes a second buffer as long for its outputs.
     let plane = |s: &ConvShape| {
-        let flat = Padded::flat::<T>(s).map_or(0, |p| p.len().saturating_mul(3));
+        let flat = Padded::flat::<T>(s).map_or(0, |p| p.len().saturating_mul(2));
         Padded::of::<T>(s).len().max(flat)
     };
     let gather = transposed(s).map_or(0, |t| plane(&t).saturating_add(s.taps));
@@ -284,53 +297,23 @@ fn fill_padded<T: Element>(s: &ConvShape, p: &Padded, x_c: &[T], buf: &mut [T]) 
     });
 }
 
-/// For each image `n` and input channel: copies the channel's plane into the padded buffer,
-/// then calls `f(n, k, buffer)` for each output channel `k` it feeds.
-///
-/// Given room for two buffers (`bufs` at least twice [`Padded::len`]), it fills the next
-/// plane before using the current one: a small plane's vector loads would otherwise overlap
-/// stores still in flight from its own filling, and each such load waits for them to retire
-/// (store forwarding fails across several stores).
+/// For each image `n` and input channel in `channels`: copies the channel's plane into the
+/// padded buffer, then calls `f(n, k, buffer)` for each output channel `k` it feeds.
 fn for_each_padded_input<T: Element>(
     s: &ConvShape,
     p: &Padded,
     x: &[T],
     channels: core::ops::Range<usize>,
-    bufs: &mut [T],
+    buf: &mut [T],
     mut f: impl FnMut(usize, usize, &[T]),
 ) {
-    let len = p.len();
-    let per_image = channels.len();
-    let planes = s.batch * per_image;
-    let plane = |i: usize| (i / per_image, channels.start + i % per_image);
-    // The rest of the input, not just the plane: short rows load whole vectors.
-    let fill = |i: usize, buf: &mut [T]| {
-        let (n, c) = plane(i);
-        fill_padded(s, p, &x[(n * s.in_channels + c) * s.in_plane..], buf);
-    };
-    let feed = |i: usize, buf: &[T], f: &mut dyn FnMut(usize, usize, &[T])| {
-        let (n, c) = plane(i);
-        for k in c * s.kg..(c + 1) * s.kg {
-            f(n, k, buf);
-        }
-    };
-    if bufs.len() >= 2 * len && planes > 1 {
-        let (a, b) = bufs.split_at_mut(len);
-        let mut pair = [a, &mut b[..len]];
-        fill(0, pair[0]);
-        for i in 0..planes {
-            let [cur, next] = &mut pair;
-            if i + 1 < planes {
-                fill(i + 1, next);
+    for n in 0..s.batch {
+        for c in channels.clone() {
+            // The rest of the input, not just the plane: short rows load whole vectors.
+            fill_padded(s, p, &x[(n * s.in_channels + c) * s.in_plane..], buf);
+            for k in c * s.kg..(c + 1) * s.kg {
+                f(n, k, buf);
             }
-            feed(i, cur, &mut f);
-            pair.swap(0, 1);
-        }
-    } else {
-        let buf = &mut bufs[..len];
-        for i in 0..planes {
-            fill(i, buf);
-            feed(i, buf, &mut f);
         }
     }
 }
@@ -357,8 +340,7 @@ pub(crate) fn forward<T: Element>(
     scratch: &mut [T],
 ) {
     let p = Padded::flat_or_rows::<T>(s);
-    let bufs = if p.is_flat() { 2 } else { 1 };
-    let (buf, flat_out) = scratch.split_at_mut(bufs * p.len());
+    let (buf, flat_out) = scratch.split_at_mut(p.len());
     buf.fill(T::ZERO);
     for_each_padded_input(s, &p, x, 0..s.in_channels, buf, |n, k, buf| {
         let w_k = &w[k * s.taps..][..s.taps];
@@ -400,7 +382,7 @@ fn forward_flat<T: Element>(
     out: &mut [T],
 ) {
     let [az, ay, ax] = s.axes;
-    let end = ((az.output - 1) * p.h + ay.output - 1) * p.row + ax.output;
+    let end = p.flat_end(s);
     for g0 in (0..end).step_by(RUN * T::LANES) {
         match (end - g0).div_ceil(T::LANES) {
             4.. => flat_run::<T, 4>(s, p, buf, w_k, b, g0, out),
@@ -411,7 +393,7 @@ fn forward_flat<T: Element>(
     }
     for od in 0..az.output {
         for oh in 0..ay.output {
-            let from = (od * p.h + oh) * p.row;
+            let from = p.flat_row(od, oh);
             let to = (od * ay.output + oh) * ax.output;
             // A row is shorter than a vector (the flat layout's condition): stored whole, its
             // lanes past the row land on the next rows, which are stored after it.
@@ -698,8 +680,7 @@ pub(crate) fn backward_weight_channels<T: Element>(
     let first_k = channels.start * s.kg;
     let [az, ay, ax] = s.axes;
     let p = Padded::flat_or_rows::<T>(s);
-    let bufs = if p.is_flat() { 2 } else { 1 };
-    let (buf, rest) = scratch.split_at_mut(bufs * p.len());
+    let (buf, rest) = scratch.split_at_mut(p.len());
     buf.fill(T::ZERO);
     // The flat layout's output gradient, laid out like its outputs (zero between rows).
     let mut flat_dy = p.is_flat().then(|| {
@@ -770,7 +751,7 @@ fn spread_flat<T: Element>(s: &ConvShape, p: &Padded, dy: &[T], flat: &mut [T]) 
             // which is stored after this one.
             T::store(
                 T::first_lanes(v, ax.output),
-                &mut flat[(od * p.h + oh) * p.row..],
+                &mut flat[p.flat_row(od, oh)..],
             );
         }
     }
@@ -826,10 +807,8 @@ fn flat_dots<T: Element, const G: usize>(
     flat: &[T],
     at: [usize; G],
 ) -> [T; G] {
-    let [az, ay, ax] = s.axes;
-    let end = ((az.output - 1) * p.h + ay.output - 1) * p.row + ax.output;
     let mut acc = [T::splat(T::ZERO); G];
-    for g in (0..end).step_by(T::LANES) {
+    for g in (0..p.flat_end(s)).step_by(T::LANES) {
         let d = T::load_full(&flat[g..]);
         for (a, &t) in acc.iter_mut().zip(&at) {
             *a = T::mul_add(d, T::load_full(&buf[t + g..]), *a);

@@ -21,6 +21,7 @@
 //! Building the planes copies the input once (`taps` times less than unrolling it).
 
 use super::geometry::ConvShape;
+use super::im2col::RowTap;
 use crate::Element;
 use crate::element::MAX_LANES;
 use crate::gemm::params::NV;
@@ -211,16 +212,12 @@ impl<T: Element> IndexB<T> for GridB<'_, T> {
     }
 
     fn row_starts(&self, p0: usize, starts: &mut [usize]) {
-        let [_, ay, ax] = self.s.axes;
-        let per_c = self.s.taps;
-        for (r, start) in (p0..).zip(starts.iter_mut()) {
-            let (c, t) = (r / per_c, r % per_c);
-            let k = [
-                t / (ax.kernel * ay.kernel),
-                (t / ax.kernel) % ay.kernel,
-                t % ax.kernel,
-            ];
-            *start = self.grid.row_start(c, k);
+        let mut t = RowTap::of(self.s, p0);
+        for (i, start) in starts.iter_mut().enumerate() {
+            if i > 0 {
+                t.advance(self.s);
+            }
+            *start = self.grid.row_start(t.c, [t.kd, t.kh, t.kw]);
         }
     }
 }

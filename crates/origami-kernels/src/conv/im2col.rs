@@ -39,17 +39,17 @@ enum Run {
 /// Unrolled row `r = (c, kd, kh, kw)` taken apart, with the outputs `[lo, hi)` along the
 /// innermost axis that its tap `kw` reads inside the input.
 #[derive(Clone, Copy, Debug)]
-struct RowTap {
-    c: usize,
-    kd: usize,
-    kh: usize,
-    kw: usize,
+pub(crate) struct RowTap {
+    pub c: usize,
+    pub kd: usize,
+    pub kh: usize,
+    pub kw: usize,
     lo: usize,
     hi: usize,
 }
 
 impl RowTap {
-    fn of(s: &ConvShape, r: usize) -> Self {
+    pub fn of(s: &ConvShape, r: usize) -> Self {
         let [_, ay, ax] = s.axes;
         let (c, t) = (r / s.taps, r % s.taps);
         let kw = t % ax.kernel;
@@ -67,7 +67,7 @@ impl RowTap {
     /// Moves to row `r + 1` by carrying, where [`RowTap::of`] divides: the packers visit rows
     /// in order and would otherwise spend more time dividing than copying.
     #[inline(always)]
-    fn advance(&mut self, s: &ConvShape) {
+    pub fn advance(&mut self, s: &ConvShape) {
         let [az, ay, ax] = s.axes;
         self.kw += 1;
         if self.kw == ax.kernel {

@@ -31,7 +31,8 @@ use crate::Element;
 use crate::element::all_finite;
 use crate::gemm::params::MR;
 use crate::gemm::{
-    MatMut, MatRef, PackA, Prepacked, gemm_indexed, gemm_with, pack_len, prepacked_len,
+    MatMut, MatRef, PackA, Prepacked, eight_row_groups, gemm_indexed, gemm_with, pack_len,
+    prepacked_len,
 };
 
 /// Whether the unrolled matrix of a group is the group's input itself.
@@ -275,10 +276,8 @@ impl<T: Element> PackA<T> for FlippedT<'_, T> {
                 let rows = MR.min(i0 + mc - c0);
                 let src = &self.w_g[(k * cg + c0) * taps..];
                 if rows >= 8 {
-                    // Eight channels at a time, transposed eight taps at a time; the last
-                    // eight overlap the ones before when `rows` is not a multiple of 8.
-                    let starts = (0..rows - 8).step_by(8).chain([rows - 8]);
-                    for ii in starts {
+                    // Eight channels at a time, transposed eight taps at a time.
+                    for ii in eight_row_groups(rows) {
                         pack_eight(&src[ii * taps..], taps, ii, &depth, sliver);
                     }
                 } else {
@@ -345,84 +344,85 @@ pub(crate) fn backward_weight_rows<T: Element>(
     rows: core::ops::Range<usize>,
     pack: &mut [T],
 ) {
-    let (r, p) = (s.unrolled_rows, s.out_plane);
-    let identity = unroll_is_identity(s);
+    let r = s.unrolled_rows;
     dw.fill(T::ZERO);
     // The grid's dropped columns read real inputs (the next row's), which meet the zeros of
     // the spread output gradient: only finite inputs may, as `inf * 0` is NaN.
-    if let Some(grid) = forward_grid(s)
-        && all_finite(x)
-    {
-        return backward_weight_rows_on_grid(s, &grid, x, dy, dw, rows, pack);
-    }
+    let grid = forward_grid(s).filter(|_| all_finite(x));
     let mut k0 = rows.start;
     while k0 < rows.end {
         // The rows of one group at a time.
         let g = k0 / s.kg;
         let k1 = rows.end.min((g + 1) * s.kg);
-        let m = k1 - k0;
         let dw_rows = &mut dw[(k0 - rows.start) * r..(k1 - rows.start) * r];
-        for n in 0..s.batch {
-            let x_g = group_input(s, x, n, g);
-            let dy_rows = &dy[(n * s.out_channels + k0) * p..][..m * p];
-            let a = MatRef::from_parts(dy_rows, m, p, p, 1);
-            let mut c = MatMut::from_parts(&mut *dw_rows, m, r, r, 1);
-            if identity {
-                // cols^T: P x R.
-                let b = MatRef::from_parts(x_g, p, r, 1, p);
-                gemm_with(m, r, p, &a, &b, &mut c, true, pack);
-            } else {
-                let b = UnrolledT { s, x_g };
-                gemm_with(m, r, p, &a, &b, &mut c, true, pack);
-            }
+        match &grid {
+            Some(grid) => group_weight_rows_on_grid(s, grid, x, dy, g, k0..k1, dw_rows, pack),
+            None => group_weight_rows(s, x, dy, g, k0..k1, dw_rows, pack),
         }
         k0 = k1;
     }
 }
 
-/// [`backward_weight_rows`] over a grid: `dW_g += dY_grid x cols^T`, with the output gradient
+/// Rows `ks` of group `g`'s weight gradient, added to `dw_rows`: `dW += dY x cols^T`, with
+/// `cols^T` packed from the input.
+#[allow(clippy::too_many_arguments)]
+fn group_weight_rows<T: Element>(
+    s: &ConvShape,
+    x: &[T],
+    dy: &[T],
+    g: usize,
+    ks: core::ops::Range<usize>,
+    dw_rows: &mut [T],
+    pack: &mut [T],
+) {
+    let (r, p, m) = (s.unrolled_rows, s.out_plane, ks.len());
+    for n in 0..s.batch {
+        let x_g = group_input(s, x, n, g);
+        let dy_rows = &dy[(n * s.out_channels + ks.start) * p..][..m * p];
+        let a = MatRef::from_parts(dy_rows, m, p, p, 1);
+        let mut c = MatMut::from_parts(&mut *dw_rows, m, r, r, 1);
+        if unroll_is_identity(s) {
+            // cols^T: P x R.
+            let b = MatRef::from_parts(x_g, p, r, 1, p);
+            gemm_with(m, r, p, &a, &b, &mut c, true, pack);
+        } else {
+            let b = UnrolledT { s, x_g };
+            gemm_with(m, r, p, &a, &b, &mut c, true, pack);
+        }
+    }
+}
+
+/// [`group_weight_rows`] over a grid: `dW += dY_grid x cols^T`, with the output gradient
 /// spread onto the grid (zeros where the columns are dropped) and `cols^T` packed from the
-/// phase planes. Each row's sum runs over the grid columns in the same order whatever the
-/// range of rows, so any split gives the same bits. `dw` is zeroed.
-fn backward_weight_rows_on_grid<T: Element>(
+/// phase planes.
+#[allow(clippy::too_many_arguments)]
+fn group_weight_rows_on_grid<T: Element>(
     s: &ConvShape,
     grid: &Grid,
     x: &[T],
     dy: &[T],
-    dw: &mut [T],
-    rows: core::ops::Range<usize>,
+    g: usize,
+    ks: core::ops::Range<usize>,
+    dw_rows: &mut [T],
     pack: &mut [T],
 ) {
-    let (r, p, cols) = (s.unrolled_rows, s.out_plane, grid.cols());
+    let (r, p, m, cols) = (s.unrolled_rows, s.out_plane, ks.len(), grid.cols());
     let (pack, rest) = pack.split_at_mut(pack_len::<T>(s.kg, r, cols));
     let (planes, dy_grid) = rest.split_at_mut(grid.planes_len::<T>());
-    let mut k0 = rows.start;
-    while k0 < rows.end {
-        // The rows of one group at a time.
-        let g = k0 / s.kg;
-        let k1 = rows.end.min((g + 1) * s.kg);
-        let m = k1 - k0;
-        let dw_rows = &mut dw[(k0 - rows.start) * r..(k1 - rows.start) * r];
-        let dy_grid = &mut dy_grid[..m * cols];
-        for n in 0..s.batch {
-            grid.fill(group_input(s, x, n, g), planes);
-            spread_onto_grid(
+    let dy_grid = &mut dy_grid[..m * cols];
+    for n in 0..s.batch {
+        grid.fill(group_input(s, x, n, g), planes);
+        let dy_rows = &dy[(n * s.out_channels + ks.start) * p..][..m * p];
+        spread_onto_grid(grid, dy_rows, p, dy_grid);
+        let a = MatRef::from_parts(&*dy_grid, m, cols, cols, 1);
+        let b = GridBT {
+            b: GridB {
+                s,
                 grid,
-                &dy[(n * s.out_channels + k0) * p..][..m * p],
-                p,
-                dy_grid,
-            );
-            let a = MatRef::from_parts(&*dy_grid, m, cols, cols, 1);
-            let b = GridBT {
-                b: GridB {
-                    s,
-                    grid,
-                    planes: &*planes,
-                },
-            };
-            let mut c = MatMut::from_parts(&mut *dw_rows, m, r, r, 1);
-            gemm_with(m, r, cols, &a, &b, &mut c, true, pack);
-        }
-        k0 = k1;
+                planes: &*planes,
+            },
+        };
+        let mut c = MatMut::from_parts(&mut *dw_rows, m, r, r, 1);
+        gemm_with(m, r, cols, &a, &b, &mut c, true, pack);
     }
 }

@@ -19,7 +19,8 @@ use crate::{Element, Error};
 pub(crate) use kernel::Tile;
 use kernel::{micro_tile, micro_tile_indexed};
 pub(crate) use operand::{
-    IndexB, PackA, PackB, StoreC, copy_over, put_columns8, spread_row, tile_row, zero_b_tail,
+    IndexB, PackA, PackB, StoreC, copy_over, eight_row_groups, put_columns8, spread_row, tile_row,
+    zero_b_tail,
 };
 use params::{KC, KC_INDEXED, MC, MR, NC, NC_INDEXED, NV};
 
@@ -296,7 +297,7 @@ pub(crate) fn gemm_with<T: Element>(
     }
 }
 
-/// Elements of a left operand packed whole ([`prepack_a`]): `m` rounded up to whole slivers,
+/// Elements of a left operand packed whole ([`Prepacked::pack`]): `m` rounded up to whole slivers,
 /// times the depth. Saturates where it overflows, like every scratch size.
 pub(crate) fn prepacked_len(m: usize, k: usize) -> usize {
     round_up(m, MR).saturating_mul(k)

@@ -162,6 +162,13 @@ pub(crate) fn put_columns8<T: Element>(
     }
 }
 
+/// The first of each group of eight among `rows` (at least 8) rows: every eighth, then the
+/// last eight, which overlap the group before when `rows` is not a multiple of 8 (packers
+/// then write those rows' values twice, the same both times).
+pub(crate) fn eight_row_groups(rows: usize) -> impl Iterator<Item = usize> {
+    (0..rows - 8).step_by(8).chain([rows - 8])
+}
+
 // Eight columns never straddle two slivers: a sliver is `NV` vectors of 4, 8 or 16 lanes.
 const _: () = assert!((NV * 4).is_multiple_of(8));
 
@@ -187,11 +194,9 @@ impl<T: Element> PackA<T> for MatRef<'_, T> {
             }
             // Read along whichever axis is contiguous.
             if self.cs == 1 && rows >= 8 {
-                // Eight rows at a time, transposed; the last eight overlap the ones before
-                // when `rows` is not a multiple of 8, writing the same values twice.
+                // Eight rows at a time, transposed.
                 let whole = kc / 8 * 8;
-                let starts = (0..rows - 8).step_by(8).chain([rows - 8]);
-                for ii in starts {
+                for ii in eight_row_groups(rows) {
                     let first = (i0 + r0 + ii) * self.rs + p0;
                     let src = &self.data[first..];
                     for p in (0..whole).step_by(8) {
