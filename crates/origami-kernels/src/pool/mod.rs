@@ -212,10 +212,10 @@ impl<const D: usize> PoolNd<D> {
     ) -> usize {
         match (self.resolve::<T>(kind, op, algo), op, kind) {
             (PoolAlgorithm::PrefixSum, PoolOp::Forward, _) => {
-                prefix_sum::forward_scratch_len(s, kind)
+                prefix_sum::forward_scratch_len::<T>(s, kind)
             }
             (PoolAlgorithm::PrefixSum, PoolOp::Backward, PoolKind::Avg | PoolKind::Sum) => {
-                prefix_sum::backward_scratch_len(s)
+                prefix_sum::backward_scratch_len::<T>(s)
             }
             _ => 0,
         }

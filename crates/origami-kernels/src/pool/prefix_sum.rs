@@ -26,13 +26,26 @@
 //! output gradient by the stride along an axis, then every input receives a window sum of
 //! `k` taps of spacing `d` from it, again in O(1) per element.
 //!
-//! Scratch holds the intermediate tensors between passes and the `pre` / `suf` lines.
-//! Max indices travel through the passes as values of `T`, which is exact while a channel
-//! plane has at most 2^24 elements for `f32` (2^53 for `f64`).
+//! ## Layout of the work
+//!
+//! Every pass runs across columns: along H (and D) the lines of a channel plane are its
+//! columns, so one vector covers `LANES` neighbouring lines and the running reductions are
+//! plain vector adds (or max updates) from row to row. The plane is walked in strips one
+//! vector wide, so `pre` and `suf` hold one strip (`len x LANES`) and stay in L1. Along W the
+//! lines are contiguous, so groups of `LANES` lines are transposed (8 x 8 blocks in
+//! registers), run as the columns of one strip, and transposed back. Channel planes are done
+//! one after another, W then H then D, so a plane's intermediate results stay in cache
+//! between passes (a whole-tensor pass would send each of them to memory and back).
+//!
+//! Scratch holds one plane's intermediate results, the transposed groups and one strip of
+//! `pre` / `suf`: its size does not grow with the batch. Max indices travel through the
+//! passes as values of `T`, which is exact while a channel plane has at most 2^24 elements
+//! for `f32` (2^53 for `f64`).
 
 use super::PoolKind;
 use super::geometry::PoolShape;
 use crate::Element;
+use crate::element::MAX_LANES;
 use crate::window::Axis;
 
 /// Whether the pass along `axis` can be skipped: a unit axis with a single-tap window. Other
@@ -42,12 +55,9 @@ fn skipped(axis: &Axis) -> bool {
     axis.input == 1 && axis.output == 1 && axis.kernel == 1
 }
 
-/// Items per element: the value, and for max its index within the channel plane.
-const fn width(kind: PoolKind) -> usize {
-    match kind {
-        PoolKind::Max => 2,
-        _ => 1,
-    }
+/// Which axes run a pass (`[D, H, W]`).
+fn running(s: &PoolShape) -> [bool; 3] {
+    s.axes.map(|a| !skipped(&a))
 }
 
 /// The largest index of a channel plane that an element of `T` holds exactly.
@@ -55,32 +65,6 @@ pub(crate) fn max_exact_index<T: Element>() -> usize {
     let digits = if T::NAME == "f32" { 24 } else { 53 };
     // 2^53 does not fit a 32-bit usize, where every index is exact in f64 anyway.
     1usize.checked_shl(digits).unwrap_or(usize::MAX)
-}
-
-/// The blocks around axis `a` during a pass along it: `outer` (planes times the axes before
-/// `a`, which hold input extents in both directions: the forward pass has not reduced them
-/// yet, the backward pass has already expanded them) and `inner` (the axes after `a`, at
-/// their output extents for the same reason).
-fn outer_inner(s: &PoolShape, a: usize) -> (usize, usize) {
-    let outer = s.axes[..a]
-        .iter()
-        .fold(s.planes, |p, x| p.saturating_mul(x.input));
-    let inner = s.axes[a + 1..]
-        .iter()
-        .fold(1, |p: usize, x| p.saturating_mul(x.output));
-    (outer, inner)
-}
-
-/// `(outer, line length, inner)` of the forward pass along `a`: lines of input extent.
-fn forward_extents(s: &PoolShape, a: usize) -> (usize, usize, usize) {
-    let (outer, inner) = outer_inner(s, a);
-    (outer, s.axes[a].input, inner)
-}
-
-/// `(outer, line length, inner)` of the backward pass along `a`: lines of output extent.
-fn backward_extents(s: &PoolShape, a: usize) -> (usize, usize, usize) {
-    let (outer, inner) = outer_inner(s, a);
-    (outer, s.axes[a].output, inner)
 }
 
 /// The window along which the backward pass of `axis` sums: over the output gradient
@@ -97,69 +81,316 @@ fn transposed_axis(axis: &Axis) -> Axis {
     }
 }
 
-/// Elements (per item) of one intermediate tensor and of one `pre` / `suf` line set of the
-/// forward passes.
-fn forward_layout(s: &PoolShape) -> (usize, usize) {
-    let (mut tmp, mut line) = (0, 0);
-    for a in (0..3).filter(|&a| !skipped(&s.axes[a])) {
-        let (outer, len, inner) = forward_extents(s, a);
-        tmp = tmp.max(outer.saturating_mul(s.axes[a].output).saturating_mul(inner));
-        line = line.max(len.saturating_mul(inner));
-    }
-    (tmp, line)
+/// One vector of items: values and, for max pooling with indices, each value's index within
+/// its channel plane (as `T`; unused otherwise, and the compiler drops it).
+type Item<T> = (<T as Element>::Simd, <T as Element>::Simd);
+
+/// How the running reductions combine two items, `a` before `b` in window order.
+trait Reduce<T: Element> {
+    /// Whether items carry indices, stored after the values in every buffer.
+    const INDEXED: bool;
+    /// `a (+) b`.
+    fn combine(a: Item<T>, b: Item<T>) -> Item<T>;
 }
 
-/// Elements of one intermediate tensor and of one line set of the backward passes.
-fn backward_layout(s: &PoolShape) -> (usize, usize) {
-    let (mut tmp, mut line) = (s.output_len, 0);
-    for a in (0..3).filter(|&a| !skipped(&s.axes[a])) {
-        let (outer, _, inner) = backward_extents(s, a);
-        tmp = tmp.max(outer.saturating_mul(s.axes[a].input).saturating_mul(inner));
-        line = line.max(transposed_axis(&s.axes[a]).input.saturating_mul(inner));
-    }
-    (tmp, line)
-}
+/// Sums (average and sum pooling).
+struct Sum;
+/// The maximum alone (max pooling without indices): NaN propagates.
+struct Max;
+/// PyTorch's max with its index: a NaN wins over anything before it, otherwise only a
+/// strictly greater value replaces the current one (so ties keep the first).
+struct ArgMax;
 
-/// Elements of scratch for the forward pass of `kind`: two intermediate tensors (ping-pong)
-/// and the `pre` and `suf` lines, each item `width(kind)` elements wide.
-pub(crate) fn forward_scratch_len(s: &PoolShape, kind: PoolKind) -> usize {
-    // Saturates: a geometry too large to hold in memory asks for more than any slice has.
-    let (tmp, line) = forward_layout(s);
-    width(kind).saturating_mul(tmp.saturating_add(line).saturating_mul(2))
-}
-
-/// Elements of scratch for the backward pass of average or sum pooling: two intermediate
-/// tensors, the upsampled lines, and `pre` and `suf`.
-pub(crate) fn backward_scratch_len(s: &PoolShape) -> usize {
-    let (tmp, line) = backward_layout(s);
-    tmp.saturating_mul(2).saturating_add(line.saturating_mul(3))
-}
-
-/// PyTorch's max rule as an associative combine of `[value, index]` items, `a` before `b`
-/// in window order: a NaN wins over anything before it, otherwise only a strictly greater
-/// value replaces the current one.
-#[inline(always)]
-fn combine_max<T: Element>(a: [T; 2], b: [T; 2]) -> [T; 2] {
-    if b[0].is_nan() || (!a[0].is_nan() && b[0] > a[0]) {
-        b
-    } else {
-        a
+impl<T: Element> Reduce<T> for Sum {
+    const INDEXED: bool = false;
+    #[inline(always)]
+    fn combine(a: Item<T>, b: Item<T>) -> Item<T> {
+        (a.0 + b.0, a.1)
     }
 }
 
-#[inline(always)]
-fn combine_sum<T: Element>(a: [T; 1], b: [T; 1]) -> [T; 1] {
-    [a[0] + b[0]]
+impl<T: Element> Reduce<T> for Max {
+    const INDEXED: bool = false;
+    #[inline(always)]
+    fn combine(a: Item<T>, b: Item<T>) -> Item<T> {
+        (T::max_nan(a.0, b.0), a.1)
+    }
 }
 
-#[inline(always)]
-fn get<T: Element, const W: usize>(buf: &[T], i: usize) -> [T; W] {
-    core::array::from_fn(|j| buf[i * W + j])
+impl<T: Element> Reduce<T> for ArgMax {
+    const INDEXED: bool = true;
+    #[inline(always)]
+    fn combine(a: Item<T>, b: Item<T>) -> Item<T> {
+        T::max_update(a.0, a.1, b.0, b.1)
+    }
 }
 
+/// Items per element for `kind`'s forward pass: max pooling may be asked for indices.
+/// Items per element for `kind`'s forward pass: max pooling may be asked for indices.
+const fn items(kind: PoolKind) -> usize {
+    match kind {
+        PoolKind::Max => 2,
+        _ => 1,
+    }
+}
+
+/// Column offsets of the vectors that cover `cols` columns: whole vectors and, when `cols`
+/// is not a multiple of the width, one more ending at the last column. It overlaps the one
+/// before, which is harmless: every pass computes a column from other buffers only, so the
+/// overlap writes the same values twice. Fewer columns than a vector take one short vector.
 #[inline(always)]
-fn put<T: Element, const W: usize>(buf: &mut [T], i: usize, item: [T; W]) {
-    buf[i * W..i * W + W].copy_from_slice(&item);
+fn chunks<T: Element>(cols: usize) -> impl Iterator<Item = usize> {
+    let l = T::LANES;
+    let whole = if cols >= l { cols / l } else { 1 };
+    let tail = (cols > l && !cols.is_multiple_of(l)).then_some(cols - l);
+    (0..whole).map(move |i| i * l).chain(tail)
+}
+
+/// The vector at column `c` of row `row` of a `[rows, cols]` matrix (short rows read zeros
+/// past their end).
+#[inline(always)]
+fn load_at<T: Element>(buf: &[T], cols: usize, row: usize, c: usize) -> T::Simd {
+    T::load(&buf[row * cols + c..(row + 1) * cols])
+}
+
+/// Stores the vector at column `c` of row `row`, as many lanes as the row holds.
+#[inline(always)]
+fn store_at<T: Element>(v: T::Simd, buf: &mut [T], cols: usize, row: usize, c: usize) {
+    T::store(v, &mut buf[row * cols + c..(row + 1) * cols]);
+}
+
+/// `item`'s values times output `o`'s average factor, if any.
+#[inline(always)]
+fn scaled<T: Element>(item: Item<T>, factors: Option<&[T]>, o: usize) -> Item<T> {
+    match factors {
+        Some(f) => (item.0 * T::splat(f[o]), item.1),
+        None => item,
+    }
+}
+
+/// Rows that a pass reads, one vector of columns at a time.
+trait Rows<T: Element> {
+    /// The items of row `m` at columns `c..`.
+    fn item<R: Reduce<T>>(&self, m: usize, c: usize) -> Item<T>;
+}
+
+/// Rows that a pass writes, one vector of columns at a time.
+trait RowsMut<T: Element> {
+    /// Stores output row `o`'s items at columns `c..`.
+    fn put<R: Reduce<T>>(&mut self, o: usize, c: usize, item: Item<T>);
+}
+
+/// A `[rows, cols]` matrix read from row `row0` on: values and, when the items carry
+/// indices, those accumulated by earlier passes (`None`: the input, index 0 so far). Row `m`'s
+/// indices advance by `m * step`, its coordinate times the axis's stride in the plane.
+#[derive(Clone, Copy)]
+struct Matrix<'a, T> {
+    val: &'a [T],
+    idx: Option<&'a [T]>,
+    cols: usize,
+    row0: usize,
+    step: usize,
+}
+
+impl<T: Element> Rows<T> for Matrix<'_, T> {
+    #[inline(always)]
+    fn item<R: Reduce<T>>(&self, m: usize, c: usize) -> Item<T> {
+        let row = self.row0 + m;
+        let v = load_at(self.val, self.cols, row, c);
+        let i = if R::INDEXED {
+            let step = T::splat(T::from_usize(m * self.step));
+            match self.idx {
+                Some(idx) => load_at(idx, self.cols, row, c) + step,
+                None => step,
+            }
+        } else {
+            v
+        };
+        (v, i)
+    }
+}
+
+/// The gradient rows of a backward pass, upsampled by the stride (`m = o * stride` reads row
+/// `o`, scaled by its factor; the rows between are zero).
+struct Upsampled<'a, S, T> {
+    rows: S,
+    stride: usize,
+    factors: Option<&'a [T]>,
+}
+
+impl<T: Element, S: Rows<T>> Rows<T> for Upsampled<'_, S, T> {
+    #[inline(always)]
+    fn item<R: Reduce<T>>(&self, m: usize, c: usize) -> Item<T> {
+        let o = if self.stride == 1 {
+            m
+        } else if m.is_multiple_of(self.stride) {
+            m / self.stride
+        } else {
+            let zero = T::splat(T::ZERO);
+            return (zero, zero);
+        };
+        scaled(self.rows.item::<R>(o, c), self.factors, o)
+    }
+}
+
+/// A `[rows, cols]` matrix of items written from row `row0` on: values, then (when indexed)
+/// indices; each output row scaled by its factor.
+struct MatrixMut<'a, T> {
+    val: &'a mut [T],
+    idx: &'a mut [T],
+    cols: usize,
+    row0: usize,
+    factors: Option<&'a [T]>,
+}
+
+impl<'a, T: Element> MatrixMut<'a, T> {
+    /// `buf` as values and indices of `rows x cols` each (no indices unless `R` carries
+    /// them).
+    fn new<R: Reduce<T>>(buf: &'a mut [T], rows: usize, cols: usize) -> Self {
+        let n = rows * cols;
+        let (val, rest) = buf.split_at_mut(n);
+        let idx = if R::INDEXED { &mut rest[..n] } else { &mut [] };
+        MatrixMut {
+            val,
+            idx,
+            cols,
+            row0: 0,
+            factors: None,
+        }
+    }
+
+    /// The same buffer as rows of `cols` columns, written from `row0` with `factors`.
+    fn at<'b>(
+        &'b mut self,
+        cols: usize,
+        row0: usize,
+        factors: Option<&'b [T]>,
+    ) -> MatrixMut<'b, T> {
+        MatrixMut {
+            val: &mut *self.val,
+            idx: &mut *self.idx,
+            cols,
+            row0,
+            factors,
+        }
+    }
+
+    /// The matrix as the next pass's source, with rows of `cols` columns.
+    fn rows(&self, cols: usize, step: usize) -> Matrix<'_, T> {
+        Matrix {
+            val: self.val,
+            idx: Some(&*self.idx),
+            cols,
+            row0: 0,
+            step,
+        }
+    }
+}
+
+impl<T: Element> RowsMut<T> for MatrixMut<'_, T> {
+    #[inline(always)]
+    fn put<R: Reduce<T>>(&mut self, o: usize, c: usize, item: Item<T>) {
+        let item = scaled(item, self.factors, o);
+        let row = self.row0 + o;
+        store_at(item.0, self.val, self.cols, row, c);
+        if R::INDEXED {
+            store_at(item.1, self.idx, self.cols, row, c);
+        }
+    }
+}
+
+/// The caller's output: values, and max indices as `usize` where asked for, written from
+/// row `row0` on, each row scaled by its factor.
+struct Output<'a, T> {
+    y: &'a mut [T],
+    ix: Option<&'a mut [usize]>,
+    cols: usize,
+    row0: usize,
+    factors: Option<&'a [T]>,
+}
+
+impl<T: Element> RowsMut<T> for Output<'_, T> {
+    #[inline(always)]
+    fn put<R: Reduce<T>>(&mut self, o: usize, c: usize, item: Item<T>) {
+        let item = scaled(item, self.factors, o);
+        let row = self.row0 + o;
+        store_at(item.0, self.y, self.cols, row, c);
+        if let (true, Some(ix)) = (R::INDEXED, self.ix.as_deref_mut()) {
+            let mut lanes = [T::ZERO; MAX_LANES];
+            T::store(item.1, &mut lanes[..T::LANES]);
+            let dst = &mut ix[row * self.cols + c..(row + 1) * self.cols];
+            for (d, &t) in dst.iter_mut().zip(&lanes[..T::LANES]) {
+                // Exact: the value is an integer below 2^24 (f32) or 2^53 (f64).
+                *d = t.to_f64() as usize;
+            }
+        }
+    }
+}
+
+/// One strip of rows, one vector each (values, then indices): the running reductions, and
+/// the W pass's transposed groups.
+struct Strip<'a, T> {
+    val: &'a mut [T],
+    idx: &'a mut [T],
+    factors: Option<&'a [T]>,
+}
+
+impl<'a, T: Element> Strip<'a, T> {
+    fn new<R: Reduce<T>>(buf: &'a mut [T], len: usize) -> Self {
+        let n = len * T::LANES;
+        let (val, rest) = buf.split_at_mut(n);
+        let idx = if R::INDEXED { &mut rest[..n] } else { &mut [] };
+        Strip {
+            val,
+            idx,
+            factors: None,
+        }
+    }
+
+    #[inline(always)]
+    fn get<R: Reduce<T>>(&self, m: usize) -> Item<T> {
+        let v = T::load_full(&self.val[m * T::LANES..]);
+        let i = if R::INDEXED {
+            T::load_full(&self.idx[m * T::LANES..])
+        } else {
+            v
+        };
+        (v, i)
+    }
+
+    #[inline(always)]
+    fn set<R: Reduce<T>>(&mut self, m: usize, item: Item<T>) {
+        T::store(item.0, &mut self.val[m * T::LANES..]);
+        if R::INDEXED {
+            T::store(item.1, &mut self.idx[m * T::LANES..]);
+        }
+    }
+}
+
+impl<T: Element> RowsMut<T> for Strip<'_, T> {
+    #[inline(always)]
+    fn put<R: Reduce<T>>(&mut self, o: usize, _: usize, item: Item<T>) {
+        self.set::<R>(o, scaled(item, self.factors, o));
+    }
+}
+
+/// A transposed group of input lines as the rows of one strip; indices start at the row (the
+/// W coordinate).
+struct Group<'a, T> {
+    val: &'a [T],
+}
+
+impl<T: Element> Rows<T> for Group<'_, T> {
+    #[inline(always)]
+    fn item<R: Reduce<T>>(&self, m: usize, _: usize) -> Item<T> {
+        let v = T::load_full(&self.val[m * T::LANES..]);
+        let i = if R::INDEXED {
+            T::splat(T::from_usize(m))
+        } else {
+            v
+        };
+        (v, i)
+    }
 }
 
 /// Which of the running reductions answer one output's window.
@@ -175,141 +406,155 @@ enum Span {
     Suf(usize),
 }
 
-/// The spans of an axis's windows, output by output. Dilation 1, the common case, is tracked
-/// incrementally without a division per output; other dilations work per residue class.
-struct Spans<'a> {
-    axis: &'a Axis,
-    o: usize,
+/// The spans of an axis's windows, asked for output by output in order. Dilation 1, the
+/// common case, clips the window without a division and tracks the block offset
+/// incrementally; other dilations work per residue class.
+struct Spans {
+    axis: Axis,
     /// For dilation 1: the previous window's first element and its offset in its block.
     first: usize,
     offset: usize,
 }
 
-impl<'a> Spans<'a> {
-    fn new(axis: &'a Axis) -> Self {
+impl Spans {
+    fn new(axis: &Axis) -> Self {
         Spans {
-            axis,
-            o: 0,
+            axis: *axis,
             first: 0,
             offset: 0,
         }
     }
-}
 
-impl Iterator for Spans<'_> {
-    type Item = Span;
-
+    /// The span of output `o` (called for `o = 0, 1, ...`).
     #[inline(always)]
-    fn next(&mut self) -> Option<Span> {
-        let a = self.axis;
-        if self.o >= a.output {
-            return None;
-        }
-        let o = self.o;
-        self.o += 1;
-        let (Some(ta), Some(tb)) = (a.first_valid_tap(o), a.last_valid_tap(o)) else {
-            return Some(Span::Empty);
-        };
-        let (k, d) = (a.kernel, a.dilation);
-        let first = o * a.stride + ta * d - a.pad_lo;
-        let last = o * a.stride + tb * d - a.pad_lo;
-        let (offset, crosses) = if d == 1 {
+    fn span(&mut self, o: usize) -> Span {
+        let a = &self.axis;
+        let k = a.kernel;
+        if a.dilation == 1 {
+            // Padded coordinates: the window is [start, start + k), the input
+            // [pad, pad + input).
+            let start = o * a.stride;
+            let lo = start.max(a.pad_lo);
+            let hi = (start + k).min(a.input + a.pad_lo);
+            if hi <= lo {
+                return Span::Empty;
+            }
+            let (first, last) = (lo - a.pad_lo, hi - 1 - a.pad_lo);
             // `first` never decreases: advance the block offset by the step.
             self.offset += first - self.first;
             while self.offset >= k {
                 self.offset -= k;
             }
             self.first = first;
-            (self.offset, self.offset + (last - first) >= k)
-        } else {
-            let (ja, jb) = (first / d, last / d);
-            (ja % k, ja / k != jb / k)
+            return if self.offset + (last - first) >= k {
+                Span::Both(first, last)
+            } else if self.offset == 0 {
+                Span::Pre(last)
+            } else {
+                Span::Suf(first)
+            };
+        }
+        let (Some(ta), Some(tb)) = (a.first_valid_tap(o), a.last_valid_tap(o)) else {
+            return Span::Empty;
         };
-        Some(if crosses {
+        let d = a.dilation;
+        let first = o * a.stride + ta * d - a.pad_lo;
+        let last = o * a.stride + tb * d - a.pad_lo;
+        let (ja, jb) = (first / d, last / d);
+        if ja / k != jb / k {
             Span::Both(first, last)
-        } else if offset == 0 {
+        } else if ja % k == 0 {
             Span::Pre(last)
         } else {
             Span::Suf(first)
-        })
+        }
     }
 }
 
-/// The 1-D window reduction along the middle axis of `[outer, axis.input, inner]`, writing
-/// `[outer, axis.output, inner]`. `load(b, m, col)` reads element `m` of line `(b, col)`;
-/// `store(b, o, col, item)` receives each window's reduction, or `empty` when the window
-/// reads nothing.
-#[allow(clippy::too_many_arguments)]
-fn running_pass<T: Element, const W: usize>(
-    outer: usize,
-    inner: usize,
+/// The 1-D window reduction down the rows of a `[axis.input, cols]` matrix, one strip of
+/// columns (one vector) at a time, from `src` into `dst` (`empty` where a window reads
+/// nothing). `pre` and `suf` hold one strip of `axis.input` rows.
+#[inline(always)]
+fn column_pass<T: Element, R: Reduce<T>>(
     axis: &Axis,
-    pre: &mut [T],
-    suf: &mut [T],
-    empty: [T; W],
-    combine: impl Fn([T; W], [T; W]) -> [T; W],
-    load: impl Fn(usize, usize, usize) -> [T; W],
-    mut store: impl FnMut(usize, usize, usize, [T; W]),
+    cols: usize,
+    pre: &mut Strip<'_, T>,
+    suf: &mut Strip<'_, T>,
+    empty: Item<T>,
+    src: &impl Rows<T>,
+    dst: &mut impl RowsMut<T>,
 ) {
     let (len, k, d) = (axis.input, axis.kernel, axis.dilation);
-    for b in 0..outer {
-        // Blocks of k consecutive elements of each residue class m mod d.
+    for c in chunks::<T>(cols) {
+        // Blocks of k consecutive elements of each residue class m mod d; the prefix runs
+        // forward from the block's start and the suffix backward from its end in the same
+        // loop, two independent chains carried in registers.
         for r in 0..d.min(len) {
             let class_len = (len - r).div_ceil(d);
             for j0 in (0..class_len).step_by(k) {
-                let j1 = (j0 + k).min(class_len);
-                for j in j0..j1 {
-                    let m = r + j * d;
-                    for col in 0..inner {
-                        let x = load(b, m, col);
-                        let item = if j == j0 {
-                            x
-                        } else {
-                            combine(get(pre, (m - d) * inner + col), x)
-                        };
-                        put(pre, m * inner + col, item);
-                    }
-                }
-                for j in (j0..j1).rev() {
-                    let m = r + j * d;
-                    for col in 0..inner {
-                        let x = load(b, m, col);
-                        let item = if j + 1 == j1 {
-                            x
-                        } else {
-                            combine(x, get(suf, (m + d) * inner + col))
-                        };
-                        put(suf, m * inner + col, item);
-                    }
+                let n = (j0 + k).min(class_len) - j0;
+                let (head, tail) = (r + j0 * d, r + (j0 + n - 1) * d);
+                let mut p = src.item::<R>(head, c);
+                let mut q = src.item::<R>(tail, c);
+                pre.set::<R>(head, p);
+                suf.set::<R>(tail, q);
+                for j in 1..n {
+                    let (mp, mq) = (head + j * d, tail - j * d);
+                    p = R::combine(p, src.item::<R>(mp, c));
+                    q = R::combine(src.item::<R>(mq, c), q);
+                    pre.set::<R>(mp, p);
+                    suf.set::<R>(mq, q);
                 }
             }
         }
-        for (o, span) in Spans::new(axis).enumerate() {
-            for col in 0..inner {
-                let item = match span {
-                    Span::Empty => empty,
-                    Span::Both(first, last) => {
-                        combine(get(suf, first * inner + col), get(pre, last * inner + col))
-                    }
-                    Span::Pre(last) => get(pre, last * inner + col),
-                    Span::Suf(first) => get(suf, first * inner + col),
-                };
-                store(b, o, col, item);
-            }
+        let mut spans = Spans::new(axis);
+        for o in 0..axis.output {
+            let item = match spans.span(o) {
+                Span::Empty => empty,
+                Span::Both(first, last) => R::combine(suf.get::<R>(first), pre.get::<R>(last)),
+                Span::Pre(last) => pre.get::<R>(last),
+                Span::Suf(first) => suf.get::<R>(first),
+            };
+            dst.put::<R>(o, c, item);
         }
     }
 }
 
-/// The average's divisor is a product over the axes (or the override), so each pass divides
-/// by its own axis's count for output `o`; the override is applied once, in the last pass.
-/// Returns 1 for sum.
-#[inline(always)]
-fn average_factor<T: Element>(s: &PoolShape, kind: PoolKind, a: usize, o: usize, last: bool) -> T {
-    if kind != PoolKind::Avg {
-        return T::ONE;
+/// `dst[c * dst_stride + r] = src[r * src_stride + c]` for `r < rows`, `c < cols`: 8 x 8
+/// blocks in registers ([`Element::transpose8`]), the edges element by element.
+fn transpose<T: Element>(
+    src: &[T],
+    src_stride: usize,
+    rows: usize,
+    cols: usize,
+    dst: &mut [T],
+    dst_stride: usize,
+) {
+    let (rows8, cols8) = (rows & !7, cols & !7);
+    for r in (0..rows8).step_by(8) {
+        for c in (0..cols8).step_by(8) {
+            T::transpose8(
+                &src[r * src_stride + c..],
+                src_stride,
+                &mut dst[c * dst_stride + r..],
+                dst_stride,
+            );
+        }
     }
+    for r in 0..rows {
+        let from = if r < rows8 { cols8 } else { 0 };
+        for c in from..cols {
+            dst[c * dst_stride + r] = src[r * src_stride + c];
+        }
+    }
+}
+
+/// Output `o`'s average factor along axis `a`: the average's divisor is a product over the
+/// axes (or the override), so each pass divides by its own axis's count; the override is
+/// applied once, by the pass that `with_override` names.
+fn average_factor<T: Element>(s: &PoolShape, a: usize, o: usize, with_override: bool) -> T {
     if s.divisor_override != 0 {
-        return if last {
+        return if with_override {
             T::ONE / T::from_usize(s.divisor_override)
         } else {
             T::ONE
@@ -324,6 +569,89 @@ fn average_factor<T: Element>(s: &PoolShape, kind: PoolKind, a: usize, o: usize,
     T::ONE / T::from_usize(count)
 }
 
+/// Elements of scratch for every axis's factors, one per output.
+fn factors_len(s: &PoolShape) -> usize {
+    s.axes
+        .iter()
+        .fold(0usize, |t, a| t.saturating_add(a.output))
+}
+
+/// Each axis's average factors in `buf` (the override on axis `with_override`); `None` unless
+/// `kind` averages.
+fn factors<'a, T: Element>(
+    s: &PoolShape,
+    kind: PoolKind,
+    with_override: usize,
+    buf: &'a mut [T],
+) -> [Option<&'a [T]>; 3] {
+    let mut out = [None; 3];
+    if kind != PoolKind::Avg {
+        return out;
+    }
+    let mut rest = buf;
+    for (a, f) in out.iter_mut().enumerate() {
+        let (mine, others) = core::mem::take(&mut rest).split_at_mut(s.axes[a].output);
+        for (o, v) in mine.iter_mut().enumerate() {
+            *v = average_factor(s, a, o, a == with_override);
+        }
+        *f = Some(&*mine);
+        rest = others;
+    }
+    out
+}
+
+/// A saturating product: a geometry too large to hold in memory asks for more scratch than
+/// any slice has.
+fn product(values: &[usize]) -> usize {
+    values.iter().fold(1usize, |p, &x| p.saturating_mul(x))
+}
+
+/// A saturating sum of buffer lengths.
+fn sum(lens: &[usize]) -> usize {
+    lens.iter().fold(0usize, |t, &x| t.saturating_add(x))
+}
+
+/// Splits `scratch` into buffers of the given lengths.
+fn split<T, const N: usize>(mut scratch: &mut [T], lens: [usize; N]) -> [&mut [T]; N] {
+    lens.map(|n| {
+        let (head, rest) = core::mem::take(&mut scratch).split_at_mut(n);
+        scratch = rest;
+        head
+    })
+}
+
+/// The forward pass's scratch: the W pass's transposed group of input lines (`[W_in,
+/// LANES]` values) and its results (`[W_out, LANES]` items); one plane after the W pass
+/// (`[D_in, H_in, W_out]` items) when H or D follow, and after the H pass (`[D_in, H_out,
+/// W_out]`) when D follows; one strip each of `pre` and `suf`; the average's factors.
+fn forward_layout<T: Element>(s: &PoolShape, kind: PoolKind) -> [usize; 7] {
+    let [ad, ah, aw] = s.axes;
+    let runs = running(s);
+    let (it, l) = (items(kind), T::LANES);
+    let strip = (0..3)
+        .filter(|&a| runs[a])
+        .map(|a| s.axes[a].input)
+        .max()
+        .unwrap_or(0);
+    let w = usize::from(runs[2]);
+    let after_w = usize::from(runs[2] && (runs[1] || runs[0]));
+    let after_h = usize::from(runs[1] && runs[0]);
+    [
+        product(&[w, aw.input, l]),
+        product(&[w, aw.output, l, it]),
+        product(&[after_w, ad.input, ah.input, aw.output, it]),
+        product(&[after_h, ad.input, ah.output, aw.output, it]),
+        product(&[strip, l, it]),
+        product(&[strip, l, it]),
+        factors_len(s),
+    ]
+}
+
+/// Elements of scratch for the forward pass of `kind`.
+pub(crate) fn forward_scratch_len<T: Element>(s: &PoolShape, kind: PoolKind) -> usize {
+    sum(&forward_layout::<T>(s, kind))
+}
+
 /// Forward pooling of `kind` (`indices` only for max). The caller has checked that max
 /// indices fit in `T` exactly.
 pub(crate) fn forward<T: Element>(
@@ -331,131 +659,298 @@ pub(crate) fn forward<T: Element>(
     kind: PoolKind,
     x: &[T],
     y: &mut [T],
-    mut indices: Option<&mut [usize]>,
+    indices: Option<&mut [usize]>,
     scratch: &mut [T],
 ) {
-    match kind {
-        PoolKind::Max => {
-            let mut sink = |i: usize, item: [T; 2]| {
-                y[i] = item[0];
-                if let Some(ix) = indices.as_deref_mut() {
-                    // Exact: the value is an integer below 2^24 (f32) or 2^53 (f64).
-                    ix[i] = item[1].to_f64() as usize;
-                }
-            };
-            forward_passes::<T, 2>(
-                s,
-                x,
-                scratch,
-                [T::NEG_INFINITY, T::ZERO],
-                combine_max,
-                &mut |_, _, _, item| item,
-                &mut sink,
-            );
-        }
-        PoolKind::Sum | PoolKind::Avg => {
-            let mut sink = |i: usize, item: [T; 1]| y[i] = item[0];
-            let mut scale = |a: usize, o: usize, last: bool, item: [T; 1]| {
-                [item[0] * average_factor::<T>(s, kind, a, o, last)]
-            };
-            forward_passes::<T, 1>(s, x, scratch, [T::ZERO], combine_sum, &mut scale, &mut sink);
-        }
+    match (kind, indices) {
+        (PoolKind::Max, Some(ix)) => forward_by::<T, ArgMax>(s, kind, x, y, Some(ix), scratch),
+        (PoolKind::Max, None) => forward_by::<T, Max>(s, kind, x, y, None, scratch),
+        _ => forward_by::<T, Sum>(s, kind, x, y, None, scratch),
     }
 }
 
-/// Runs the forward passes W, H, D (skipping identity axes) and hands every output item to
-/// `sink(flat output index, item)`.
-fn forward_passes<T: Element, const W: usize>(
+fn forward_by<T: Element, R: Reduce<T>>(
     s: &PoolShape,
+    kind: PoolKind,
     x: &[T],
+    y: &mut [T],
+    mut ix: Option<&mut [usize]>,
     scratch: &mut [T],
-    empty: [T; W],
-    combine: impl Fn([T; W], [T; W]) -> [T; W] + Copy,
-    scale: &mut impl FnMut(usize, usize, bool, [T; W]) -> [T; W],
-    sink: &mut impl FnMut(usize, [T; W]),
 ) {
-    let (tmp, line) = forward_layout(s);
-    let (tmp_a, rest) = scratch.split_at_mut(tmp * W);
-    let (tmp_b, rest) = rest.split_at_mut(tmp * W);
-    let line = line * W;
-    let (pre, rest) = rest.split_at_mut(line);
-    let suf = &mut rest[..line];
-    let passes: [usize; 3] = [2, 1, 0];
-    let last = passes.iter().copied().rfind(|&a| !skipped(&s.axes[a]));
-    let Some(last) = last else {
+    let [ad, ah, aw] = s.axes;
+    let runs = running(s);
+    // W first, then H, then D: max's ties then resolve in row-major window order.
+    let Some(last) = (0..3).find(|&a| runs[a]) else {
         // Every axis is an identity: the output is the input.
-        for (i, &v) in x.iter().enumerate() {
-            let mut item = empty;
-            item[0] = v;
-            if W == 2 {
-                item[1] = T::from_usize(i % s.in_plane);
+        let f = if kind == PoolKind::Avg {
+            average_factor::<T>(s, 2, 0, true)
+        } else {
+            T::ONE
+        };
+        for (i, (o, &v)) in y.iter_mut().zip(x).enumerate() {
+            *o = v * f;
+            if let Some(ix) = ix.as_deref_mut() {
+                ix[i] = i % s.in_plane;
             }
-            sink(i, scale(2, 0, true, item));
         }
         return;
     };
-    // Index strides within a channel plane, for max.
-    let plane_stride = [s.axes[1].input * s.axes[2].input, s.axes[2].input, 1];
-    let mut from_input = true;
-    // The current source is tmp_a when `src_is_a` (and not from the input).
-    let mut src_is_a = false;
-    for a in passes {
-        if skipped(&s.axes[a]) {
-            continue;
-        }
-        let (outer, len, inner) = forward_extents(s, a);
-        let axis = s.axes[a];
-        let out_len = axis.output;
-        let index_stride = T::from_usize(plane_stride[a]);
-        let (src, dst): (&[T], &mut [T]) = if src_is_a {
-            (&*tmp_a, &mut *tmp_b)
-        } else {
-            (&*tmp_b, &mut *tmp_a)
+    let [group_in, group_out, after_w, after_h, pre, suf, factor_buf] =
+        split(scratch, forward_layout::<T>(s, kind));
+    let f = factors(s, kind, last, factor_buf);
+    let empty_value = if kind == PoolKind::Max {
+        T::NEG_INFINITY
+    } else {
+        T::ZERO
+    };
+    let empty = (T::splat(empty_value), T::splat(T::ZERO));
+    let mut w = LinePass {
+        group_in,
+        group_out,
+        pre,
+        suf,
+    };
+    if last == 2 {
+        // Only W runs: every line of every plane is alike, so groups run across planes.
+        let mut out = Output {
+            y,
+            ix,
+            cols: aw.output,
+            row0: 0,
+            factors: None,
         };
-        let load = |b: usize, m: usize, col: usize| -> [T; W] {
-            let i = (b * len + m) * inner + col;
-            let mut item = if from_input {
-                let mut it = empty;
-                it[0] = x[i];
-                if W == 2 {
-                    it[1] = T::ZERO;
-                }
-                it
-            } else {
-                get(src, i)
-            };
-            if W == 2 {
-                item[1] += T::from_usize(m) * index_stride;
-            }
-            item
-        };
-        let is_last = a == last;
-        running_pass(
-            outer,
-            inner,
-            &axis,
-            pre,
-            suf,
+        w.forward::<R>(
+            &aw,
+            s.planes * ad.input * ah.input,
+            x,
             empty,
-            combine,
-            load,
-            |b, o, col, item| {
-                let at = (b * out_len + o) * inner + col;
-                let item = scale(a, o, is_last, item);
-                if is_last {
-                    sink(at, item);
-                } else {
-                    put(dst, at, item);
-                }
-            },
+            f[2],
+            &mut out,
         );
-        src_is_a = !src_is_a;
-        from_input = false;
+        return;
+    }
+    let lines = ad.input * ah.input;
+    let (cols_h, cols_d) = (aw.output, ah.output * aw.output);
+    let mut after_w = MatrixMut::new::<R>(after_w, if runs[2] { lines } else { 0 }, aw.output);
+    let h_rows = if runs[1] && runs[0] {
+        ad.input * ah.output
+    } else {
+        0
+    };
+    let mut after_h = MatrixMut::new::<R>(after_h, h_rows, aw.output);
+    for p in 0..s.planes {
+        let xp = &x[p * s.in_plane..][..s.in_plane];
+        let mut out = Output {
+            y: &mut y[p * s.out_plane..][..s.out_plane],
+            ix: ix
+                .as_deref_mut()
+                .map(|ix| &mut ix[p * s.out_plane..][..s.out_plane]),
+            cols: if last == 1 { cols_h } else { cols_d },
+            row0: 0,
+            factors: None,
+        };
+        if runs[2] {
+            w.forward::<R>(
+                &aw,
+                lines,
+                xp,
+                empty,
+                f[2],
+                &mut after_w.at(aw.output, 0, None),
+            );
+        }
+        let from_w = if runs[2] {
+            after_w.rows(aw.output, 0)
+        } else {
+            Matrix {
+                val: xp,
+                idx: None,
+                cols: aw.input,
+                row0: 0,
+                step: 0,
+            }
+        };
+        if runs[1] {
+            let mut pre = Strip::new::<R>(w.pre, ah.input);
+            let mut suf = Strip::new::<R>(w.suf, ah.input);
+            for d in 0..ad.input {
+                let src = Matrix {
+                    row0: d * ah.input,
+                    step: aw.input,
+                    ..from_w
+                };
+                if last == 1 {
+                    out.row0 = d * ah.output;
+                    out.factors = f[1];
+                    column_pass::<T, R>(&ah, cols_h, &mut pre, &mut suf, empty, &src, &mut out);
+                } else {
+                    let mut dst = after_h.at(aw.output, d * ah.output, f[1]);
+                    column_pass::<T, R>(&ah, cols_h, &mut pre, &mut suf, empty, &src, &mut dst);
+                }
+            }
+        }
+        if runs[0] {
+            // Rows of the D pass are whole `[H_out, W_out]` planes.
+            let src = Matrix {
+                cols: cols_d,
+                row0: 0,
+                step: ah.input * aw.input,
+                ..if runs[1] {
+                    after_h.rows(cols_d, 0)
+                } else {
+                    from_w
+                }
+            };
+            out.row0 = 0;
+            out.factors = f[0];
+            let mut pre = Strip::new::<R>(w.pre, ad.input);
+            let mut suf = Strip::new::<R>(w.suf, ad.input);
+            column_pass::<T, R>(&ad, cols_d, &mut pre, &mut suf, empty, &src, &mut out);
+        }
     }
 }
 
+/// Rows that the pass along W fills from a transposed group of lines.
+trait LineSink<T: Element> {
+    /// Rows `l0..l0 + g` from a group's items: `[cols, LANES]` values and (when indexed)
+    /// indices, lane `r` holding row `l0 + r`.
+    fn put_group<R: Reduce<T>>(&mut self, l0: usize, g: usize, val: &[T], idx: &[T]);
+}
+
+impl<T: Element> LineSink<T> for MatrixMut<'_, T> {
+    fn put_group<R: Reduce<T>>(&mut self, l0: usize, g: usize, val: &[T], idx: &[T]) {
+        let (cols, at) = (self.cols, (self.row0 + l0) * self.cols);
+        transpose(val, T::LANES, cols, g, &mut self.val[at..], cols);
+        if R::INDEXED {
+            transpose(idx, T::LANES, cols, g, &mut self.idx[at..], cols);
+        }
+    }
+}
+
+impl<T: Element> LineSink<T> for Output<'_, T> {
+    fn put_group<R: Reduce<T>>(&mut self, l0: usize, g: usize, val: &[T], idx: &[T]) {
+        let (cols, at) = (self.cols, (self.row0 + l0) * self.cols);
+        transpose(val, T::LANES, cols, g, &mut self.y[at..], cols);
+        if let (true, Some(ix)) = (R::INDEXED, self.ix.as_deref_mut()) {
+            for r in 0..g {
+                let row = &mut ix[at + r * cols..][..cols];
+                for (o, d) in row.iter_mut().enumerate() {
+                    // Exact: the value is an integer below 2^24 (f32) or 2^53 (f64).
+                    *d = idx[o * T::LANES + r].to_f64() as usize;
+                }
+            }
+        }
+    }
+}
+
+/// The buffers of the pass along W, whose lines are contiguous in memory: a group of up to
+/// `LANES` lines is transposed into `group_in` so that the pass runs across the lines as
+/// the lanes of one strip; its results land in `group_out`, still transposed, and go to their
+/// rows by [`LineSink::put_group`]. `pre` and `suf` hold one strip each (and serve the other
+/// passes too).
+struct LinePass<'a, T> {
+    group_in: &'a mut [T],
+    group_out: &'a mut [T],
+    pre: &'a mut [T],
+    suf: &'a mut [T],
+}
+
+impl<T: Element> LinePass<'_, T> {
+    /// The forward pass along `axis` over `lines` lines of the input `x`
+    /// (`[lines, axis.input]`; indices start at the W coordinate), each output scaled by its
+    /// factor, into `dst` (`[lines, axis.output]`).
+    fn forward<R: Reduce<T>>(
+        &mut self,
+        axis: &Axis,
+        lines: usize,
+        x: &[T],
+        empty: Item<T>,
+        factors: Option<&[T]>,
+        dst: &mut impl LineSink<T>,
+    ) {
+        let (win, wout, l) = (axis.input, axis.output, T::LANES);
+        let mut pre = Strip::new::<R>(self.pre, win);
+        let mut suf = Strip::new::<R>(self.suf, win);
+        let mut out = Strip::new::<R>(self.group_out, wout);
+        out.factors = factors;
+        for l0 in (0..lines).step_by(l) {
+            let g = (lines - l0).min(l);
+            transpose(&x[l0 * win..], win, g, win, self.group_in, l);
+            let src = Group {
+                val: &*self.group_in,
+            };
+            column_pass::<T, R>(axis, l, &mut pre, &mut suf, empty, &src, &mut out);
+            dst.put_group::<R>(l0, g, out.val, out.idx);
+        }
+    }
+
+    /// The backward pass along `axis` over `lines` lines of `dy` (`[lines, axis.output]`),
+    /// each scaled by its factor before it is summed, into `dx` (`[lines, axis.input]`).
+    fn backward(
+        &mut self,
+        axis: &Axis,
+        lines: usize,
+        dy: &[T],
+        factors: Option<&[T]>,
+        dx: &mut [T],
+    ) {
+        let t = transposed_axis(axis);
+        let (win, wout, l) = (axis.input, axis.output, T::LANES);
+        let mut pre = Strip::new::<Sum>(self.pre, t.input);
+        let mut suf = Strip::new::<Sum>(self.suf, t.input);
+        let mut out = Strip::new::<Sum>(self.group_out, win);
+        let zero = T::splat(T::ZERO);
+        for l0 in (0..lines).step_by(l) {
+            let g = (lines - l0).min(l);
+            transpose(&dy[l0 * wout..], wout, g, wout, self.group_in, l);
+            let src = Upsampled {
+                rows: Group {
+                    val: &*self.group_in,
+                },
+                stride: axis.stride,
+                factors,
+            };
+            column_pass::<T, Sum>(&t, l, &mut pre, &mut suf, (zero, zero), &src, &mut out);
+            transpose(out.val, l, win, g, &mut dx[l0 * win..], win);
+        }
+    }
+}
+
+/// The backward pass's scratch: the W pass's transposed group of gradient lines (`[W_out,
+/// LANES]`) and its results (`[W_in, LANES]`); one plane after the D pass (`[D_in, H_out,
+/// W_out]`) when H or W follow, and after the H pass (`[D_in, H_in, W_out]`) when W follows;
+/// one strip (of the upsampled length) each of `pre` and `suf`; the average's factors.
+fn backward_layout<T: Element>(s: &PoolShape) -> [usize; 7] {
+    let [ad, ah, aw] = s.axes;
+    let runs = running(s);
+    let l = T::LANES;
+    let strip = (0..3)
+        .filter(|&a| runs[a])
+        .map(|a| transposed_axis(&s.axes[a]).input)
+        .max()
+        .unwrap_or(0);
+    let w = usize::from(runs[2]);
+    let after_d = usize::from(runs[0] && (runs[1] || runs[2]));
+    let after_h = usize::from(runs[1] && runs[2]);
+    [
+        product(&[w, aw.output, l]),
+        product(&[w, aw.input, l]),
+        product(&[after_d, ad.input, ah.output, aw.output]),
+        product(&[after_h, ad.input, ah.input, aw.output]),
+        product(&[strip, l]),
+        product(&[strip, l]),
+        factors_len(s),
+    ]
+}
+
+/// Elements of scratch for the backward pass of average or sum pooling.
+pub(crate) fn backward_scratch_len<T: Element>(s: &PoolShape) -> usize {
+    sum(&backward_layout::<T>(s))
+}
+
 /// Backward of average or sum pooling: `dx[i] = sum over windows o containing i of
-/// dy[o] / divisor(o)` (divisor 1 for sum).
+/// dy[o] / divisor(o)` (divisor 1 for sum), as a window sum of the upsampled gradient along
+/// D, then H, then W.
 pub(crate) fn backward<T: Element>(
     s: &PoolShape,
     kind: PoolKind,
@@ -463,63 +958,152 @@ pub(crate) fn backward<T: Element>(
     dx: &mut [T],
     scratch: &mut [T],
 ) {
-    let (tmp_len, line) = backward_layout(s);
-    let (tmp_a, rest) = scratch.split_at_mut(tmp_len);
-    let (tmp_b, rest) = rest.split_at_mut(tmp_len);
-    let (u, rest) = rest.split_at_mut(line);
-    let (pre, rest) = rest.split_at_mut(line);
-    let suf = &mut rest[..line];
-
-    tmp_a[..s.output_len].copy_from_slice(dy);
-    let passes: [usize; 3] = [0, 1, 2];
-    let last = passes.iter().copied().rfind(|&a| !skipped(&s.axes[a]));
-    let Some(last) = last else {
-        let f = average_factor::<T>(s, kind, 2, 0, true);
+    let [ad, ah, aw] = s.axes;
+    let runs = running(s);
+    let (Some(first), Some(last)) = ((0..3).find(|&a| runs[a]), (0..3).rfind(|&a| runs[a])) else {
+        let f = if kind == PoolKind::Avg {
+            average_factor::<T>(s, 2, 0, true)
+        } else {
+            T::ONE
+        };
         for (d, &g) in dx.iter_mut().zip(dy) {
             *d = g * f;
         }
         return;
     };
-    let first = passes.iter().copied().find(|&a| !skipped(&s.axes[a]));
-    let mut src_is_a = true;
-    for a in passes {
-        let axis = s.axes[a];
-        if skipped(&axis) {
-            continue;
-        }
-        let (outer, len_out, inner) = backward_extents(s, a);
-        let t = transposed_axis(&axis);
-        let (src, dst): (&[T], &mut [T]) = if src_is_a {
-            (&*tmp_a, &mut *tmp_b)
-        } else {
-            (&*tmp_b, &mut *tmp_a)
+    let [group_in, group_out, after_d, after_h, pre, suf, factor_buf] =
+        split(scratch, backward_layout::<T>(s));
+    // Each pass divides by its axis's count; the first one also by the override.
+    let f = factors(s, kind, first, factor_buf);
+    let zero = T::splat(T::ZERO);
+    let mut w = LinePass {
+        group_in,
+        group_out,
+        pre,
+        suf,
+    };
+    if first == 2 {
+        // Only W runs: every line of every plane is alike.
+        w.backward(&aw, s.planes * ad.input * ah.input, dy, f[2], dx);
+        return;
+    }
+    let (td, th) = (transposed_axis(&ad), transposed_axis(&ah));
+    let cols_d = ah.output * aw.output;
+    let d_rows = if runs[0] && last != 0 { ad.input } else { 0 };
+    let mut after_d = MatrixMut::new::<Sum>(after_d, d_rows, cols_d);
+    let h_rows = if runs[1] && runs[2] {
+        ad.input * ah.input
+    } else {
+        0
+    };
+    let mut after_h = MatrixMut::new::<Sum>(after_h, h_rows, aw.output);
+    for p in 0..s.planes {
+        let dyp = &dy[p * s.out_plane..][..s.out_plane];
+        let dxp = &mut dx[p * s.in_plane..][..s.in_plane];
+        let from_dy = Matrix {
+            val: dyp,
+            idx: None,
+            cols: aw.output,
+            row0: 0,
+            step: 0,
         };
-        let dst: &mut [T] = if a == last { &mut *dx } else { dst };
-        for b in 0..outer {
-            // Upsample the block's lines by the stride.
-            let u = &mut u[..t.input * inner];
-            u.fill(T::ZERO);
-            for o in 0..len_out {
-                // Each pass divides by its axis's count; the first one also by the override.
-                let f = average_factor::<T>(s, kind, a, o, Some(a) == first);
-                let from = &src[(b * len_out + o) * inner..][..inner];
-                for (v, &g) in u[o * axis.stride * inner..][..inner].iter_mut().zip(from) {
-                    *v = g * f;
-                }
+        if runs[0] {
+            let src = Upsampled {
+                rows: Matrix {
+                    cols: cols_d,
+                    ..from_dy
+                },
+                stride: ad.stride,
+                factors: f[0],
+            };
+            let mut pre = Strip::new::<Sum>(w.pre, td.input);
+            let mut suf = Strip::new::<Sum>(w.suf, td.input);
+            if last == 0 {
+                let mut dst = MatrixMut {
+                    val: dxp,
+                    idx: &mut [],
+                    cols: cols_d,
+                    row0: 0,
+                    factors: None,
+                };
+                column_pass::<T, Sum>(
+                    &td,
+                    cols_d,
+                    &mut pre,
+                    &mut suf,
+                    (zero, zero),
+                    &src,
+                    &mut dst,
+                );
+                continue;
             }
-            let u = &*u;
-            running_pass::<T, 1>(
-                1,
-                inner,
-                &t,
-                pre,
-                suf,
-                [T::ZERO],
-                combine_sum,
-                |_, m, col| [u[m * inner + col]],
-                |_, i, col, item| dst[(b * t.output + i) * inner + col] = item[0],
+            let mut dst = after_d.at(cols_d, 0, None);
+            column_pass::<T, Sum>(
+                &td,
+                cols_d,
+                &mut pre,
+                &mut suf,
+                (zero, zero),
+                &src,
+                &mut dst,
             );
         }
-        src_is_a = !src_is_a;
+        let from_d = if runs[0] {
+            after_d.rows(aw.output, 0)
+        } else {
+            from_dy
+        };
+        if runs[1] {
+            let mut pre = Strip::new::<Sum>(w.pre, th.input);
+            let mut suf = Strip::new::<Sum>(w.suf, th.input);
+            for d in 0..ad.input {
+                let src = Upsampled {
+                    rows: Matrix {
+                        row0: d * ah.output,
+                        ..from_d
+                    },
+                    stride: ah.stride,
+                    factors: f[1],
+                };
+                if last == 1 {
+                    let mut dst = MatrixMut {
+                        val: &mut *dxp,
+                        idx: &mut [],
+                        cols: aw.input,
+                        row0: d * ah.input,
+                        factors: None,
+                    };
+                    column_pass::<T, Sum>(
+                        &th,
+                        aw.input,
+                        &mut pre,
+                        &mut suf,
+                        (zero, zero),
+                        &src,
+                        &mut dst,
+                    );
+                } else {
+                    let mut dst = after_h.at(aw.output, d * ah.input, None);
+                    column_pass::<T, Sum>(
+                        &th,
+                        aw.output,
+                        &mut pre,
+                        &mut suf,
+                        (zero, zero),
+                        &src,
+                        &mut dst,
+                    );
+                }
+            }
+            if last == 1 {
+                continue;
+            }
+        }
+        let from_h = if runs[1] {
+            after_h.rows(aw.output, 0).val
+        } else {
+            from_d.val
+        };
+        w.backward(&aw, ad.input * ah.input, from_h, f[2], dxp);
     }
 }

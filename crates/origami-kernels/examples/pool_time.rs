@@ -1,0 +1,65 @@
+//! Times one 2-D pooling, forward and backward, and prints milliseconds and GB/s per direction.
+//!
+//! `cargo run --release --example pool_time -- N C H KERNEL STRIDE PAD KIND [ALGO]`
+//! (KIND: max, avg, sum; ALGO: auto, direct, fold, prefix_sum). For profiling single shapes;
+//! the sweep is the benchmark.
+use origami_kernels::{PoolAlgorithm, PoolKind, PoolOp, PoolSpec};
+use std::time::Instant;
+
+fn best_of(reps: usize, mut f: impl FnMut()) -> f64 {
+    f();
+    (0..reps)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed().as_secs_f64()
+        })
+        .fold(f64::MAX, f64::min)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let num = |i: usize| -> usize { args[i].parse().expect("a number") };
+    let (n, c, h, k, stride, pad) = (num(0), num(1), num(2), num(3), num(4), num(5));
+    let kind = match args[6].as_str() {
+        "max" => PoolKind::Max,
+        "avg" => PoolKind::Avg,
+        _ => PoolKind::Sum,
+    };
+    let algo = args
+        .get(7)
+        .and_then(|a| PoolAlgorithm::from_name(a))
+        .unwrap_or(PoolAlgorithm::Auto);
+    let pool = PoolSpec::new(n, c, [h, h], [k, k])
+        .with_stride([stride, stride])
+        .with_padding([pad, pad])
+        .build()
+        .expect("a valid geometry");
+    let x: Vec<f32> = (0..pool.input_len())
+        .map(|i| ((i * 7919) % 1000) as f32 / 1000.0)
+        .collect();
+    let mut y = vec![0.0f32; pool.output_len()];
+    let mut ix = vec![0usize; pool.output_len()];
+    let mut dx = vec![0.0f32; pool.input_len()];
+    let reps = (2e8 / pool.input_len() as f64).clamp(3.0, 200.0) as usize;
+    let scratch_len = [PoolOp::Forward, PoolOp::Backward]
+        .map(|op| pool.scratch_len::<f32>(kind, op, algo))
+        .into_iter()
+        .max()
+        .unwrap_or(0);
+    let mut scratch = vec![0.0f32; scratch_len];
+    let bytes = 4.0 * (pool.input_len() + pool.output_len()) as f64;
+    let fwd = best_of(reps, || {
+        let ix = (kind == PoolKind::Max).then_some(&mut ix[..]);
+        pool.forward(kind, algo, &x, &mut y, ix, &mut scratch)
+            .expect("forward");
+    });
+    let bwd = best_of(reps, || {
+        let ix = (kind == PoolKind::Max).then_some(&ix[..]);
+        pool.backward(kind, algo, &y, ix, &mut dx, &mut scratch)
+            .expect("backward");
+    });
+    for (name, t) in [("forward", fwd), ("backward", bwd)] {
+        println!("{name:8} {:8.3} ms {:6.2} GB/s", t * 1e3, bytes / t / 1e9);
+    }
+}
