@@ -137,19 +137,22 @@ impl<const D: usize> PoolNd<D> {
 
     /// The concrete algorithm `algo` stands for in pass `op`. `Auto` takes `Fold` when the
     /// windows tile the input (except max's forward pass over windows of at most 9 taps on
-    /// rows long enough for `Direct`'s vectors), `Direct` for windows of at most 9 taps, and
-    /// `PrefixSum` for larger ones, whose cost it keeps constant — except the forward pass of
-    /// average and sum pooling, where `Direct` (one vector add per tap for a run of outputs)
-    /// stays faster up to 63 taps.
+    /// rows long enough for `Direct`'s vectors, which `Direct` takes), and otherwise
+    /// `PrefixSum`, whose cost per element stays constant whatever the window — except the
+    /// forward pass over windows of at most 9 taps along a single axis, where `Direct` (one
+    /// vector add per tap for a run of outputs) is faster, and max pooling of planes too large
+    /// for `PrefixSum`'s exact indices.
     ///
     /// Source of the rules: `origami-bench sweep --profile quick` on the project machine
-    /// (2-core Xeon, AVX-512, f32, 2026-11-27, after Direct's strided rows were
-    /// de-interleaved). Tiling max: `max_2x2` n8 c64 112x112 forward Direct 16.9 ms, Fold
-    /// 22.7 ms; `c3d_pool` 2x2x2 Direct 8.3 ms, Fold 12.9 ms; `avg_2x2` Fold 9.6 ms, Direct
-    /// 14.0 ms. Average windows (n1 c8 112x112, forward): 7x7 Direct 2.8 ms, PrefixSum 4.4 ms;
-    /// 15x15 Direct 10.1 ms, PrefixSum 4.4 ms. `sum_window_1d` n8 c64 W4096 forward: Direct
-    /// 5.8 ms against PrefixSum 72 ms at k = 15, 22 ms against 71 ms at k = 63; backward:
-    /// PrefixSum 68 ms, Direct slower already at k = 15.
+    /// (2-core Xeon, AVX-512, f32, 2026-11-27, after PrefixSum was vectorised). Tiling:
+    /// `max_2x2` n8 c64 112x112 forward Direct 16.5 ms, Fold 21.6, PrefixSum 22.9;
+    /// `avg_2x2` Fold 10.4 ms, Direct 13.5, PrefixSum 13.0 (backward Fold 8.9, PrefixSum
+    /// 21.9, Direct 38.7); `c3d_pool` 2x2x2 Direct 8.3 ms, PrefixSum 10.5, Fold 12.7. Not
+    /// tiling: `resnet_maxpool` 3x3/2 n8 forward PrefixSum 22.3 ms, Direct 25.6; stride-1
+    /// windows n1 c8 112x112, 3x3: average PrefixSum 0.27 ms against Direct 0.85 (backward
+    /// 0.31 against 3.2), max 0.63 against 1.36; `sum_window_1d` n8 c64 W4096 forward:
+    /// Direct 2.6 ms against PrefixSum 5.3 at k = 3, 6.2 against 5.3 at k = 15 (Direct grows
+    /// by ~0.38 ms a tap), backward PrefixSum 5.2 ms against Direct 21 already at k = 3.
     pub fn resolve<T: Element>(
         &self,
         kind: PoolKind,
@@ -158,19 +161,21 @@ impl<const D: usize> PoolNd<D> {
     ) -> PoolAlgorithm {
         match algo {
             PoolAlgorithm::Auto => {
+                let s = &self.shape;
                 let taps = self.window_taps();
-                let tiles = fold::check(&self.shape).is_ok();
-                let wide_rows = self.shape.axes[2].output >= T::LANES;
+                let tiles = fold::check(s).is_ok();
+                let wide_rows = s.axes[2].output >= T::LANES;
+                let windowed_axes = s.axes.iter().filter(|a| a.kernel > 1).count();
+                let exact_indices =
+                    kind != PoolKind::Max || s.in_plane <= prefix_sum::max_exact_index::<T>();
                 if tiles {
                     if kind == PoolKind::Max && op == PoolOp::Forward && wide_rows && taps <= 9 {
                         PoolAlgorithm::Direct
                     } else {
                         PoolAlgorithm::Fold
                     }
-                } else if taps <= 9
-                    || (kind == PoolKind::Max
-                        && self.shape.in_plane > prefix_sum::max_exact_index::<T>())
-                    || (op == PoolOp::Forward && kind != PoolKind::Max && taps <= 63)
+                } else if !exact_indices
+                    || (op == PoolOp::Forward && windowed_axes <= 1 && taps <= 9)
                 {
                     PoolAlgorithm::Direct
                 } else {
