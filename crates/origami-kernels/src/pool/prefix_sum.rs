@@ -35,7 +35,8 @@
 //! lines are contiguous, so groups of `LANES` lines are transposed (8 x 8 blocks in
 //! registers), run as the columns of one strip, and transposed back. Channel planes are done
 //! one after another, W then H then D, so a plane's intermediate results stay in cache
-//! between passes (a whole-tensor pass would send each of them to memory and back).
+//! between passes (a whole-tensor pass would send each of them to memory and back). Where
+//! only W runs (1-D pooling) every line is alike, and the groups run across planes.
 //!
 //! Scratch holds one plane's intermediate results, the transposed groups and one strip of
 //! `pre` / `suf`: its size does not grow with the batch. Max indices travel through the
@@ -142,7 +143,7 @@ const fn items(kind: PoolKind) -> usize {
 fn chunks<T: Element>(cols: usize) -> impl Iterator<Item = usize> {
     let l = T::LANES;
     let whole = if cols >= l { cols / l } else { 1 };
-    let tail = (cols > l && !cols.is_multiple_of(l)).then_some(cols - l);
+    let tail = (cols > l && !cols.is_multiple_of(l)).then(|| cols - l);
     (0..whole).map(move |i| i * l).chain(tail)
 }
 
@@ -1105,5 +1106,102 @@ pub(crate) fn backward<T: Element>(
             from_d.val
         };
         w.backward(&aw, ad.input * ah.input, from_h, f[2], dxp);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn axis(input: usize, kernel: usize, stride: usize, dilation: usize, pad: usize) -> Axis {
+        let span = (kernel - 1) * dilation + 1;
+        Axis {
+            input,
+            output: (input + 2 * pad - span) / stride + 1,
+            kernel,
+            stride,
+            dilation,
+            pad_lo: pad,
+        }
+    }
+
+    /// Every output's span, against the window's first and last taps found tap by tap.
+    #[test]
+    fn spans_match_brute_force() {
+        for input in 1..24 {
+            for kernel in 1..7 {
+                for stride in 1..4 {
+                    for dilation in 1..3 {
+                        let span = (kernel - 1) * dilation + 1;
+                        for pad in 0..=span / 2 {
+                            if input + 2 * pad < span {
+                                continue;
+                            }
+                            let a = axis(input, kernel, stride, dilation, pad);
+                            let mut spans = Spans::new(&a);
+                            for o in 0..a.output {
+                                let inside: Vec<usize> = (0..kernel)
+                                    .filter_map(|t| {
+                                        (o * stride + t * dilation)
+                                            .checked_sub(pad)
+                                            .filter(|&i| i < input)
+                                    })
+                                    .collect();
+                                let got = spans.span(o);
+                                let (Some(&first), Some(&last)) = (inside.first(), inside.last())
+                                else {
+                                    assert!(matches!(got, Span::Empty), "{a:?} o={o}");
+                                    continue;
+                                };
+                                let (ja, jb) = (first / dilation, last / dilation);
+                                let ok = match got {
+                                    Span::Both(f, l) => {
+                                        (f, l) == (first, last) && ja / kernel != jb / kernel
+                                    }
+                                    Span::Pre(l) => l == last && ja % kernel == 0,
+                                    Span::Suf(f) => {
+                                        f == first
+                                            && ja / kernel == jb / kernel
+                                            && (jb % kernel == kernel - 1
+                                                || last + dilation >= input)
+                                    }
+                                    Span::Empty => false,
+                                };
+                                assert!(ok, "{a:?} o={o}: {first}..={last}");
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn chunks_cover_every_column_inside_the_row() {
+        let l = <f32 as Element>::LANES;
+        for cols in 1..5 * l {
+            let mut seen = vec![false; cols];
+            for c in chunks::<f32>(cols) {
+                assert!(c + l.min(cols) <= cols, "cols={cols} c={c}");
+                for s in &mut seen[c..(c + l).min(cols)] {
+                    *s = true;
+                }
+            }
+            assert!(seen.iter().all(|&s| s), "cols={cols}");
+        }
+    }
+
+    #[test]
+    fn transpose_moves_rows_to_columns() {
+        for (rows, cols) in [(1, 1), (8, 8), (3, 17), (16, 112), (19, 9), (8, 13)] {
+            let src: Vec<f32> = (0..rows * cols).map(|i| i as f32).collect();
+            let mut dst = vec![-1.0f32; rows * cols];
+            transpose(&src, cols, rows, cols, &mut dst, rows);
+            for r in 0..rows {
+                for c in 0..cols {
+                    assert_eq!(dst[c * rows + r], src[r * cols + c], "{rows}x{cols}");
+                }
+            }
+        }
     }
 }
