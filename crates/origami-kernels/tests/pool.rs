@@ -338,6 +338,38 @@ fn ties_pick_the_first_maximum_and_nan_propagates() {
     }
 }
 
+/// A bad max index is reported by value, the first one in memory order, whichever planes
+/// (and threads) come before it.
+#[test]
+fn the_first_bad_index_is_named() {
+    let pool = PoolSpec::new(2, 3, [4, 4], [2, 2]).build().unwrap();
+    let dy = vec![1.0f32; pool.output_len()];
+    let mut idx = vec![0usize; pool.output_len()];
+    let plane = pool.output_len() / 6;
+    idx[2 * plane + 2] = 16 + 5;
+    idx[3 * plane] = 16 + 9;
+    let mut dx = vec![0.0f32; pool.input_len()];
+    let r = pool.backward(
+        PoolKind::Max,
+        PoolAlgorithm::Auto,
+        &dy,
+        Some(&idx),
+        &mut dx,
+        &mut [],
+    );
+    assert!(
+        matches!(
+            r,
+            Err(Error::InvalidValue {
+                name: "indices",
+                value: 21,
+                ..
+            })
+        ),
+        "{r:?}"
+    );
+}
+
 #[test]
 fn bad_input_is_an_error() {
     let pool = PoolSpec::new(1, 2, [6, 6], [2, 2]).build().unwrap();

@@ -330,7 +330,9 @@ impl<const D: usize> PoolNd<D> {
 
     /// The input gradient (overwritten) from the output gradient. Max routes each gradient to
     /// the input its index names (`indices` from [`PoolNd::forward`], required); average and
-    /// sum spread it over the window.
+    /// sum spread it over the window. An index outside its channel plane is an
+    /// [`Error::InvalidValue`] naming the first such index; the channel planes before it have
+    /// then been written already (each plane's indices are checked as it is routed).
     pub fn backward<T: Element>(
         &self,
         kind: PoolKind,
@@ -378,39 +380,46 @@ impl<const D: usize> PoolNd<D> {
 }
 
 /// Max pooling's backward, the same for every algorithm: `dx[plane][indices[o]] += dy[o]`.
-/// Indices come from the caller, so each is checked against the plane before anything is
-/// written.
+/// Indices come from the caller, so each plane's are checked against the plane right before
+/// that plane is written, while they are in cache: a separate pass over all of them first
+/// would read them from memory twice (8 bytes an output, the largest stream of this pass).
+/// On a bad index the planes before it are written and the rest are not; the error names
+/// the first bad index in memory order, whatever the thread count.
 fn route_max_gradient<T: Element>(
     s: &geometry::PoolShape,
     dy: &[T],
     indices: &[usize],
     dx: &mut [T],
 ) -> Result<(), Error> {
-    if let Some(&bad) = indices.iter().find(|&&i| i >= s.in_plane) {
-        return Err(Error::InvalidValue {
-            name: "indices",
-            dim: None,
-            value: bad,
-            reason: "an index lies outside the input plane",
-        });
-    }
-    let route = |planes: core::ops::Range<usize>, dx: &mut [T]| {
+    // The position of the first bad index in `planes`, or `None` once they are all routed.
+    let route = |planes: core::ops::Range<usize>, dx: &mut [T]| -> Option<usize> {
         let dy = &dy[planes.start * s.out_plane..planes.end * s.out_plane];
         let ix = &indices[planes.start * s.out_plane..planes.end * s.out_plane];
-        for ((dx_p, dy_p), ix_p) in dx
+        for (p, ((dx_p, dy_p), ix_p)) in dx
             .chunks_exact_mut(s.in_plane)
             .zip(dy.chunks_exact(s.out_plane))
             .zip(ix.chunks_exact(s.out_plane))
+            .enumerate()
         {
+            // A max over the plane's indices (vectorised), then the position if one is bad.
+            if ix_p.iter().fold(0, |m, &i| m.max(i)) >= s.in_plane {
+                let at = ix_p.iter().position(|&i| i >= s.in_plane).unwrap_or(0);
+                return Some((planes.start + p) * s.out_plane + at);
+            }
             // Cleared plane by plane, so the plane is still in cache when the gradients land.
             dx_p.fill(T::ZERO);
             for (&g, &i) in dy_p.iter().zip(ix_p) {
                 dx_p[i] += g;
             }
         }
+        None
     };
     #[cfg(feature = "rayon")]
-    {
+    let first_bad = {
+        use core::sync::atomic::{AtomicUsize, Ordering};
+        // Each part stops at its first bad plane; the part holding the first bad index of all
+        // finds it, so the minimum is the same for any split.
+        let first_bad = AtomicUsize::new(usize::MAX);
         let out = Units {
             data: dx,
             unit: s.in_plane,
@@ -423,11 +432,22 @@ fn route_max_gradient<T: Element>(
             &mut [] as &mut [T],
             0,
             |planes, dx, _| {
-                route(planes, dx.data);
+                if let Some(at) = route(planes, dx.data) {
+                    first_bad.fetch_min(at, Ordering::Relaxed);
+                }
             },
         );
-    }
+        Some(first_bad.into_inner()).filter(|&at| at != usize::MAX)
+    };
     #[cfg(not(feature = "rayon"))]
-    route(0..s.planes, dx);
-    Ok(())
+    let first_bad = route(0..s.planes, dx);
+    match first_bad {
+        Some(at) => Err(Error::InvalidValue {
+            name: "indices",
+            dim: None,
+            value: indices[at],
+            reason: "an index lies outside the input plane",
+        }),
+        None => Ok(()),
+    }
 }
