@@ -136,8 +136,8 @@ impl<const D: usize> PoolNd<D> {
     }
 
     /// The concrete algorithm `algo` stands for in pass `op`. `Auto` takes `Fold` when the
-    /// windows tile the input (except max's forward pass over windows of at most 9 taps on
-    /// rows long enough for `Direct`'s vectors, which `Direct` takes), and otherwise
+    /// windows tile the input (except max's forward pass over windows of at most 9 taps, not
+    /// 2 or 3 wide, on rows long enough for `Direct`'s vectors, which `Direct` takes), and otherwise
     /// `PrefixSum`, whose cost per element stays constant whatever the window — except the
     /// forward pass over windows of at most 9 taps along a single axis, where `Direct` (one
     /// vector add per tap for a run of outputs) is faster, and max pooling of planes too large
@@ -145,9 +145,11 @@ impl<const D: usize> PoolNd<D> {
     ///
     /// Source of the rules: `origami-bench sweep --profile quick` on the project machine
     /// (2-core Xeon, AVX-512, f32, 2026-11-27, after PrefixSum was vectorised). Tiling:
-    /// `max_2x2` n8 c64 112x112 forward Direct 16.5 ms, Fold 21.6, PrefixSum 22.9;
-    /// `avg_2x2` Fold 10.4 ms, Direct 13.5, PrefixSum 13.0 (backward Fold 8.9, PrefixSum
-    /// 21.9, Direct 38.7); `c3d_pool` 2x2x2 Direct 8.3 ms, PrefixSum 10.5, Fold 12.7. Not
+    /// `avg_2x2` n8 c64 112x112 Fold 10.4 ms, Direct 13.5, PrefixSum 13.0 (backward Fold 8.9,
+    /// PrefixSum 21.9, Direct 38.7), and after Fold's rows of 2- and 3-wide windows were
+    /// vectorised (`pool_time` example, random input) Fold 3.7 ms forward and backward; max
+    /// 2x2 forward with indices Fold 4.6 ms against Direct 17.0 (before: Direct 16.5, Fold
+    /// 21.6, PrefixSum 22.9). Not
     /// tiling: `resnet_maxpool` 3x3/2 n8 forward PrefixSum 22.3 ms, Direct 25.6; stride-1
     /// windows n1 c8 112x112, 3x3: average PrefixSum 0.27 ms against Direct 0.85 (backward
     /// 0.31 against 3.2), max 0.63 against 1.36; `sum_window_1d` n8 c64 W4096 forward:
@@ -168,8 +170,15 @@ impl<const D: usize> PoolNd<D> {
                 let windowed_axes = s.axes.iter().filter(|a| a.kernel > 1).count();
                 let exact_indices =
                     kind != PoolKind::Max || s.in_plane <= prefix_sum::max_exact_index::<T>();
+                // Fold's rows are vectorised for windows 2 and 3 wide (a constant width).
+                let narrow_windows = matches!(s.axes[2].kernel, 2 | 3);
                 if tiles {
-                    if kind == PoolKind::Max && op == PoolOp::Forward && wide_rows && taps <= 9 {
+                    if kind == PoolKind::Max
+                        && op == PoolOp::Forward
+                        && wide_rows
+                        && taps <= 9
+                        && !narrow_windows
+                    {
                         PoolAlgorithm::Direct
                     } else {
                         PoolAlgorithm::Fold
