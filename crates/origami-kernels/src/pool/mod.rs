@@ -139,9 +139,10 @@ impl<const D: usize> PoolNd<D> {
     /// windows tile the input (except max's forward pass over windows of at most 9 taps, not
     /// 2 or 3 wide, on rows long enough for `Direct`'s vectors, which `Direct` takes), and otherwise
     /// `PrefixSum`, whose cost per element stays constant whatever the window — except the
-    /// forward pass over windows of at most 9 taps along a single axis, where `Direct` (one
-    /// vector add per tap for a run of outputs) is faster, and max pooling of planes too large
-    /// for `PrefixSum`'s exact indices.
+    /// forward pass over windows of at most 9 taps along a single axis or strided along W,
+    /// where `Direct` (one vector op per tap for a run of outputs, over rows split by the
+    /// stride) is faster, and max pooling of planes too large for `PrefixSum`'s exact
+    /// indices.
     ///
     /// Source of the rules: `origami-bench sweep --profile quick` on the project machine
     /// (2-core Xeon, AVX-512, f32, 2026-11-27, after PrefixSum was vectorised). Tiling:
@@ -150,7 +151,8 @@ impl<const D: usize> PoolNd<D> {
     /// vectorised (`pool_time` example, random input) Fold 3.7 ms forward and backward; max
     /// 2x2 forward with indices Fold 4.6 ms against Direct 17.0 (before: Direct 16.5, Fold
     /// 21.6, PrefixSum 22.9). Not
-    /// tiling: `resnet_maxpool` 3x3/2 n8 forward PrefixSum 22.3 ms, Direct 25.6; stride-1
+    /// tiling: `resnet_maxpool` 3x3/2 n8 forward PrefixSum 22.3 ms, Direct 25.6, and 12.9
+    /// after Direct's rows were split by a constant stride of 2 (`pool_time`); stride-1
     /// windows n1 c8 112x112, 3x3: average PrefixSum 0.27 ms against Direct 0.85 (backward
     /// 0.31 against 3.2), max 0.63 against 1.36; `sum_window_1d` n8 c64 W4096 forward:
     /// Direct 2.6 ms against PrefixSum 5.3 at k = 3, 6.2 against 5.3 at k = 15 (Direct grows
@@ -184,7 +186,9 @@ impl<const D: usize> PoolNd<D> {
                         PoolAlgorithm::Fold
                     }
                 } else if !exact_indices
-                    || (op == PoolOp::Forward && windowed_axes <= 1 && taps <= 9)
+                    || (op == PoolOp::Forward
+                        && taps <= 9
+                        && (windowed_axes <= 1 || s.axes[2].stride > 1))
                 {
                     PoolAlgorithm::Direct
                 } else {
