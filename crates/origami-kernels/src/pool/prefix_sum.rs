@@ -1151,8 +1151,10 @@ mod tests {
     /// Every output's span, against the window's first and last taps found tap by tap.
     #[test]
     fn spans_match_brute_force() {
-        for input in 1..24 {
-            for kernel in 1..7 {
+        // Miri interprets every step: a smaller sweep there still takes each branch.
+        let (inputs, kernels) = if cfg!(miri) { (9, 4) } else { (24, 7) };
+        for input in 1..inputs {
+            for kernel in 1..kernels {
                 for stride in 1..4 {
                     for dilation in 1..3 {
                         let span = (kernel - 1) * dilation + 1;
