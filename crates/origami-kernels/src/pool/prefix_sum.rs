@@ -303,7 +303,8 @@ impl<T: Element> RowsMut<T> for MatrixMut<'_, T> {
 /// row `row0` on, each row scaled by its factor. The passes write a plane's indices as `T`
 /// into `idx`, and [`Output::convert_indices`] turns the whole plane into `usize` at once: a
 /// long loop that the compiler vectorises, where converting each vector's lanes as it is
-/// stored costs a quarter of max pooling's time.
+/// stored costs a quarter of max pooling's time. (Where only W runs, the indices are
+/// converted as the groups are transposed into place, and `idx` is empty.)
 struct Output<'a, T> {
     y: &'a mut [T],
     ix: Option<&'a mut [usize]>,
