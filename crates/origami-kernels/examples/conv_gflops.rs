@@ -2,22 +2,10 @@
 //!
 //! `cargo run --release --example conv_gflops -- N C H K KERNEL PAD STRIDE GROUPS [ALGO]`
 //! (ALGO: auto, direct, unrolled). For profiling single shapes; the sweep is the benchmark.
-use origami_kernels::{ConvAlgorithm, ConvOp, ConvSpec};
-use std::time::Instant;
+mod common;
 
-fn best_of(reps: usize, mut f: impl FnMut()) -> f64 {
-    if reps == 0 {
-        return f64::NAN;
-    }
-    f();
-    (0..reps)
-        .map(|_| {
-            let t = Instant::now();
-            f();
-            t.elapsed().as_secs_f64()
-        })
-        .fold(f64::MAX, f64::min)
-}
+use common::best_of;
+use origami_kernels::{ConvAlgorithm, ConvOp, ConvSpec};
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();

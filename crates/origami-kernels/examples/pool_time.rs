@@ -3,19 +3,10 @@
 //! `cargo run --release --example pool_time -- N C H KERNEL STRIDE PAD KIND [ALGO]`
 //! (KIND: max, avg, sum; ALGO: auto, direct, fold, prefix_sum). For profiling single shapes;
 //! the sweep is the benchmark.
-use origami_kernels::{PoolAlgorithm, PoolKind, PoolOp, PoolSpec};
-use std::time::Instant;
+mod common;
 
-fn best_of(reps: usize, mut f: impl FnMut()) -> f64 {
-    f();
-    (0..reps)
-        .map(|_| {
-            let t = Instant::now();
-            f();
-            t.elapsed().as_secs_f64()
-        })
-        .fold(f64::MAX, f64::min)
-}
+use common::best_of;
+use origami_kernels::{PoolAlgorithm, PoolKind, PoolOp, PoolSpec};
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();

@@ -137,6 +137,36 @@ fn store_short<T: Copy>(src: &[T], dst: &mut [T]) {
     piece!(1);
 }
 
+/// `dst[c * dst_stride + r] = src[r * src_stride + c]` for `r < rows`, `c < cols`: 8 x 8
+/// blocks in registers ([`Element::transpose8`]), the edges element by element.
+#[inline]
+pub(crate) fn transpose<T: Element>(
+    src: &[T],
+    src_stride: usize,
+    rows: usize,
+    cols: usize,
+    dst: &mut [T],
+    dst_stride: usize,
+) {
+    let (rows8, cols8) = (rows & !7, cols & !7);
+    for r in (0..rows8).step_by(8) {
+        for c in (0..cols8).step_by(8) {
+            T::transpose8(
+                &src[r * src_stride + c..],
+                src_stride,
+                &mut dst[c * dst_stride + r..],
+                dst_stride,
+            );
+        }
+    }
+    for r in 0..rows {
+        let from = if r < rows8 { cols8 } else { 0 };
+        for c in from..cols {
+            dst[c * dst_stride + r] = src[r * src_stride + c];
+        }
+    }
+}
+
 /// [`Element::transpose8`] for `f32` with `wide`'s 8 x 8 transpose (shuffles with AVX).
 #[inline(always)]
 fn transpose8_f32(src: &[f32], src_stride: usize, dst: &mut [f32], dst_stride: usize) {
@@ -366,5 +396,19 @@ mod tests {
         assert!(out[0].is_nan());
         f32::store(f32::max_nan(b, f32::splat(2.0)), &mut out);
         assert_eq!(out[0], 2.0);
+    }
+
+    #[test]
+    fn transpose_moves_rows_to_columns() {
+        for (rows, cols) in [(1, 1), (8, 8), (3, 17), (16, 112), (19, 9), (8, 13)] {
+            let src: Vec<f32> = (0..rows * cols).map(|i| i as f32).collect();
+            let mut dst = vec![-1.0f32; rows * cols];
+            super::transpose(&src, cols, rows, cols, &mut dst, rows);
+            for r in 0..rows {
+                for c in 0..cols {
+                    assert_eq!(dst[c * rows + r], src[r * cols + c], "{rows}x{cols}");
+                }
+            }
+        }
     }
 }

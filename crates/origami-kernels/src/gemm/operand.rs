@@ -17,7 +17,7 @@ use super::kernel::Tile;
 use super::params::{MR, NV};
 use super::{MatMut, MatRef};
 use crate::Element;
-use crate::element::MAX_LANES;
+use crate::element::{MAX_LANES, transpose};
 
 /// A left operand: packs rows `i0..i0 + mc`, depth `p0..p0 + kc` into `MR`-row slivers
 /// (`out` holds exactly `mc.div_ceil(MR) * MR * kc` elements).
@@ -151,15 +151,7 @@ pub(crate) fn put_columns8<T: Element>(
     let nr = NV * T::LANES;
     let (s, lane) = (j / nr, j % nr);
     let sliver = &mut out[s * nr * kc..][..nr * kc];
-    let whole = kc / 8 * 8;
-    for p in (0..whole).step_by(8) {
-        T::transpose8(&rows[p..], row_stride, &mut sliver[p * nr + lane..], nr);
-    }
-    for p in whole..kc {
-        for i in 0..8 {
-            sliver[p * nr + lane + i] = rows[i * row_stride + p];
-        }
-    }
+    transpose(rows, row_stride, 8, kc, &mut sliver[lane..], nr);
 }
 
 /// The first of each group of eight among `rows` (at least 8) rows: every eighth, then the

@@ -46,6 +46,7 @@
 use super::PoolKind;
 use super::geometry::PoolShape;
 use crate::Element;
+use crate::element::transpose;
 use crate::window::Axis;
 
 /// Whether the pass along `axis` can be skipped: a unit axis with a single-tap window. Other
@@ -126,7 +127,6 @@ impl<T: Element> Reduce<T> for ArgMax {
 }
 
 /// Items per element for `kind`'s forward pass: max pooling may be asked for indices.
-/// Items per element for `kind`'s forward pass: max pooling may be asked for indices.
 const fn items(kind: PoolKind) -> usize {
     match kind {
         PoolKind::Max => 2,
@@ -157,6 +157,14 @@ fn load_at<T: Element>(buf: &[T], cols: usize, row: usize, c: usize) -> T::Simd 
 #[inline(always)]
 fn store_at<T: Element>(v: T::Simd, buf: &mut [T], cols: usize, row: usize, c: usize) {
     T::store(v, &mut buf[row * cols + c..(row + 1) * cols]);
+}
+
+/// `buf`'s first `n` elements as values and, when `R`'s items carry indices, the next `n`
+/// as indices.
+fn values_and_indices<T: Element, R: Reduce<T>>(buf: &mut [T], n: usize) -> (&mut [T], &mut [T]) {
+    let (val, rest) = buf.split_at_mut(n);
+    let idx = if R::INDEXED { &mut rest[..n] } else { &mut [] };
+    (val, idx)
 }
 
 /// `item`'s values times output `o`'s average factor, if any.
@@ -247,9 +255,12 @@ impl<'a, T: Element> MatrixMut<'a, T> {
     /// `buf` as values and indices of `rows x cols` each (no indices unless `R` carries
     /// them).
     fn new<R: Reduce<T>>(buf: &'a mut [T], rows: usize, cols: usize) -> Self {
-        let n = rows * cols;
-        let (val, rest) = buf.split_at_mut(n);
-        let idx = if R::INDEXED { &mut rest[..n] } else { &mut [] };
+        let (val, idx) = values_and_indices::<T, R>(buf, rows * cols);
+        Self::over(val, idx, cols)
+    }
+
+    /// Values `val` and indices `idx` (empty: none) as rows of `cols` columns.
+    fn over(val: &'a mut [T], idx: &'a mut [T], cols: usize) -> Self {
         MatrixMut {
             val,
             idx,
@@ -299,42 +310,23 @@ impl<T: Element> RowsMut<T> for MatrixMut<'_, T> {
     }
 }
 
-/// The caller's output: values, and max indices as `usize` where asked for, written from
-/// row `row0` on, each row scaled by its factor. The passes write a plane's indices as `T`
-/// into `idx`, and [`Output::convert_indices`] turns the whole plane into `usize` at once: a
-/// long loop that the compiler vectorises, where converting each vector's lanes as it is
-/// stored costs a quarter of max pooling's time. (Where only W runs, the indices are
-/// converted as the groups are transposed into place, and `idx` is empty.)
-struct Output<'a, T> {
+/// Turns a plane's indices, written by the passes as `T`, into the caller's `usize` at once:
+/// a long loop that the compiler vectorises, where converting each vector's lanes as it is
+/// stored costs a quarter of max pooling's time.
+fn convert_indices<T: Element>(idx: &[T], ix: &mut [usize]) {
+    for (d, &t) in ix.iter_mut().zip(idx) {
+        // Exact: the value is an integer below 2^24 (f32) or 2^53 (f64).
+        *d = t.to_f64() as usize;
+    }
+}
+
+/// The caller's output where only W runs, so that the W pass's groups span planes: values,
+/// and max indices as `usize` where asked for, converted as the groups are transposed into
+/// place.
+struct OutputLines<'a, T> {
     y: &'a mut [T],
     ix: Option<&'a mut [usize]>,
-    idx: &'a mut [T],
     cols: usize,
-    row0: usize,
-    factors: Option<&'a [T]>,
-}
-
-impl<T: Element> Output<'_, T> {
-    fn convert_indices(&mut self) {
-        if let Some(ix) = self.ix.as_deref_mut() {
-            for (d, &t) in ix.iter_mut().zip(&*self.idx) {
-                // Exact: the value is an integer below 2^24 (f32) or 2^53 (f64).
-                *d = t.to_f64() as usize;
-            }
-        }
-    }
-}
-
-impl<T: Element> RowsMut<T> for Output<'_, T> {
-    #[inline(always)]
-    fn put<R: Reduce<T>>(&mut self, o: usize, c: usize, item: Item<T>) {
-        let item = scaled(item, self.factors, o);
-        let row = self.row0 + o;
-        store_at(item.0, self.y, self.cols, row, c);
-        if R::INDEXED && self.ix.is_some() {
-            store_at(item.1, self.idx, self.cols, row, c);
-        }
-    }
 }
 
 /// One strip of rows, one vector each (values, then indices): the running reductions, and
@@ -347,9 +339,7 @@ struct Strip<'a, T> {
 
 impl<'a, T: Element> Strip<'a, T> {
     fn new<R: Reduce<T>>(buf: &'a mut [T], len: usize) -> Self {
-        let n = len * T::LANES;
-        let (val, rest) = buf.split_at_mut(n);
-        let idx = if R::INDEXED { &mut rest[..n] } else { &mut [] };
+        let (val, idx) = values_and_indices::<T, R>(buf, len * T::LANES);
         Strip {
             val,
             idx,
@@ -530,35 +520,6 @@ fn column_pass<T: Element, R: Reduce<T>>(
     }
 }
 
-/// `dst[c * dst_stride + r] = src[r * src_stride + c]` for `r < rows`, `c < cols`: 8 x 8
-/// blocks in registers ([`Element::transpose8`]), the edges element by element.
-fn transpose<T: Element>(
-    src: &[T],
-    src_stride: usize,
-    rows: usize,
-    cols: usize,
-    dst: &mut [T],
-    dst_stride: usize,
-) {
-    let (rows8, cols8) = (rows & !7, cols & !7);
-    for r in (0..rows8).step_by(8) {
-        for c in (0..cols8).step_by(8) {
-            T::transpose8(
-                &src[r * src_stride + c..],
-                src_stride,
-                &mut dst[c * dst_stride + r..],
-                dst_stride,
-            );
-        }
-    }
-    for r in 0..rows {
-        let from = if r < rows8 { cols8 } else { 0 };
-        for c in from..cols {
-            dst[c * dst_stride + r] = src[r * src_stride + c];
-        }
-    }
-}
-
 /// Output `o`'s average factor along axis `a`: the average's divisor is a product over the
 /// axes (or the override), so each pass divides by its own axis's count; the override is
 /// applied once, by the pass that `with_override` names.
@@ -732,13 +693,10 @@ fn forward_by<T: Element, R: Reduce<T>>(
     };
     if last == 2 {
         // Only W runs: every line of every plane is alike, so groups run across planes.
-        let mut out = Output {
+        let mut out = OutputLines {
             y,
             ix,
-            idx: &mut [],
             cols: aw.output,
-            row0: 0,
-            factors: None,
         };
         w.forward::<R>(
             &aw,
@@ -761,16 +719,13 @@ fn forward_by<T: Element, R: Reduce<T>>(
     let mut after_h = MatrixMut::new::<R>(after_h, h_rows, aw.output);
     for p in 0..s.planes {
         let xp = &x[p * s.in_plane..][..s.in_plane];
-        let mut out = Output {
-            y: &mut y[p * s.out_plane..][..s.out_plane],
-            ix: ix
-                .as_deref_mut()
-                .map(|ix| &mut ix[p * s.out_plane..][..s.out_plane]),
-            idx: &mut *plane_idx,
-            cols: if last == 1 { cols_h } else { cols_d },
-            row0: 0,
-            factors: None,
+        // The plane's output; max indices as `T` in `plane_idx` until the plane is done.
+        let idx: &mut [T] = if R::INDEXED {
+            &mut plane_idx[..s.out_plane]
+        } else {
+            &mut []
         };
+        let mut out = MatrixMut::over(&mut y[p * s.out_plane..][..s.out_plane], idx, cols_d);
         if runs[2] {
             w.forward::<R>(
                 &aw,
@@ -801,14 +756,12 @@ fn forward_by<T: Element, R: Reduce<T>>(
                     step: aw.input,
                     ..from_w
                 };
-                if last == 1 {
-                    out.row0 = d * ah.output;
-                    out.factors = f[1];
-                    column_pass::<T, R>(&ah, cols_h, &mut pre, &mut suf, empty, &src, &mut out);
+                let mut dst = if last == 1 {
+                    out.at(cols_h, d * ah.output, f[1])
                 } else {
-                    let mut dst = after_h.at(aw.output, d * ah.output, f[1]);
-                    column_pass::<T, R>(&ah, cols_h, &mut pre, &mut suf, empty, &src, &mut dst);
-                }
+                    after_h.at(cols_h, d * ah.output, f[1])
+                };
+                column_pass::<T, R>(&ah, cols_h, &mut pre, &mut suf, empty, &src, &mut dst);
             }
         }
         if runs[0] {
@@ -823,14 +776,13 @@ fn forward_by<T: Element, R: Reduce<T>>(
                     from_w
                 }
             };
-            out.row0 = 0;
-            out.factors = f[0];
             let mut pre = Strip::new::<R>(w.pre, ad.input);
             let mut suf = Strip::new::<R>(w.suf, ad.input);
-            column_pass::<T, R>(&ad, cols_d, &mut pre, &mut suf, empty, &src, &mut out);
+            let mut dst = out.at(cols_d, 0, f[0]);
+            column_pass::<T, R>(&ad, cols_d, &mut pre, &mut suf, empty, &src, &mut dst);
         }
-        if R::INDEXED {
-            out.convert_indices();
+        if let Some(ix) = ix.as_deref_mut() {
+            convert_indices(out.idx, &mut ix[p * s.out_plane..][..s.out_plane]);
         }
     }
 }
@@ -852,9 +804,9 @@ impl<T: Element> LineSink<T> for MatrixMut<'_, T> {
     }
 }
 
-impl<T: Element> LineSink<T> for Output<'_, T> {
+impl<T: Element> LineSink<T> for OutputLines<'_, T> {
     fn put_group<R: Reduce<T>>(&mut self, l0: usize, g: usize, val: &[T], idx: &[T]) {
-        let (cols, at) = (self.cols, (self.row0 + l0) * self.cols);
+        let (cols, at) = (self.cols, l0 * self.cols);
         transpose(val, T::LANES, cols, g, &mut self.y[at..], cols);
         if let (true, Some(ix)) = (R::INDEXED, self.ix.as_deref_mut()) {
             for r in 0..g {
@@ -1032,6 +984,7 @@ pub(crate) fn backward<T: Element>(
             row0: 0,
             step: 0,
         };
+        let mut dx_rows = MatrixMut::over(dxp, &mut [], aw.input);
         if runs[0] {
             let src = Upsampled {
                 rows: Matrix {
@@ -1043,26 +996,11 @@ pub(crate) fn backward<T: Element>(
             };
             let mut pre = Strip::new::<Sum>(w.pre, td.input);
             let mut suf = Strip::new::<Sum>(w.suf, td.input);
-            if last == 0 {
-                let mut dst = MatrixMut {
-                    val: dxp,
-                    idx: &mut [],
-                    cols: cols_d,
-                    row0: 0,
-                    factors: None,
-                };
-                column_pass::<T, Sum>(
-                    &td,
-                    cols_d,
-                    &mut pre,
-                    &mut suf,
-                    (zero, zero),
-                    &src,
-                    &mut dst,
-                );
-                continue;
-            }
-            let mut dst = after_d.at(cols_d, 0, None);
+            let mut dst = if last == 0 {
+                dx_rows.at(cols_d, 0, None)
+            } else {
+                after_d.at(cols_d, 0, None)
+            };
             column_pass::<T, Sum>(
                 &td,
                 cols_d,
@@ -1072,6 +1010,9 @@ pub(crate) fn backward<T: Element>(
                 &src,
                 &mut dst,
             );
+            if last == 0 {
+                continue;
+            }
         }
         let from_d = if runs[0] {
             after_d.rows(aw.output, 0)
@@ -1090,35 +1031,21 @@ pub(crate) fn backward<T: Element>(
                     stride: ah.stride,
                     factors: f[1],
                 };
-                if last == 1 {
-                    let mut dst = MatrixMut {
-                        val: &mut *dxp,
-                        idx: &mut [],
-                        cols: aw.input,
-                        row0: d * ah.input,
-                        factors: None,
-                    };
-                    column_pass::<T, Sum>(
-                        &th,
-                        aw.input,
-                        &mut pre,
-                        &mut suf,
-                        (zero, zero),
-                        &src,
-                        &mut dst,
-                    );
+                // Rows of `W_out` columns: W has not run yet (or is a unit axis).
+                let mut dst = if last == 1 {
+                    dx_rows.at(aw.output, d * ah.input, None)
                 } else {
-                    let mut dst = after_h.at(aw.output, d * ah.input, None);
-                    column_pass::<T, Sum>(
-                        &th,
-                        aw.output,
-                        &mut pre,
-                        &mut suf,
-                        (zero, zero),
-                        &src,
-                        &mut dst,
-                    );
-                }
+                    after_h.at(aw.output, d * ah.input, None)
+                };
+                column_pass::<T, Sum>(
+                    &th,
+                    aw.output,
+                    &mut pre,
+                    &mut suf,
+                    (zero, zero),
+                    &src,
+                    &mut dst,
+                );
             }
             if last == 1 {
                 continue;
@@ -1129,7 +1056,7 @@ pub(crate) fn backward<T: Element>(
         } else {
             from_d.val
         };
-        w.backward(&aw, ad.input * ah.input, from_h, f[2], dxp);
+        w.backward(&aw, ad.input * ah.input, from_h, f[2], dx_rows.val);
     }
 }
 
@@ -1214,20 +1141,6 @@ mod tests {
                 }
             }
             assert!(seen.iter().all(|&s| s), "cols={cols}");
-        }
-    }
-
-    #[test]
-    fn transpose_moves_rows_to_columns() {
-        for (rows, cols) in [(1, 1), (8, 8), (3, 17), (16, 112), (19, 9), (8, 13)] {
-            let src: Vec<f32> = (0..rows * cols).map(|i| i as f32).collect();
-            let mut dst = vec![-1.0f32; rows * cols];
-            transpose(&src, cols, rows, cols, &mut dst, rows);
-            for r in 0..rows {
-                for c in 0..cols {
-                    assert_eq!(dst[c * rows + r], src[r * cols + c], "{rows}x{cols}");
-                }
-            }
         }
     }
 }
