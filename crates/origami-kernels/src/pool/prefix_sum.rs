@@ -159,14 +159,6 @@ fn store_at<T: Element>(v: T::Simd, buf: &mut [T], cols: usize, row: usize, c: u
     T::store(v, &mut buf[row * cols + c..(row + 1) * cols]);
 }
 
-/// `buf`'s first `n` elements as values and, when `R`'s items carry indices, the next `n`
-/// as indices.
-fn values_and_indices<T: Element, R: Reduce<T>>(buf: &mut [T], n: usize) -> (&mut [T], &mut [T]) {
-    let (val, rest) = buf.split_at_mut(n);
-    let idx = if R::INDEXED { &mut rest[..n] } else { &mut [] };
-    (val, idx)
-}
-
 /// `item`'s values times output `o`'s average factor, if any.
 #[inline(always)]
 fn scaled<T: Element>(item: Item<T>, factors: Option<&[T]>, o: usize) -> Item<T> {
@@ -255,12 +247,9 @@ impl<'a, T: Element> MatrixMut<'a, T> {
     /// `buf` as values and indices of `rows x cols` each (no indices unless `R` carries
     /// them).
     fn new<R: Reduce<T>>(buf: &'a mut [T], rows: usize, cols: usize) -> Self {
-        let (val, idx) = values_and_indices::<T, R>(buf, rows * cols);
-        Self::over(val, idx, cols)
-    }
-
-    /// Values `val` and indices `idx` (empty: none) as rows of `cols` columns.
-    fn over(val: &'a mut [T], idx: &'a mut [T], cols: usize) -> Self {
+        let n = rows * cols;
+        let (val, rest) = buf.split_at_mut(n);
+        let idx = if R::INDEXED { &mut rest[..n] } else { &mut [] };
         MatrixMut {
             val,
             idx,
@@ -310,23 +299,42 @@ impl<T: Element> RowsMut<T> for MatrixMut<'_, T> {
     }
 }
 
-/// Turns a plane's indices, written by the passes as `T`, into the caller's `usize` at once:
-/// a long loop that the compiler vectorises, where converting each vector's lanes as it is
-/// stored costs a quarter of max pooling's time.
-fn convert_indices<T: Element>(idx: &[T], ix: &mut [usize]) {
-    for (d, &t) in ix.iter_mut().zip(idx) {
-        // Exact: the value is an integer below 2^24 (f32) or 2^53 (f64).
-        *d = t.to_f64() as usize;
+/// The caller's output: values, and max indices as `usize` where asked for, written from
+/// row `row0` on, each row scaled by its factor. The passes write a plane's indices as `T`
+/// into `idx`, and [`Output::convert_indices`] turns the whole plane into `usize` at once: a
+/// long loop that the compiler vectorises, where converting each vector's lanes as it is
+/// stored costs a quarter of max pooling's time. (Where only W runs, the indices are
+/// converted as the groups are transposed into place, and `idx` is empty.)
+struct Output<'a, T> {
+    y: &'a mut [T],
+    ix: Option<&'a mut [usize]>,
+    idx: &'a mut [T],
+    cols: usize,
+    row0: usize,
+    factors: Option<&'a [T]>,
+}
+
+impl<T: Element> Output<'_, T> {
+    fn convert_indices(&mut self) {
+        if let Some(ix) = self.ix.as_deref_mut() {
+            for (d, &t) in ix.iter_mut().zip(&*self.idx) {
+                // Exact: the value is an integer below 2^24 (f32) or 2^53 (f64).
+                *d = t.to_f64() as usize;
+            }
+        }
     }
 }
 
-/// The caller's output where only W runs, so that the W pass's groups span planes: values,
-/// and max indices as `usize` where asked for, converted as the groups are transposed into
-/// place.
-struct OutputLines<'a, T> {
-    y: &'a mut [T],
-    ix: Option<&'a mut [usize]>,
-    cols: usize,
+impl<T: Element> RowsMut<T> for Output<'_, T> {
+    #[inline(always)]
+    fn put<R: Reduce<T>>(&mut self, o: usize, c: usize, item: Item<T>) {
+        let item = scaled(item, self.factors, o);
+        let row = self.row0 + o;
+        store_at(item.0, self.y, self.cols, row, c);
+        if R::INDEXED && self.ix.is_some() {
+            store_at(item.1, self.idx, self.cols, row, c);
+        }
+    }
 }
 
 /// One strip of rows, one vector each (values, then indices): the running reductions, and
@@ -339,7 +347,9 @@ struct Strip<'a, T> {
 
 impl<'a, T: Element> Strip<'a, T> {
     fn new<R: Reduce<T>>(buf: &'a mut [T], len: usize) -> Self {
-        let (val, idx) = values_and_indices::<T, R>(buf, len * T::LANES);
+        let n = len * T::LANES;
+        let (val, rest) = buf.split_at_mut(n);
+        let idx = if R::INDEXED { &mut rest[..n] } else { &mut [] };
         Strip {
             val,
             idx,
@@ -693,10 +703,13 @@ fn forward_by<T: Element, R: Reduce<T>>(
     };
     if last == 2 {
         // Only W runs: every line of every plane is alike, so groups run across planes.
-        let mut out = OutputLines {
+        let mut out = Output {
             y,
             ix,
+            idx: &mut [],
             cols: aw.output,
+            row0: 0,
+            factors: None,
         };
         w.forward::<R>(
             &aw,
@@ -719,13 +732,16 @@ fn forward_by<T: Element, R: Reduce<T>>(
     let mut after_h = MatrixMut::new::<R>(after_h, h_rows, aw.output);
     for p in 0..s.planes {
         let xp = &x[p * s.in_plane..][..s.in_plane];
-        // The plane's output; max indices as `T` in `plane_idx` until the plane is done.
-        let idx: &mut [T] = if R::INDEXED {
-            &mut plane_idx[..s.out_plane]
-        } else {
-            &mut []
+        let mut out = Output {
+            y: &mut y[p * s.out_plane..][..s.out_plane],
+            ix: ix
+                .as_deref_mut()
+                .map(|ix| &mut ix[p * s.out_plane..][..s.out_plane]),
+            idx: &mut *plane_idx,
+            cols: if last == 1 { cols_h } else { cols_d },
+            row0: 0,
+            factors: None,
         };
-        let mut out = MatrixMut::over(&mut y[p * s.out_plane..][..s.out_plane], idx, cols_d);
         if runs[2] {
             w.forward::<R>(
                 &aw,
@@ -756,12 +772,14 @@ fn forward_by<T: Element, R: Reduce<T>>(
                     step: aw.input,
                     ..from_w
                 };
-                let mut dst = if last == 1 {
-                    out.at(cols_h, d * ah.output, f[1])
+                if last == 1 {
+                    out.row0 = d * ah.output;
+                    out.factors = f[1];
+                    column_pass::<T, R>(&ah, cols_h, &mut pre, &mut suf, empty, &src, &mut out);
                 } else {
-                    after_h.at(cols_h, d * ah.output, f[1])
-                };
-                column_pass::<T, R>(&ah, cols_h, &mut pre, &mut suf, empty, &src, &mut dst);
+                    let mut dst = after_h.at(aw.output, d * ah.output, f[1]);
+                    column_pass::<T, R>(&ah, cols_h, &mut pre, &mut suf, empty, &src, &mut dst);
+                }
             }
         }
         if runs[0] {
@@ -776,13 +794,14 @@ fn forward_by<T: Element, R: Reduce<T>>(
                     from_w
                 }
             };
+            out.row0 = 0;
+            out.factors = f[0];
             let mut pre = Strip::new::<R>(w.pre, ad.input);
             let mut suf = Strip::new::<R>(w.suf, ad.input);
-            let mut dst = out.at(cols_d, 0, f[0]);
-            column_pass::<T, R>(&ad, cols_d, &mut pre, &mut suf, empty, &src, &mut dst);
+            column_pass::<T, R>(&ad, cols_d, &mut pre, &mut suf, empty, &src, &mut out);
         }
-        if let Some(ix) = ix.as_deref_mut() {
-            convert_indices(out.idx, &mut ix[p * s.out_plane..][..s.out_plane]);
+        if R::INDEXED {
+            out.convert_indices();
         }
     }
 }
@@ -804,9 +823,9 @@ impl<T: Element> LineSink<T> for MatrixMut<'_, T> {
     }
 }
 
-impl<T: Element> LineSink<T> for OutputLines<'_, T> {
+impl<T: Element> LineSink<T> for Output<'_, T> {
     fn put_group<R: Reduce<T>>(&mut self, l0: usize, g: usize, val: &[T], idx: &[T]) {
-        let (cols, at) = (self.cols, l0 * self.cols);
+        let (cols, at) = (self.cols, (self.row0 + l0) * self.cols);
         transpose(val, T::LANES, cols, g, &mut self.y[at..], cols);
         if let (true, Some(ix)) = (R::INDEXED, self.ix.as_deref_mut()) {
             for r in 0..g {
@@ -984,7 +1003,6 @@ pub(crate) fn backward<T: Element>(
             row0: 0,
             step: 0,
         };
-        let mut dx_rows = MatrixMut::over(dxp, &mut [], aw.input);
         if runs[0] {
             let src = Upsampled {
                 rows: Matrix {
@@ -996,11 +1014,26 @@ pub(crate) fn backward<T: Element>(
             };
             let mut pre = Strip::new::<Sum>(w.pre, td.input);
             let mut suf = Strip::new::<Sum>(w.suf, td.input);
-            let mut dst = if last == 0 {
-                dx_rows.at(cols_d, 0, None)
-            } else {
-                after_d.at(cols_d, 0, None)
-            };
+            if last == 0 {
+                let mut dst = MatrixMut {
+                    val: dxp,
+                    idx: &mut [],
+                    cols: cols_d,
+                    row0: 0,
+                    factors: None,
+                };
+                column_pass::<T, Sum>(
+                    &td,
+                    cols_d,
+                    &mut pre,
+                    &mut suf,
+                    (zero, zero),
+                    &src,
+                    &mut dst,
+                );
+                continue;
+            }
+            let mut dst = after_d.at(cols_d, 0, None);
             column_pass::<T, Sum>(
                 &td,
                 cols_d,
@@ -1010,9 +1043,6 @@ pub(crate) fn backward<T: Element>(
                 &src,
                 &mut dst,
             );
-            if last == 0 {
-                continue;
-            }
         }
         let from_d = if runs[0] {
             after_d.rows(aw.output, 0)
@@ -1031,21 +1061,35 @@ pub(crate) fn backward<T: Element>(
                     stride: ah.stride,
                     factors: f[1],
                 };
-                // Rows of `W_out` columns: W has not run yet (or is a unit axis).
-                let mut dst = if last == 1 {
-                    dx_rows.at(aw.output, d * ah.input, None)
+                if last == 1 {
+                    let mut dst = MatrixMut {
+                        val: &mut *dxp,
+                        idx: &mut [],
+                        cols: aw.input,
+                        row0: d * ah.input,
+                        factors: None,
+                    };
+                    column_pass::<T, Sum>(
+                        &th,
+                        aw.input,
+                        &mut pre,
+                        &mut suf,
+                        (zero, zero),
+                        &src,
+                        &mut dst,
+                    );
                 } else {
-                    after_h.at(aw.output, d * ah.input, None)
-                };
-                column_pass::<T, Sum>(
-                    &th,
-                    aw.output,
-                    &mut pre,
-                    &mut suf,
-                    (zero, zero),
-                    &src,
-                    &mut dst,
-                );
+                    let mut dst = after_h.at(aw.output, d * ah.input, None);
+                    column_pass::<T, Sum>(
+                        &th,
+                        aw.output,
+                        &mut pre,
+                        &mut suf,
+                        (zero, zero),
+                        &src,
+                        &mut dst,
+                    );
+                }
             }
             if last == 1 {
                 continue;
@@ -1056,7 +1100,7 @@ pub(crate) fn backward<T: Element>(
         } else {
             from_d.val
         };
-        w.backward(&aw, ad.input * ah.input, from_h, f[2], dx_rows.val);
+        w.backward(&aw, ad.input * ah.input, from_h, f[2], dxp);
     }
 }
 
