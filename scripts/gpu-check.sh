@@ -13,7 +13,8 @@
 #                                  the measured copy bandwidth and float32 peak.
 #
 # Results go to $OUT (the device runner's output folder) or target/gpu-check/out. The run
-# step is sized to finish in about 5 minutes on an H100.
+# step is sized to finish in about 5 minutes on an H100; each step has a time limit (about
+# 10 minutes in all), and a step that fails or runs out does not stop the next one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -59,32 +60,70 @@ run() {
         exit 2
     fi
 
+    # One lease is short: a failing step is recorded and the next one still runs, so one
+    # call brings back everything; the exit status says whether any step failed.
+    local failed=()
+    attempt() { local name=$1; shift; "$@" || { echo "FAILED: $name" >&2; failed+=("$name"); }; }
+
     step "CUDA tests against the CPU kernels"
-    ORIGAMI_REQUIRE_CUDA=1 "$bundle/against_cpu" --test-threads 1 2>&1 | grep -v XDG_RUNTIME_DIR | tail -n 15
+    attempt tests cuda_tests "$out"
 
     step "golden cases on CUDA"
-    "$bundle/origami-bench" eval --backend cuda datasets/golden/*.h5 > "$out/eval-cuda.txt"
-    grep -v ' pass$' "$out/eval-cuda.txt" | grep -v 'computes in f32' | grep -v '^#' || true
-    tail -n 1 "$out/eval-cuda.txt"
+    attempt golden golden_cases "$out"
 
     local fam=()
     for f in "${families[@]}"; do fam+=(--family "$f"); done
 
     step "origami on CUDA: the GPU families (checked against the f64 reference, then timed)"
-    "$bundle/origami-bench" sweep --backend cuda --profile quick "${fam[@]}" \
-        --out "$out/cuda-sweep" --json > "$out/origami.jsonl"
-    echo "$(wc -l < "$out/origami.jsonl") rows"
+    attempt sweep sweep_cuda "$out" "${fam[@]}"
 
     step "cuDNN (PyTorch) on the same points"
-    python3 scripts/torch_baseline.py --device cuda --profile quick "${fam[@]}" \
-        --bench-bin "$bundle/origami-bench" --target-s 0.1 \
-        --json-out "$out/cudnn.jsonl" > "$out/gpu.json"
-    cat "$out/gpu.json"
+    attempt cudnn cudnn_baseline "$out" "${fam[@]}"
 
     step "origami / cuDNN"
-    python3 scripts/gpu_table.py "$out/origami.jsonl" "$out/cudnn.jsonl" "$out/gpu.json" |
-        tee "$out/table.md"
+    attempt table python3 scripts/gpu_table.py "$out/origami.jsonl" "$out/cudnn.jsonl" \
+        "$out/gpu.json" > "$out/table.md"
+    cat "$out/table.md" 2>/dev/null || true
     step "done"
+    if [ ${#failed[@]} -gt 0 ]; then
+        echo "failed steps: ${failed[*]}" >&2
+        exit 1
+    fi
+}
+
+cuda_tests() {
+    ORIGAMI_REQUIRE_CUDA=1 timeout 150 "$bundle/against_cpu" --test-threads 1 > "$1/tests.txt" 2>&1
+    local rc=$?
+    grep -v XDG_RUNTIME_DIR "$1/tests.txt" | grep -E 'FAILED|panicked|test result|failures' | tail -n 15
+    return $rc
+}
+
+golden_cases() {
+    local rc=0
+    timeout 90 "$bundle/origami-bench" eval --backend cuda datasets/golden/*.h5 > "$1/eval-cuda.txt" || rc=$?
+    grep -v ' pass$' "$1/eval-cuda.txt" | grep -v 'computes in f32' | grep -v '^#' | tail -n 20 || true
+    tail -n 1 "$1/eval-cuda.txt"
+    return $rc
+}
+
+sweep_cuda() {
+    local out=$1
+    shift
+    # The sweep's HDF5 and charts stay on the machine but for the results file: the runner
+    # brings back only a few files.
+    timeout 200 "$bundle/origami-bench" sweep --backend cuda --profile quick "$@" \
+        --out target/gpu-check/cuda-sweep --json > "$out/origami.jsonl" || return
+    cp target/gpu-check/cuda-sweep/*.h5 "$out/" 2>/dev/null || true
+    echo "$(wc -l < "$out/origami.jsonl") rows"
+}
+
+cudnn_baseline() {
+    local out=$1
+    shift
+    timeout 150 python3 scripts/torch_baseline.py --device cuda --profile quick "$@" \
+        --bench-bin "$bundle/origami-bench" --target-s 0.1 \
+        --json-out "$out/cudnn.jsonl" > "$out/gpu.json" 2> "$out/cudnn.log" || return
+    cat "$out/gpu.json"
 }
 
 case "${1:-run}" in

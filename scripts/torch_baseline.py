@@ -333,6 +333,8 @@ def main():
         print(json.dumps({"gpu": gpu_ceilings(torch)}), flush=True)
     points = plan(args)
     rows = []
+    # Rows are written as they are measured, so a run cut short keeps what it timed.
+    json_out = open(args.json_out, "w") if args.json_out else None
     for i, p in enumerate(points):
         fns = passes(torch, F, p, args.device)
         for w in p["work"]:
@@ -349,15 +351,16 @@ def main():
                 "gflops": w["flop"] / median / 1e9, "gbps": w["bytes"] / median / 1e9,
                 "peak_fraction": float("nan"), "max_error": float("nan"),
             })
+            if json_out:
+                json_out.write(json.dumps(rows[-1]) + "\n")
+                json_out.flush()
             print(f"[{i + 1}/{len(points)}] {p['family']:<20} {p['shape']:<34} {d:<15} "
                   f"{median * 1e3:10.3f} ms", file=sys.stderr)
     if args.out:
         write(args.out, rows, torch)
         print(f"wrote {len(rows)} rows to {os.path.abspath(args.out)}", file=sys.stderr)
-    if args.json_out:
-        with open(args.json_out, "w") as f:
-            for r in rows:
-                f.write(json.dumps(r) + "\n")
+    if json_out:
+        json_out.close()
         print(f"wrote {len(rows)} rows to {os.path.abspath(args.json_out)}", file=sys.stderr)
 
 
