@@ -169,10 +169,20 @@ pub(crate) fn transpose<T: Element>(
 
 /// [`Element::transpose8`] for `f32` with `wide`'s 8 x 8 transpose (shuffles with AVX).
 #[inline(always)]
+#[allow(unsafe_code)]
 fn transpose8_f32(src: &[f32], src_stride: usize, dst: &mut [f32], dst_stride: usize) {
+    // One check for the block's sixteen rows: checked one by one, each row's bound became an
+    // induction variable of the caller's loops, spilled to the stack (a third of a small
+    // transpose's time).
+    let span = |stride: usize| stride.checked_mul(7).and_then(|r| r.checked_add(8));
+    assert!(span(src_stride).is_some_and(|n| n <= src.len()));
+    assert!(span(dst_stride).is_some_and(|n| n <= dst.len()));
     // Row by row rather than `core::array::from_fn`, which the compiler leaves as a call here.
     let row = |i: usize| {
-        let row: &[f32; 8] = src[i * src_stride..][..8].try_into().unwrap_or(&[0.0; 8]);
+        let at = i * src_stride;
+        // SAFETY: `i <= 7`, so `at + 8 <= 7 * src_stride + 8 <= src.len()` (checked above).
+        let row: &[f32] = unsafe { src.get_unchecked(at..at + 8) };
+        let row: &[f32; 8] = row.try_into().unwrap_or(&[0.0; 8]);
         wide::f32x8::new(*row)
     };
     let rows = [
@@ -186,7 +196,9 @@ fn transpose8_f32(src: &[f32], src_stride: usize, dst: &mut [f32], dst_stride: u
         row(7),
     ];
     for (q, v) in wide::f32x8::transpose(rows).into_iter().enumerate() {
-        dst[q * dst_stride..][..8].copy_from_slice(&v.to_array());
+        let at = q * dst_stride;
+        // SAFETY: `q <= 7`, so `at + 8 <= 7 * dst_stride + 8 <= dst.len()` (checked above).
+        unsafe { dst.get_unchecked_mut(at..at + 8) }.copy_from_slice(&v.to_array());
     }
 }
 

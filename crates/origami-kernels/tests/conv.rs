@@ -161,7 +161,7 @@ conv_suite! {
 /// unroll-free path), depthwise (long rows with stride 2, and planes narrower than a vector).
 #[test]
 fn fixed_shapes_every_algorithm() {
-    let specs: [ConvSpec<2>; 7] = [
+    let specs: [ConvSpec<2>; 10] = [
         ConvSpec::new(1, 3, 500, [46, 47], [3, 3]).with_padding([1, 1]),
         // Depthwise planes narrower than a vector (the flat layout), a channel multiplier,
         // stride and dilation along W.
@@ -179,12 +179,50 @@ fn fixed_shapes_every_algorithm() {
             .with_stride([2, 2])
             .with_padding_lo_hi([0, 2], [1, 0]),
         ConvSpec::new(1, 4, 4, [6, 6], [1, 1]).with_stride([2, 2]),
+        // Depthwise on small planes (a vector of channels per position): several blocks and a
+        // partial one, strides, dilation, uneven padding, a window wider than the input.
+        ConvSpec::new(2, 37, 37, [7, 7], [3, 3])
+            .with_groups(37)
+            .with_padding([1, 1]),
+        ConvSpec::new(1, 20, 20, [9, 10], [3, 5])
+            .with_groups(20)
+            .with_stride([2, 2])
+            .with_dilation([2, 1])
+            .with_padding_lo_hi([2, 0], [0, 3]),
+        ConvSpec::new(1, 17, 17, [4, 4], [5, 5])
+            .with_groups(17)
+            .with_padding([2, 2]),
     ];
     for (i, spec) in specs.into_iter().enumerate() {
         for algo in ConvAlgorithm::ALL {
             check_case::<f32, 2>(algo, spec, 100 + i as u64);
             check_case::<f64, 2>(algo, spec, 200 + i as u64);
         }
+    }
+}
+
+/// Depthwise convolution on small planes in 1-D and 3-D (a vector of channels per position).
+#[test]
+fn small_depthwise_planes_in_1d_and_3d() {
+    let line = ConvSpec::new(2, 33, 33, [12], [5])
+        .with_groups(33)
+        .with_padding([2]);
+    let strided = ConvSpec::new(1, 19, 19, [13], [3])
+        .with_groups(19)
+        .with_stride([2])
+        .with_dilation([3])
+        .with_padding_lo_hi([0], [4]);
+    let volume = ConvSpec::new(1, 18, 18, [3, 5, 6], [3, 3, 3])
+        .with_groups(18)
+        .with_padding([1, 1, 1])
+        .with_stride([1, 1, 2]);
+    for algo in ConvAlgorithm::ALL {
+        for (i, spec) in [line, strided].into_iter().enumerate() {
+            check_case::<f32, 1>(algo, spec, 300 + i as u64);
+            check_case::<f64, 1>(algo, spec, 310 + i as u64);
+        }
+        check_case::<f32, 3>(algo, volume, 320);
+        check_case::<f64, 3>(algo, volume, 321);
     }
 }
 

@@ -218,6 +218,12 @@ fn conv_special_values<T: Element>() {
         ConvSpec::new(2, 2, 4, [6, 7], [3, 3])
             .with_padding([1, 1])
             .with_groups(2),
+        // Depthwise on a small plane, one output channel per input channel (a vector of
+        // channels per position).
+        ConvSpec::new(2, 5, 5, [7, 7], [3, 3])
+            .with_padding([1, 1])
+            .with_stride([1, 2])
+            .with_groups(5),
     ];
     for spec in specs {
         let conv = spec.build().unwrap();

@@ -20,6 +20,7 @@
 //! Scratch: one padded plane (and a second as long in the flat layout, for its outputs or
 //! output gradient), [`scratch_len`] elements.
 
+use super::channel_block;
 use super::geometry::ConvShape;
 use crate::Element;
 use crate::window::Axis;
@@ -138,6 +139,9 @@ impl Padded {
 /// Scratch elements the depthwise path needs: one padded plane, two in the flat layout, and
 /// as much again for the input gradient's forward pass plus the flipped kernel.
 pub(crate) fn scratch_len<T: Element>(s: &ConvShape) -> usize {
+    if channel_block::applies::<T>(s) {
+        return channel_block::scratch_len::<T>(s);
+    }
     // A flat layout takes a second buffer as long for its outputs.
     let plane = |s: &ConvShape| {
         let flat = Padded::flat::<T>(s).map_or(0, |p| p.len().saturating_mul(2));
@@ -339,6 +343,9 @@ pub(crate) fn forward<T: Element>(
     y: &mut [T],
     scratch: &mut [T],
 ) {
+    if channel_block::applies::<T>(s) {
+        return channel_block::forward(s, x, w, bias, y, scratch);
+    }
     let p = Padded::flat_or_rows::<T>(s);
     let (buf, flat_out) = scratch.split_at_mut(p.len());
     buf.fill(T::ZERO);
@@ -539,6 +546,9 @@ pub(crate) fn backward_input<T: Element>(
     dx: &mut [T],
     scratch: &mut [T],
 ) {
+    if channel_block::applies::<T>(s) {
+        return channel_block::backward_input(s, dy, w, dx, scratch);
+    }
     let [_, ay, ax] = s.axes;
     let p = Padded::of::<T>(s);
     let (buf, rest) = scratch.split_at_mut(p.len());
@@ -677,6 +687,9 @@ pub(crate) fn backward_weight_channels<T: Element>(
     channels: core::ops::Range<usize>,
     scratch: &mut [T],
 ) {
+    if channel_block::applies::<T>(s) {
+        return channel_block::backward_weight_channels(s, x, dy, dw, channels, scratch);
+    }
     let first_k = channels.start * s.kg;
     let [az, ay, ax] = s.axes;
     let p = Padded::flat_or_rows::<T>(s);

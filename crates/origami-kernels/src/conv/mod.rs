@@ -41,6 +41,7 @@
 //! # Ok::<(), origami_kernels::Error>(())
 //! ```
 
+mod channel_block;
 mod depthwise;
 mod direct;
 mod geometry;
