@@ -224,6 +224,11 @@ fn conv_special_values<T: Element>() {
             .with_padding([1, 1])
             .with_stride([1, 2])
             .with_groups(5),
+        // The same with stride 1, whose input gradient is a forward pass over the output
+        // gradient unless a weight is not finite.
+        ConvSpec::new(1, 6, 6, [5, 6], [3, 3])
+            .with_padding([1, 1])
+            .with_groups(6),
     ];
     for spec in specs {
         let conv = spec.build().unwrap();
@@ -461,5 +466,36 @@ fn padding_times_nan_is_nan_as_in_pytorch() {
             algo.name()
         );
         assert_eq!(dx[19], 0.0, "{}: {dx:?}", algo.name());
+    }
+}
+
+/// A NaN weight in a depthwise input gradient reaches only the inputs its tap reads, also
+/// where the gradient is computed as a forward pass over the zero-padded output gradient
+/// (stride 1): there `NaN * 0` in the padding would reach inputs no window reads.
+#[test]
+fn a_nan_weight_reaches_only_the_inputs_its_tap_reads() {
+    let specs: [ConvSpec<2>; 2] = [
+        ConvSpec::new(2, 20, 20, [5, 6], [3, 3]).with_groups(20),
+        ConvSpec::new(1, 3, 3, [9, 30], [3, 3])
+            .with_padding_lo_hi([0, 1], [1, 0])
+            .with_groups(3),
+    ];
+    for spec in specs {
+        let conv = spec.build().unwrap();
+        let dy64 = random(conv.output_len(), 4);
+        let mut w64 = random(conv.weight_len(), 5);
+        // Channel 1's first tap and channel 2's last.
+        w64[9] = f64::NAN;
+        w64[26] = f64::INFINITY;
+        let mut dx64 = vec![0.0; conv.input_len()];
+        reference::conv_backward_input(&conv, &dy64, &w64, &mut dx64).unwrap();
+        let (dy, w) = (cast::<f32>(&dy64), cast::<f32>(&w64));
+        for algo in ConvAlgorithm::ALL {
+            let mut scratch = vec![f32::NAN; conv.scratch_len::<f32>(ConvOp::BackwardInput, algo)];
+            let mut dx = vec![0.0f32; conv.input_len()];
+            conv.backward_input(algo, &dy, &w, &mut dx, &mut scratch)
+                .unwrap();
+            assert_matches(&dx, &dx64, &format!("{} {spec:?}", algo.name()));
+        }
     }
 }

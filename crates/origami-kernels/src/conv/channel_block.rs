@@ -25,13 +25,14 @@
 
 use super::geometry::ConvShape;
 use crate::Element;
-use crate::element::{MAX_LANES, transpose};
+use crate::element::{MAX_LANES, all_finite, transpose};
 
 /// Outputs accumulated together in the forward pass.
 const RUN: usize = 8;
 
-/// Taps whose weight gradients are accumulated together (one register each).
-const TAP_GROUP: usize = 8;
+/// Taps whose weight gradients are accumulated together (one register each): a 3 x 3 kernel
+/// in one pass over the outputs.
+const TAP_GROUP: usize = 9;
 
 /// Padded block positions up to which this path is taken: the block (`positions x LANES`
 /// elements) then stays in L1 beside its transposed planes (16 x 16 padded positions).
@@ -49,13 +50,27 @@ pub(crate) fn applies<T: Element>(s: &ConvShape) -> bool {
 /// Scratch elements of this path: the padded block, a plane of positions (input or output,
 /// whichever is larger) and one vector of weights per tap. Saturates where it overflows.
 pub(crate) fn scratch_len<T: Element>(s: &ConvShape) -> usize {
-    let Some(b) = Blocked::of::<T>(s) else {
+    let Some(positions) = block_positions::<T>(s) else {
         return usize::MAX;
     };
-    b.positions
+    positions
         .saturating_add(s.in_plane.max(s.out_plane))
         .saturating_add(s.taps)
         .saturating_mul(T::LANES)
+}
+
+/// Positions of the padded block that every pass of the geometry fits in: its own, or, where
+/// the input gradient is a forward pass ([`gather_form`]), that pass's if it is larger.
+fn block_positions<T: Element>(s: &ConvShape) -> Option<usize> {
+    let own = Blocked::of::<T>(s)?.positions;
+    Some(gather_form::<T>(s).map_or(own, |(_, t)| own.max(t.positions)))
+}
+
+/// The input gradient as a forward pass over the output gradient with the kernel flipped
+/// (stride 1, [`ConvShape::transposed`]), and its block layout, where this path serves it.
+fn gather_form<T: Element>(s: &ConvShape) -> Option<(ConvShape, Blocked)> {
+    let t = s.transposed().filter(|t| applies::<T>(t))?;
+    Some((t, Blocked::of::<T>(&t)?))
 }
 
 /// The padded block's layout: position `(d, h, w)` holds the block's channels at elements
@@ -138,7 +153,8 @@ struct Buffers<'a, T> {
 impl<'a, T: Element> Buffers<'a, T> {
     fn split(s: &ConvShape, b: &Blocked, scratch: &'a mut [T]) -> Self {
         let l = b.lanes;
-        let (block, rest) = scratch.split_at_mut(b.positions * l);
+        let positions = block_positions::<T>(s).unwrap_or(b.positions);
+        let (block, rest) = scratch.split_at_mut(positions * l);
         let (plane, rest) = rest.split_at_mut(s.in_plane.max(s.out_plane) * l);
         Buffers {
             block,
@@ -318,9 +334,32 @@ pub(crate) fn backward_input<T: Element>(
     let ax = s.axes[2];
     let l = b.lanes;
     let buf = Buffers::split(s, &b, scratch);
+    let gather_form = gather_form::<T>(s);
+    let zero = T::splat(T::ZERO);
     for c0 in (0..s.in_channels).step_by(l) {
         let nb = l.min(s.in_channels - c0);
         block_weights(s, w, c0, nb, buf.taps);
+        // The gather form multiplies the padding of `dy` by the weights too: with a weight
+        // that is not finite it would put NaN where no output reaches, so such a block
+        // scatters.
+        let finite = all_finite(&w[c0 * s.taps..(c0 + nb) * s.taps]);
+        if let Some((t, tb)) = gather_form.filter(|_| finite) {
+            // Flipped: tap `i` of the forward pass is tap `taps - 1 - i` of the kernel.
+            for i in 0..s.taps / 2 {
+                let j = s.taps - 1 - i;
+                let (head, tail) = buf.taps.split_at_mut(j * l);
+                head[i * l..(i + 1) * l].swap_with_slice(&mut tail[..l]);
+            }
+            buf.block.fill(T::ZERO);
+            for n in 0..s.batch {
+                let dy_b = &dy[(n * s.out_channels + c0) * s.out_plane..];
+                gather(&t, &tb, dy_b, nb, buf.plane, buf.block);
+                forward_block(&t, &tb, buf.block, buf.taps, zero, buf.plane);
+                let dx_b = &mut dx[(n * s.in_channels + c0) * s.in_plane..];
+                transpose(buf.plane, l, s.in_plane, nb, dx_b, s.in_plane);
+            }
+            continue;
+        }
         for n in 0..s.batch {
             let dy_b = &dy[(n * s.out_channels + c0) * s.out_plane..];
             transpose(dy_b, s.out_plane, nb, s.out_plane, buf.plane, l);
@@ -434,6 +473,7 @@ pub(crate) fn backward_weight_channels<T: Element>(
 /// Adds `sum_o dy[o] * block[o s + t d]` for taps `t0..t0 + G` onto their vectors in `sums`;
 /// returns `G`.
 #[inline(always)]
+#[allow(unsafe_code)]
 fn tap_sums<T: Element, const G: usize>(
     s: &ConvShape,
     b: &Blocked,
@@ -443,18 +483,28 @@ fn tap_sums<T: Element, const G: usize>(
     sums: &mut [T],
 ) -> usize {
     let [az, ay, ax] = s.axes;
-    let l = b.lanes;
+    let l = T::LANES;
+    let step = ax.stride * l;
     let taps: [usize; G] = core::array::from_fn(|g| b.tap(s, t0 + g));
+    // Every read below, checked once: positions grow with the output index and the tap.
+    let last = b.origin(s, az.output - 1, ay.output - 1) + (ax.output - 1) * step;
+    assert!(last + taps[G - 1] + l <= block.len() && s.out_plane * l <= dy.len());
     let mut acc = [T::splat(T::ZERO); G];
     let mut o = 0;
     for od in 0..az.output {
         for oh in 0..ay.output {
             let origin = b.origin(s, od, oh);
             for ow in 0..ax.output {
-                let at = origin + ow * ax.stride * l;
-                let g = T::load_full(&dy[o * l..]);
+                let (at, from) = (origin + ow * step, o * l);
+                // SAFETY: `from + l <= out_plane * l <= dy.len()` and
+                // `at + tap + l <= last + taps[G - 1] + l <= block.len()`, checked above (the
+                // taps grow with their index).
+                let g = T::load_full(unsafe { dy.get_unchecked(from..from + l) });
                 for (a, &tap) in acc.iter_mut().zip(&taps) {
-                    *a = T::mul_add(g, T::load_full(&block[at + tap..]), *a);
+                    let i = at + tap;
+                    // SAFETY: as above.
+                    let x = T::load_full(unsafe { block.get_unchecked(i..i + l) });
+                    *a = T::mul_add(g, x, *a);
                 }
                 o += 1;
             }
