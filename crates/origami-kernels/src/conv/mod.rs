@@ -142,7 +142,9 @@ impl<const D: usize> ConvNd<D> {
     /// Elements of type `T` of scratch that `op` needs with `algo`. The bias gradient needs
     /// none; `Direct` none, except for depthwise geometries (a zero-padded input plane —
     /// two for planes narrower than a vector — and for the input gradient with stride 1 a
-    /// padded output-gradient plane and the flipped kernel); `Unrolled` the matrix product's
+    /// padded output-gradient plane and the flipped kernel; on small planes with one output
+    /// channel per input channel, a zero-padded block of a vector of channels per position,
+    /// one plane of such positions and the block's weights); `Unrolled` the matrix product's
     /// packing buffers (a few hundred KiB at most: the unrolled matrix is never stored
     /// whole), and where it reads the input from phase planes, one image's planes of a group
     /// (about the group's input), the group's weights packed whole, and for the weight
