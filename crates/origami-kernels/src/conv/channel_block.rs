@@ -201,7 +201,7 @@ pub(crate) fn forward<T: Element>(
         return;
     };
     let l = b.lanes;
-    let buf = Buffers::split(s, &b, scratch);
+    let mut buf = Buffers::split(s, &b, scratch);
     buf.block.fill(T::ZERO);
     for c0 in (0..s.in_channels).step_by(l) {
         let nb = l.min(s.in_channels - c0);
@@ -210,14 +210,29 @@ pub(crate) fn forward<T: Element>(
         if let Some(bias) = bias {
             lanes[..nb].copy_from_slice(&bias[c0..c0 + nb]);
         }
-        let bias = T::load_full(&lanes);
-        for n in 0..s.batch {
-            let x_b = &x[(n * s.in_channels + c0) * s.in_plane..];
-            gather(s, &b, x_b, nb, buf.plane, buf.block);
-            forward_block(s, &b, buf.block, buf.taps, bias, buf.plane);
-            let y_b = &mut y[(n * s.out_channels + c0) * s.out_plane..];
-            transpose(buf.plane, l, s.out_plane, nb, y_b, s.out_plane);
-        }
+        forward_images(s, &b, x, y, c0, nb, T::load_full(&lanes), &mut buf);
+    }
+}
+
+/// The forward pass of channels `c0..c0 + nb` over the batch, from `x` into `y`, with the
+/// block's weights in `buf.taps`.
+#[allow(clippy::too_many_arguments)]
+fn forward_images<T: Element>(
+    s: &ConvShape,
+    b: &Blocked,
+    x: &[T],
+    y: &mut [T],
+    c0: usize,
+    nb: usize,
+    bias: T::Simd,
+    buf: &mut Buffers<'_, T>,
+) {
+    for n in 0..s.batch {
+        let x_b = &x[(n * s.in_channels + c0) * s.in_plane..];
+        gather(s, b, x_b, nb, buf.plane, buf.block);
+        forward_block(s, b, buf.block, buf.taps, bias, buf.plane);
+        let y_b = &mut y[(n * s.out_channels + c0) * s.out_plane..];
+        transpose(buf.plane, T::LANES, s.out_plane, nb, y_b, s.out_plane);
     }
 }
 
@@ -333,7 +348,7 @@ pub(crate) fn backward_input<T: Element>(
     };
     let ax = s.axes[2];
     let l = b.lanes;
-    let buf = Buffers::split(s, &b, scratch);
+    let mut buf = Buffers::split(s, &b, scratch);
     let gather_form = gather_form::<T>(s);
     let zero = T::splat(T::ZERO);
     for c0 in (0..s.in_channels).step_by(l) {
@@ -351,13 +366,7 @@ pub(crate) fn backward_input<T: Element>(
                 head[i * l..(i + 1) * l].swap_with_slice(&mut tail[..l]);
             }
             buf.block.fill(T::ZERO);
-            for n in 0..s.batch {
-                let dy_b = &dy[(n * s.out_channels + c0) * s.out_plane..];
-                gather(&t, &tb, dy_b, nb, buf.plane, buf.block);
-                forward_block(&t, &tb, buf.block, buf.taps, zero, buf.plane);
-                let dx_b = &mut dx[(n * s.in_channels + c0) * s.in_plane..];
-                transpose(buf.plane, l, s.in_plane, nb, dx_b, s.in_plane);
-            }
+            forward_images(&t, &tb, dy, dx, c0, nb, zero, &mut buf);
             continue;
         }
         for n in 0..s.batch {
