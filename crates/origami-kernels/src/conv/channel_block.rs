@@ -127,6 +127,13 @@ impl Blocked {
         self.at(od * az.stride, oh * ay.stride, 0)
     }
 
+    /// The first element of the last output's window origin: windows start further into the
+    /// block with every output, so the hot loops check their reads against it once.
+    fn last_origin(&self, s: &ConvShape) -> usize {
+        let [az, ay, ax] = s.axes;
+        self.origin(s, az.output - 1, ay.output - 1) + (ax.output - 1) * ax.stride * self.lanes
+    }
+
     /// Calls `f(input row offset in a plane, first element of the row in the block)` for every
     /// input row.
     fn for_each_input_row(&self, s: &ConvShape, mut f: impl FnMut(usize, usize)) {
@@ -254,7 +261,7 @@ fn forward_block<T: Element>(
     let step = ax.stride * l;
     // Every read of the runs below, checked once: windows start further into the block with
     // every output, so the last output's last tap reads the furthest.
-    let last = b.origin(s, az.output - 1, ay.output - 1) + (ax.output - 1) * step;
+    let last = b.last_origin(s);
     assert!(last + b.tap(s, s.taps - 1) + l <= block.len() && s.taps * l <= weights.len());
     assert!(out.len() >= s.out_plane * l);
     let mut o = 0;
@@ -410,7 +417,7 @@ fn scatter_tap<T: Element>(
     let step = ax.stride * l;
     let wv = T::load_full(w);
     // Every update below, checked once: positions grow with the output index.
-    let last = b.origin(s, az.output - 1, ay.output - 1) + (ax.output - 1) * step + tap;
+    let last = b.last_origin(s) + tap;
     assert!(last + l <= block.len() && s.out_plane * l <= dy.len());
     let mut o = 0;
     for od in 0..az.output {
@@ -496,7 +503,7 @@ fn tap_sums<T: Element, const G: usize>(
     let step = ax.stride * l;
     let taps: [usize; G] = core::array::from_fn(|g| b.tap(s, t0 + g));
     // Every read below, checked once: positions grow with the output index and the tap.
-    let last = b.origin(s, az.output - 1, ay.output - 1) + (ax.output - 1) * step;
+    let last = b.last_origin(s);
     assert!(last + taps[G - 1] + l <= block.len() && s.out_plane * l <= dy.len());
     let mut acc = [T::splat(T::ZERO); G];
     let mut o = 0;
