@@ -11,7 +11,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-section() { printf '\n=== %s ===\n' "$*"; }
+start=$SECONDS
+section() { printf '\n=== %s (at %d s) ===\n' "$*" $((SECONDS - start)); }
 
 section "targets and packages"
 rustup target add thumbv7em-none-eabihf thumbv6m-none-eabi riscv32imac-unknown-none-elf \
@@ -60,4 +61,4 @@ size="$(rustc --print sysroot)/lib/rustlib/$(rustc -vV | sed -n 's/^host: //p')/
         printf '%-40s %12s %12s\n' "$name" "${row[0]}" "${row[1]}"
     done
 )
-echo "embedded checks passed"
+echo "embedded checks passed in $((SECONDS - start)) s"

@@ -5,8 +5,9 @@
 //! The command-line front end is `src/main.rs`.
 #![warn(missing_docs)]
 
-pub mod case;
-pub mod case_file;
+/// The case format lives in its own crate (`origami-cases`); the harness re-exports it.
+pub use origami_cases::{case, case_file};
+
 pub mod compare;
 pub mod eval;
 pub mod family;

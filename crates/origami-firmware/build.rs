@@ -2,8 +2,8 @@
 //! `f64` bit patterns), and sizes the firmware's static working memory from the kernel
 //! crate's own `scratch_len` queries. Also puts `memory.x` on the linker's path.
 
-use origami_bench::case::{Case, Dtype, Op};
-use origami_bench::case_file::read_cases;
+use origami_cases::case::{Case, Dtype, Op};
+use origami_cases::case_file::read_cases;
 use origami_kernels::{ConvAlgorithm, ConvOp, PoolAlgorithm, PoolOp};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -113,10 +113,10 @@ fn main() {
             max_out = max_out.max(case.output.data.len());
             count += 1;
             let p = &case.params;
-            let opt = |t: Option<&origami_bench::case::Tensor>| {
+            let opt = |t: Option<&origami_cases::case::Tensor>| {
                 t.map_or("None".to_string(), |t| format!("Some({})", bits(&t.data)))
             };
-            let shape = |t: Option<&origami_bench::case::Tensor>| {
+            let shape = |t: Option<&origami_cases::case::Tensor>| {
                 t.map_or("&[]".to_string(), |t| usizes(&t.shape))
             };
             let (rtol, atol) = case.dtype.default_tolerances();

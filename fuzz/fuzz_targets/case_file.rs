@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use origami_bench::case_file::read_cases;
+use origami_cases::case_file::read_cases;
 use std::io::Write;
 
 fuzz_target!(|bytes: &[u8]| {

@@ -5,9 +5,7 @@
 //! One suite ([`check_case`]) is instantiated for every (algorithm, type, D) by a macro, so a
 //! new algorithm gets every test by adding it to `ConvAlgorithm::ALL`.
 
-mod common;
-
-use common::{assert_close, assert_close_to_scale, cast, random};
+use crate::common::{assert_close, assert_close_to_scale, cast, random};
 use origami_kernels::{ConvAlgorithm, ConvNd, ConvOp, ConvSpec, Element, Error, reference};
 use proptest::prelude::*;
 

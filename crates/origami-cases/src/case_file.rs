@@ -98,7 +98,9 @@ pub fn read_cases_with(path: &Path, expected: Expected) -> Result<Vec<Case>, Cas
         .collect()
 }
 
-pub(crate) fn attr_string(v: &AttrValue) -> Option<String> {
+/// A string attribute of any of HDF5's string encodings (fixed or variable length, ASCII or
+/// UTF-8, or bytes that are UTF-8), as h5py and PyTorch-side writers produce them.
+pub fn attr_string(v: &AttrValue) -> Option<String> {
     match v {
         AttrValue::String(s)
         | AttrValue::AsciiString(s)

@@ -1,10 +1,7 @@
 //! The `rayon` feature: every operation gives the same bits on 1, 2, 3 and 4 threads, and
 //! matches the `f64` reference.
-#![cfg(feature = "rayon")]
 
-mod common;
-
-use common::{assert_close, cast, random};
+use crate::common::{assert_close, cast, random};
 use origami_kernels::reference;
 use origami_kernels::{ConvAlgorithm, ConvOp, ConvSpec, PoolAlgorithm, PoolKind, PoolOp, PoolSpec};
 

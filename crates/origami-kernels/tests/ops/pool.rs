@@ -2,9 +2,7 @@
 //! number of dimensions, on randomized geometries; finite-difference checks of the
 //! backward passes; the prefix-sum accuracy bound; error handling.
 
-mod common;
-
-use common::{assert_close, cast, random};
+use crate::common::{assert_close, cast, random};
 use origami_kernels::{
     Element, Error, PoolAlgorithm, PoolKind, PoolNd, PoolOp, PoolSpec, reference,
 };

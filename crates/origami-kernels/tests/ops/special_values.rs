@@ -9,12 +9,9 @@
 //!   difference inherits it. Every case below compares the exact NaN / infinity pattern
 //!   with the `f64` reference.
 //! - Determinism: each algorithm gives bitwise-identical results on repeated calls, whatever
-//!   the scratch memory held before. (The kernels are single-threaded: there is no thread
-//!   count to vary.)
+//!   the scratch memory held before. (Thread counts are `threads`' concern.)
 
-mod common;
-
-use common::{cast, random, tolerance};
+use crate::common::{cast, random, tolerance};
 use origami_kernels::{
     ConvAlgorithm, ConvOp, ConvSpec, Element, PoolAlgorithm, PoolKind, PoolOp, PoolSpec, reference,
 };

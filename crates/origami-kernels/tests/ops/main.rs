@@ -1,0 +1,16 @@
+//! The kernel crate's suites in one test binary: every op and algorithm against the `f64`
+//! reference (`conv`, `pool`), NaN, infinity and determinism (`special_values`), and thread
+//! counts (`threads`, with the `rayon` feature).
+//!
+//! One binary rather than four because each would compile and link its own copy of every
+//! kernel instantiation: merged, CI's test build (and the aarch64 one under qemu) does that
+//! work once. Run one suite with `cargo test -p origami-kernels --test ops conv::`.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod conv;
+mod pool;
+mod special_values;
+#[cfg(feature = "rayon")]
+mod threads;
