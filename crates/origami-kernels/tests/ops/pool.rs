@@ -192,6 +192,26 @@ fn large_windows_and_global_pooling() {
     }
 }
 
+/// More lines than one group of a sum pass along W (`PrefixSum` transposes 64 lines of `f32`,
+/// 32 of `f64`, at a time), with a partial last group, in 1-D (lines across channel planes)
+/// and 3-D (lines across depth and rows); the random strategy's shapes stay within one group.
+#[test]
+fn sum_passes_cross_line_groups() {
+    let one = PoolSpec::new(2, 70, [37], [5])
+        .with_stride([2])
+        .with_padding([2]);
+    let three = PoolSpec::new(1, 2, [3, 30, 9], [2, 5, 3])
+        .with_stride([1, 2, 1])
+        .with_padding([1, 2, 1])
+        .with_count_include_pad(false);
+    for algo in PoolAlgorithm::ALL {
+        check_case::<f32, 1>(algo, one, 31);
+        check_case::<f64, 1>(algo, one, 32);
+        check_case::<f32, 3>(algo, three, 33);
+        check_case::<f64, 3>(algo, three, 34);
+    }
+}
+
 /// Distinct values with gaps far larger than the finite-difference step, so max has no ties
 /// and no switch inside `[x - h, x + h]`.
 fn distinct(len: usize, seed: u64) -> Vec<f64> {
