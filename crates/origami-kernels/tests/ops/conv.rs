@@ -53,68 +53,92 @@ fn dirty<T: Element>(len: usize) -> Vec<T> {
     vec![T::NAN; len]
 }
 
+/// A case's inputs (from `seed`) and the f64 reference's results on them, computed once for
+/// every algorithm that is checked against them.
+struct Expected {
+    x: Vec<f64>,
+    w: Vec<f64>,
+    b: Vec<f64>,
+    dy: Vec<f64>,
+    with_bias: bool,
+    y: Vec<f64>,
+    dx: Vec<f64>,
+    dw: Vec<f64>,
+    db: Vec<f64>,
+}
+
+impl Expected {
+    fn new<const D: usize>(conv: &ConvNd<D>, seed: u64) -> Self {
+        let x = random(conv.input_len(), seed);
+        let w = random(conv.weight_len(), seed + 1);
+        let b = random(conv.bias_len(), seed + 2);
+        let dy = random(conv.output_len(), seed + 3);
+        let with_bias = seed.is_multiple_of(2);
+        let mut y = vec![0.0f64; conv.output_len()];
+        reference::conv_forward(conv, &x, &w, with_bias.then_some(&b[..]), &mut y).unwrap();
+        let mut dx = vec![0.0f64; conv.input_len()];
+        reference::conv_backward_input(conv, &dy, &w, &mut dx).unwrap();
+        let mut dw = vec![0.0f64; conv.weight_len()];
+        reference::conv_backward_weight(conv, &x, &dy, &mut dw).unwrap();
+        let mut db = vec![0.0f64; conv.bias_len()];
+        reference::conv_backward_bias(conv, &dy, &mut db).unwrap();
+        Expected {
+            x,
+            w,
+            b,
+            dy,
+            with_bias,
+            y,
+            dx,
+            dw,
+            db,
+        }
+    }
+}
+
 /// Runs every operation of `algo` on `spec` and compares with the f64 reference.
 fn check_case<T: Element, const D: usize>(algo: ConvAlgorithm, spec: ConvSpec<D>, seed: u64) {
     let conv = spec.build().expect("strategy yields valid specs");
-    let ctx = format!("{} {} {spec:?}", algo.name(), T::NAME);
-    let x64 = random(conv.input_len(), seed);
-    let w64 = random(conv.weight_len(), seed + 1);
-    let b64 = random(conv.bias_len(), seed + 2);
-    let dy64 = random(conv.output_len(), seed + 3);
-    let (x, w, b, dy) = (
-        cast::<T>(&x64),
-        cast::<T>(&w64),
-        cast::<T>(&b64),
-        cast::<T>(&dy64),
-    );
+    check_against::<T, D>(algo, spec, &Expected::new(&conv, seed));
+}
 
-    let with_bias = seed.is_multiple_of(2);
-    let mut expected = vec![0.0f64; conv.output_len()];
-    reference::conv_forward(
-        &conv,
-        &x64,
-        &w64,
-        with_bias.then_some(&b64[..]),
-        &mut expected,
-    )
-    .unwrap();
+/// [`check_case`] against results computed once (the fixed shapes check every algorithm
+/// against one reference run).
+fn check_against<T: Element, const D: usize>(algo: ConvAlgorithm, spec: ConvSpec<D>, e: &Expected) {
+    let conv = spec.build().expect("strategy yields valid specs");
+    let ctx = format!("{} {} {spec:?}", algo.name(), T::NAME);
+    let (x, w, b, dy) = (
+        cast::<T>(&e.x),
+        cast::<T>(&e.w),
+        cast::<T>(&e.b),
+        cast::<T>(&e.dy),
+    );
+    let bias = e.with_bias.then_some(&b[..]);
+
     let mut y = dirty::<T>(conv.output_len());
     let mut scratch = dirty::<T>(conv.scratch_len::<T>(ConvOp::Forward, algo));
-    conv.forward(
-        algo,
-        &x,
-        &w,
-        with_bias.then_some(&b[..]),
-        &mut y,
-        &mut scratch,
-    )
-    .unwrap();
-    assert_close("forward", &y, &expected, &ctx);
+    conv.forward(algo, &x, &w, bias, &mut y, &mut scratch)
+        .unwrap();
+    assert_close("forward", &y, &e.y, &ctx);
 
-    let mut expected = vec![0.0f64; conv.input_len()];
-    reference::conv_backward_input(&conv, &dy64, &w64, &mut expected).unwrap();
     let mut dx = dirty::<T>(conv.input_len());
     let mut scratch = dirty::<T>(conv.scratch_len::<T>(ConvOp::BackwardInput, algo));
     conv.backward_input(algo, &dy, &w, &mut dx, &mut scratch)
         .unwrap();
-    assert_close("backward_input", &dx, &expected, &ctx);
+    assert_close("backward_input", &dx, &e.dx, &ctx);
 
-    let mut expected = vec![0.0f64; conv.weight_len()];
-    reference::conv_backward_weight(&conv, &x64, &dy64, &mut expected).unwrap();
     let mut dw = dirty::<T>(conv.weight_len());
     let mut scratch = dirty::<T>(conv.scratch_len::<T>(ConvOp::BackwardWeight, algo));
     conv.backward_weight(algo, &x, &dy, &mut dw, &mut scratch)
         .unwrap();
-    assert_close("backward_weight", &dw, &expected, &ctx);
+    assert_close("backward_weight", &dw, &e.dw, &ctx);
 
-    let mut expected = vec![0.0f64; conv.bias_len()];
-    reference::conv_backward_bias(&conv, &dy64, &mut expected).unwrap();
     let mut db = dirty::<T>(conv.bias_len());
     conv.backward_bias(&dy, &mut db).unwrap();
     // Each bias gradient sums every output gradient of its channel, which may cancel to
     // far less than the terms: scale the tolerance by the largest sum of magnitudes.
     let abs_sums = (0..conv.bias_len()).map(|k| {
-        dy64.chunks(conv.output_len() / conv.bias_len() / spec.batch)
+        e.dy.chunks(conv.output_len() / conv.bias_len() / spec.batch)
             .skip(k)
             .step_by(conv.bias_len())
             .flatten()
@@ -122,13 +146,13 @@ fn check_case<T: Element, const D: usize>(algo: ConvAlgorithm, spec: ConvSpec<D>
             .sum::<f64>()
     });
     let scale = abs_sums.fold(0.0f64, f64::max);
-    assert_close_to_scale("backward_bias", &db, &expected, scale, &ctx);
+    assert_close_to_scale("backward_bias", &db, &e.db, scale, &ctx);
 }
 
 macro_rules! conv_suite {
     ($($name:ident: $algo:expr, $t:ty, $d:literal, $max_w:expr, $max_other:expr;)*) => {$(
         proptest! {
-            #![proptest_config(ProptestConfig { cases: 48, max_shrink_iters: 32, ..ProptestConfig::default() })]
+            #![proptest_config(ProptestConfig { cases: crate::common::cases(48), max_shrink_iters: 32, ..ProptestConfig::default() })]
             #[test]
             fn $name(spec in spec_strategy::<$d>($max_w, $max_other), seed in any::<u64>()) {
                 check_case::<$t, $d>($algo, spec, seed % 1_000_000);
@@ -192,9 +216,14 @@ fn fixed_shapes_every_algorithm() {
             .with_padding([2, 2]),
     ];
     for (i, spec) in specs.into_iter().enumerate() {
+        let conv = spec.build().unwrap();
+        let (e32, e64) = (
+            Expected::new(&conv, 100 + i as u64),
+            Expected::new(&conv, 200 + i as u64),
+        );
         for algo in ConvAlgorithm::ALL {
-            check_case::<f32, 2>(algo, spec, 100 + i as u64);
-            check_case::<f64, 2>(algo, spec, 200 + i as u64);
+            check_against::<f32, 2>(algo, spec, &e32);
+            check_against::<f64, 2>(algo, spec, &e64);
         }
     }
 }

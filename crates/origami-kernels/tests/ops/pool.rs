@@ -124,7 +124,7 @@ fn check_case<T: Element, const D: usize>(algo: PoolAlgorithm, spec: PoolSpec<D>
 macro_rules! pool_suite {
     ($($name:ident: $algo:expr, $t:ty, $d:literal, $strategy:expr;)*) => {$(
         proptest! {
-            #![proptest_config(ProptestConfig { cases: 48, max_shrink_iters: 32, ..ProptestConfig::default() })]
+            #![proptest_config(ProptestConfig { cases: crate::common::cases(48), max_shrink_iters: 32, ..ProptestConfig::default() })]
             #[test]
             fn $name(spec in $strategy, seed in any::<u64>()) {
                 check_case::<$t, $d>($algo, spec, seed % 1_000_000);
