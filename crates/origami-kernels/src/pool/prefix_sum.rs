@@ -1059,6 +1059,45 @@ struct LinePass<'a, T> {
 }
 
 impl<T: Element> LinePass<'_, T> {
+    /// A sum pass along W by groups of lines, each transposed and run by [`sum_rows`]:
+    /// `src` holds `lines` lines of `axis.input / stride` (rounded up) values, upsampled by
+    /// `stride` and scaled by `in_factors` on the way in; each output is scaled by
+    /// `out_factors`. `put(l0, g, out)` receives the results of lines `l0..l0 + g`,
+    /// transposed (`[axis.output, g]`).
+    #[allow(clippy::too_many_arguments)]
+    fn sum_groups(
+        &mut self,
+        axis: &Axis,
+        lines: usize,
+        src: &[T],
+        stride: usize,
+        in_factors: Option<&[T]>,
+        out_factors: Option<&[T]>,
+        mut put: impl FnMut(usize, usize, &[T]),
+    ) {
+        let len = (axis.input - 1) / stride + 1;
+        let gl = sum_group_lines::<T>();
+        for l0 in (0..lines).step_by(gl) {
+            let g = (lines - l0).min(gl);
+            transpose(&src[l0 * len..], len, g, len, self.group_in, g);
+            let rows = SumRows {
+                val: &*self.group_in,
+                cols: g,
+                row0: 0,
+                stride,
+                factors: in_factors,
+            };
+            let mut out = SumRowsMut {
+                val: &mut *self.group_out,
+                cols: g,
+                row0: 0,
+                factors: out_factors,
+            };
+            sum_rows(axis, g, self.pre, self.suf, &rows, &mut out);
+            put(l0, g, &self.group_out[..axis.output * g]);
+        }
+    }
+
     /// The forward pass along `axis` over `lines` lines of the input `x`
     /// (`[lines, axis.input]`; indices start at the W coordinate), each output scaled by its
     /// factor, into `dst` (`[lines, axis.output]`).
@@ -1073,26 +1112,9 @@ impl<T: Element> LinePass<'_, T> {
     ) {
         let (win, wout, l) = (axis.input, axis.output, T::LANES);
         if R::SUM && axis.dilation == 1 {
-            let gl = sum_group_lines::<T>();
-            for l0 in (0..lines).step_by(gl) {
-                let g = (lines - l0).min(gl);
-                transpose(&x[l0 * win..], win, g, win, self.group_in, g);
-                let src = SumRows {
-                    val: &*self.group_in,
-                    cols: g,
-                    row0: 0,
-                    stride: 1,
-                    factors: None,
-                };
-                let mut out = SumRowsMut {
-                    val: &mut *self.group_out,
-                    cols: g,
-                    row0: 0,
-                    factors,
-                };
-                sum_rows(axis, g, self.pre, self.suf, &src, &mut out);
-                dst.put_group::<R>(l0, g, g, self.group_out, &[]);
-            }
+            self.sum_groups(axis, lines, x, 1, None, factors, |l0, g, out| {
+                dst.put_group::<R>(l0, g, g, out, &[]);
+            });
             return;
         }
         let mut pre = Strip::new::<R>(self.pre, win);
@@ -1123,26 +1145,9 @@ impl<T: Element> LinePass<'_, T> {
         let t = transposed_axis(axis);
         let (win, wout, l) = (axis.input, axis.output, T::LANES);
         if t.dilation == 1 {
-            let gl = sum_group_lines::<T>();
-            for l0 in (0..lines).step_by(gl) {
-                let g = (lines - l0).min(gl);
-                transpose(&dy[l0 * wout..], wout, g, wout, self.group_in, g);
-                let src = SumRows {
-                    val: &*self.group_in,
-                    cols: g,
-                    row0: 0,
-                    stride: axis.stride,
-                    factors,
-                };
-                let mut out = SumRowsMut {
-                    val: &mut *self.group_out,
-                    cols: g,
-                    row0: 0,
-                    factors: None,
-                };
-                sum_rows(&t, g, self.pre, self.suf, &src, &mut out);
-                transpose(self.group_out, g, win, g, &mut dx[l0 * win..], win);
-            }
+            self.sum_groups(&t, lines, dy, axis.stride, factors, None, |l0, g, out| {
+                transpose(out, g, win, g, &mut dx[l0 * win..], win);
+            });
             return;
         }
         let mut pre = Strip::new::<Sum>(self.pre, t.input);
