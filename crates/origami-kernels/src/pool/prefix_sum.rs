@@ -47,9 +47,9 @@
 //! Max keeps the strips: its items carry indices, and its combine is not a plain add.
 //!
 //! Scratch holds one plane's intermediate results, the transposed groups and `pre` / `suf`
-//! (one strip, or one plane's rows for sums): its size does not grow with the batch. Max indices travel through the
-//! passes as values of `T`, which is exact while a channel plane has at most 2^24 elements
-//! for `f32` (2^53 for `f64`).
+//! (one strip, or one plane's rows for sums): its size does not grow with the batch. Max
+//! indices travel through the passes as values of `T`, which is exact while a channel plane
+//! has at most 2^24 elements for `f32` (2^53 for `f64`).
 
 use super::PoolKind;
 use super::geometry::PoolShape;
@@ -611,17 +611,16 @@ const fn sum_group_lines<T: Element>() -> usize {
 /// [`column_pass`] for sums along an axis of dilation 1, a whole row at a time: the same
 /// blocks and the same additions in the same order, as loops along contiguous rows that the
 /// compiler vectorises, with each output's span found once per row rather than once per
-/// vector of columns. `pre` and `suf` hold `axis.input * cols` elements each.
+/// vector of columns. `pre` and `suf` hold `axis.input` rows as wide as `src`'s each.
 fn sum_rows<T: Element>(
     axis: &Axis,
-    cols: usize,
     pre: &mut [T],
     suf: &mut [T],
     src: &SumRows<'_, T>,
     dst: &mut SumRowsMut<'_, T>,
 ) {
     debug_assert_eq!(axis.dilation, 1);
-    let (len, k) = (axis.input, axis.kernel);
+    let (len, k, cols) = (axis.input, axis.kernel, src.cols);
     let (pre, suf) = (&mut pre[..len * cols], &mut suf[..len * cols]);
     let zero = T::ZERO;
     // `acc (+) row m`, where a zero row still adds zero (as the strips do).
@@ -672,11 +671,18 @@ fn sum_rows<T: Element>(
     }
 }
 
-/// Elements of each of `pre` and `suf` for a pass along `axis` over `cols` columns, by
-/// strips or (sums, dilation 1: [`sum_rows`]) by rows.
+/// Whether the pass along `axis` runs whole rows ([`sum_rows`]) rather than strips: sums
+/// (`sums`: average and sum pooling) along an axis of dilation 1. The scratch layouts and the
+/// passes both ask here, so they agree.
+fn by_rows(sums: bool, axis: &Axis) -> bool {
+    sums && axis.dilation == 1
+}
+
+/// Elements of each of `pre` and `suf` for a pass along `axis` over `cols` columns of items
+/// of `items` values: one strip, or every row where the pass goes [`by_rows`].
 fn pass_len<T: Element>(axis: &Axis, cols: usize, items: usize) -> usize {
     let strip = product(&[axis.input, T::LANES, items]);
-    if items == 1 && axis.dilation == 1 {
+    if by_rows(items == 1, axis) {
         strip.max(product(&[axis.input, cols]))
     } else {
         strip
@@ -772,18 +778,18 @@ fn forward_layout<T: Element>(s: &PoolShape, kind: PoolKind) -> [usize; 8] {
     let after_w = usize::from(runs[2] && (runs[1] || runs[0]));
     let after_h = usize::from(runs[1] && runs[0]);
     // Sums run W in groups of `sum_group_lines` and H by whole rows (dilation 1).
-    let gw = if it == 1 && aw.dilation == 1 {
+    let gw = if by_rows(it == 1, &aw) {
         sum_group_lines::<T>()
     } else {
         l
     };
-    let by_rows = if runs[1] {
+    let rows_h = if runs[1] {
         pass_len::<T>(&ah, aw.output, it)
     } else {
         0
     };
     let pre_suf = product(&[strip, l, it])
-        .max(by_rows)
+        .max(rows_h)
         .max(product(&[w, aw.input, gw]));
     [
         product(&[w, aw.input, gw]),
@@ -930,7 +936,7 @@ fn forward_by<T: Element, R: Reduce<T>>(
                 step: 0,
             }
         };
-        if runs[1] && R::SUM && ah.dilation == 1 {
+        if runs[1] && by_rows(R::SUM, &ah) {
             for d in 0..ad.input {
                 let src = SumRows {
                     val: from_w.val,
@@ -939,22 +945,17 @@ fn forward_by<T: Element, R: Reduce<T>>(
                     stride: 1,
                     factors: None,
                 };
-                let mut dst = if last == 1 {
-                    SumRowsMut {
-                        val: &mut *out.y,
-                        cols: cols_h,
-                        row0: d * ah.output,
-                        factors: f[1],
-                    }
-                } else {
-                    SumRowsMut {
-                        val: &mut *after_h.val,
-                        cols: cols_h,
-                        row0: d * ah.output,
-                        factors: f[1],
-                    }
+                let mut dst = SumRowsMut {
+                    val: if last == 1 {
+                        &mut *out.y
+                    } else {
+                        &mut *after_h.val
+                    },
+                    cols: cols_h,
+                    row0: d * ah.output,
+                    factors: f[1],
                 };
-                sum_rows(&ah, cols_h, w.pre, w.suf, &src, &mut dst);
+                sum_rows(&ah, w.pre, w.suf, &src, &mut dst);
             }
         } else if runs[1] {
             let mut pre = Strip::new::<R>(w.pre, ah.input);
@@ -1093,7 +1094,7 @@ impl<T: Element> LinePass<'_, T> {
                 row0: 0,
                 factors: out_factors,
             };
-            sum_rows(axis, g, self.pre, self.suf, &rows, &mut out);
+            sum_rows(axis, self.pre, self.suf, &rows, &mut out);
             put(l0, g, &self.group_out[..axis.output * g]);
         }
     }
@@ -1111,7 +1112,7 @@ impl<T: Element> LinePass<'_, T> {
         dst: &mut impl LineSink<T>,
     ) {
         let (win, wout, l) = (axis.input, axis.output, T::LANES);
-        if R::SUM && axis.dilation == 1 {
+        if by_rows(R::SUM, axis) {
             self.sum_groups(axis, lines, x, 1, None, factors, |l0, g, out| {
                 dst.put_group::<R>(l0, g, g, out, &[]);
             });
@@ -1144,7 +1145,7 @@ impl<T: Element> LinePass<'_, T> {
     ) {
         let t = transposed_axis(axis);
         let (win, wout, l) = (axis.input, axis.output, T::LANES);
-        if t.dilation == 1 {
+        if by_rows(true, &t) {
             self.sum_groups(&t, lines, dy, axis.stride, factors, None, |l0, g, out| {
                 transpose(out, g, win, g, &mut dx[l0 * win..], win);
             });
@@ -1186,19 +1187,19 @@ fn backward_layout<T: Element>(s: &PoolShape) -> [usize; 7] {
     let w = usize::from(runs[2]);
     let after_d = usize::from(runs[0] && (runs[1] || runs[2]));
     let after_h = usize::from(runs[1] && runs[2]);
-    let by_rows = if runs[1] {
+    let rows_h = if runs[1] {
         pass_len::<T>(&transposed_axis(&ah), aw.input.max(aw.output), 1)
     } else {
         0
     };
-    let gw = if aw.dilation == 1 {
+    let gw = if by_rows(true, &aw) {
         sum_group_lines::<T>()
     } else {
         l
     };
     let pre_suf =
         product(&[strip, l])
-            .max(by_rows)
+            .max(rows_h)
             .max(product(&[w, transposed_axis(&aw).input, gw]));
     [
         product(&[w, aw.output, gw]),
@@ -1321,7 +1322,7 @@ pub(crate) fn backward<T: Element>(
         } else {
             from_dy
         };
-        if runs[1] && th.dilation == 1 {
+        if runs[1] && by_rows(true, &th) {
             let cols = if last == 1 { aw.input } else { aw.output };
             for d in 0..ad.input {
                 let src = SumRows {
@@ -1331,22 +1332,17 @@ pub(crate) fn backward<T: Element>(
                     stride: ah.stride,
                     factors: f[1],
                 };
-                let mut dst = if last == 1 {
-                    SumRowsMut {
-                        val: &mut *dxp,
-                        cols,
-                        row0: d * ah.input,
-                        factors: None,
-                    }
-                } else {
-                    SumRowsMut {
-                        val: &mut *after_h.val,
-                        cols,
-                        row0: d * ah.input,
-                        factors: None,
-                    }
+                let mut dst = SumRowsMut {
+                    val: if last == 1 {
+                        &mut *dxp
+                    } else {
+                        &mut *after_h.val
+                    },
+                    cols,
+                    row0: d * ah.input,
+                    factors: None,
                 };
-                sum_rows(&th, cols, w.pre, w.suf, &src, &mut dst);
+                sum_rows(&th, w.pre, w.suf, &src, &mut dst);
             }
             if last == 1 {
                 continue;
