@@ -26,6 +26,7 @@
 use super::geometry::ConvShape;
 use crate::Element;
 use crate::element::{MAX_LANES, all_finite, transpose};
+use core::marker::PhantomData;
 
 /// Outputs accumulated together in the forward pass.
 const RUN: usize = 8;
@@ -44,7 +45,7 @@ pub(crate) fn applies<T: Element>(s: &ConvShape) -> bool {
     s.cg == 1
         && s.kg == 1
         && s.axes[2].output < T::LANES
-        && Blocked::of::<T>(s).is_some_and(|b| b.positions <= MAX_POSITIONS)
+        && Blocked::<T>::of(s).is_some_and(|b| b.positions <= MAX_POSITIONS)
 }
 
 /// Scratch elements of this path: the padded block, a plane of positions (input or output,
@@ -62,29 +63,30 @@ pub(crate) fn scratch_len<T: Element>(s: &ConvShape) -> usize {
 /// Positions of the padded block that every pass of the geometry fits in: its own, or, where
 /// the input gradient is a forward pass ([`gather_form`]), that pass's if it is larger.
 fn block_positions<T: Element>(s: &ConvShape) -> Option<usize> {
-    let own = Blocked::of::<T>(s)?.positions;
+    let own = Blocked::<T>::of(s)?.positions;
     Some(gather_form::<T>(s).map_or(own, |(_, t)| own.max(t.positions)))
 }
 
 /// The input gradient as a forward pass over the output gradient with the kernel flipped
 /// (stride 1, [`ConvShape::transposed`]), and its block layout, where this path serves it.
-fn gather_form<T: Element>(s: &ConvShape) -> Option<(ConvShape, Blocked)> {
+fn gather_form<T: Element>(s: &ConvShape) -> Option<(ConvShape, Blocked<T>)> {
     let t = s.transposed().filter(|t| applies::<T>(t))?;
-    Some((t, Blocked::of::<T>(&t)?))
+    Some((t, Blocked::<T>::of(&t)?))
 }
 
 /// The padded block's layout: position `(d, h, w)` holds the block's channels at elements
 /// `((d * eh + h) * ew + w) * LANES ..` of the buffer.
 #[derive(Clone, Copy, Debug)]
-struct Blocked {
+struct Blocked<T> {
     /// Extents along D, H, W: every position a window reads and every input position.
     ext: [usize; 3],
     positions: usize,
-    lanes: usize,
+    /// A position holds `T::LANES` channels.
+    lanes: PhantomData<T>,
 }
 
-impl Blocked {
-    fn of<T: Element>(s: &ConvShape) -> Option<Self> {
+impl<T: Element> Blocked<T> {
+    fn of(s: &ConvShape) -> Option<Self> {
         let mut ext = [0; 3];
         for (e, a) in ext.iter_mut().zip(&s.axes) {
             let read = a
@@ -99,14 +101,14 @@ impl Blocked {
         Some(Blocked {
             ext,
             positions,
-            lanes: T::LANES,
+            lanes: PhantomData,
         })
     }
 
     /// The first element of position `(d, h, w)`.
     #[inline(always)]
     fn at(&self, d: usize, h: usize, w: usize) -> usize {
-        ((d * self.ext[1] + h) * self.ext[2] + w) * self.lanes
+        ((d * self.ext[1] + h) * self.ext[2] + w) * T::LANES
     }
 
     /// The first element of the position tap `t` reads, relative to the window's origin.
@@ -131,7 +133,7 @@ impl Blocked {
     /// block with every output, so the hot loops check their reads against it once.
     fn last_origin(&self, s: &ConvShape) -> usize {
         let [az, ay, ax] = s.axes;
-        self.origin(s, az.output - 1, ay.output - 1) + (ax.output - 1) * ax.stride * self.lanes
+        self.origin(s, az.output - 1, ay.output - 1) + (ax.output - 1) * ax.stride * T::LANES
     }
 
     /// Calls `f(input row offset in a plane, first element of the row in the block)` for every
@@ -158,8 +160,8 @@ struct Buffers<'a, T> {
 }
 
 impl<'a, T: Element> Buffers<'a, T> {
-    fn split(s: &ConvShape, b: &Blocked, scratch: &'a mut [T]) -> Self {
-        let l = b.lanes;
+    fn split(s: &ConvShape, b: &Blocked<T>, scratch: &'a mut [T]) -> Self {
+        let l = T::LANES;
         let positions = block_positions::<T>(s).unwrap_or(b.positions);
         let (block, rest) = scratch.split_at_mut(positions * l);
         let (plane, rest) = rest.split_at_mut(s.in_plane.max(s.out_plane) * l);
@@ -175,17 +177,17 @@ impl<'a, T: Element> Buffers<'a, T> {
 /// block, through `plane`; the padding keeps its zeros.
 fn gather<T: Element>(
     s: &ConvShape,
-    b: &Blocked,
+    b: &Blocked<T>,
     src: &[T],
     nb: usize,
     plane: &mut [T],
     block: &mut [T],
 ) {
     let p = s.in_plane;
-    transpose(src, p, nb, p, plane, b.lanes);
-    let row = s.axes[2].input * b.lanes;
+    transpose(src, p, nb, p, plane, T::LANES);
+    let row = s.axes[2].input * T::LANES;
     b.for_each_input_row(s, |from, to| {
-        let from = from * b.lanes;
+        let from = from * T::LANES;
         block[to..to + row].copy_from_slice(&plane[from..from + row]);
     });
 }
@@ -204,10 +206,10 @@ pub(crate) fn forward<T: Element>(
     y: &mut [T],
     scratch: &mut [T],
 ) {
-    let Some(b) = Blocked::of::<T>(s) else {
+    let Some(b) = Blocked::<T>::of(s) else {
         return;
     };
-    let l = b.lanes;
+    let l = T::LANES;
     let mut buf = Buffers::split(s, &b, scratch);
     buf.block.fill(T::ZERO);
     for c0 in (0..s.in_channels).step_by(l) {
@@ -226,7 +228,7 @@ pub(crate) fn forward<T: Element>(
 #[allow(clippy::too_many_arguments)]
 fn forward_images<T: Element>(
     s: &ConvShape,
-    b: &Blocked,
+    b: &Blocked<T>,
     x: &[T],
     y: &mut [T],
     c0: usize,
@@ -250,14 +252,14 @@ fn forward_images<T: Element>(
 #[allow(unsafe_code)]
 fn forward_block<T: Element>(
     s: &ConvShape,
-    b: &Blocked,
+    b: &Blocked<T>,
     block: &[T],
     weights: &[T],
     bias: T::Simd,
     out: &mut [T],
 ) {
     let [az, ay, ax] = s.axes;
-    let l = b.lanes;
+    let l = T::LANES;
     let step = ax.stride * l;
     // Every read of the runs below, checked once: windows start further into the block with
     // every output, so the last output's last tap reads the furthest.
@@ -303,7 +305,7 @@ fn forward_block<T: Element>(
 #[allow(unsafe_code)]
 unsafe fn outputs<T: Element, const U: usize>(
     s: &ConvShape,
-    b: &Blocked,
+    b: &Blocked<T>,
     block: &[T],
     weights: &[T],
     bias: T::Simd,
@@ -350,11 +352,11 @@ pub(crate) fn backward_input<T: Element>(
     dx: &mut [T],
     scratch: &mut [T],
 ) {
-    let Some(b) = Blocked::of::<T>(s) else {
+    let Some(b) = Blocked::<T>::of(s) else {
         return;
     };
     let ax = s.axes[2];
-    let l = b.lanes;
+    let l = T::LANES;
     let mut buf = Buffers::split(s, &b, scratch);
     let gather_form = gather_form::<T>(s);
     let zero = T::splat(T::ZERO);
@@ -406,7 +408,7 @@ pub(crate) fn backward_input<T: Element>(
 #[allow(unsafe_code)]
 fn scatter_tap<T: Element>(
     s: &ConvShape,
-    b: &Blocked,
+    b: &Blocked<T>,
     w: &[T],
     tap: usize,
     dy: &[T],
@@ -448,10 +450,10 @@ pub(crate) fn backward_weight_channels<T: Element>(
     channels: core::ops::Range<usize>,
     scratch: &mut [T],
 ) {
-    let Some(b) = Blocked::of::<T>(s) else {
+    let Some(b) = Blocked::<T>::of(s) else {
         return;
     };
-    let l = b.lanes;
+    let l = T::LANES;
     let buf = Buffers::split(s, &b, scratch);
     buf.block.fill(T::ZERO);
     for c0 in channels.clone().step_by(l) {
@@ -492,7 +494,7 @@ pub(crate) fn backward_weight_channels<T: Element>(
 #[allow(unsafe_code)]
 fn tap_sums<T: Element, const G: usize>(
     s: &ConvShape,
-    b: &Blocked,
+    b: &Blocked<T>,
     block: &[T],
     dy: &[T],
     t0: usize,
