@@ -1,4 +1,4 @@
-//! The golden case format of origami (`origami-cases/1`, described in CASES.md): what a case
+//! The golden case format of origami (`origami-cases/1`, `datasets/CASE-FORMAT.md`): what a case
 //! is ([`case`]) and how case files are read and written as HDF5 ([`case_file`]).
 //!
 //! The harness (`origami-bench`) re-exports both modules; the firmware's build script uses
