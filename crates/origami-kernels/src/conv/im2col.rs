@@ -18,8 +18,8 @@ use crate::Element;
 use crate::element::MAX_LANES;
 use crate::gemm::params::NV;
 use crate::gemm::{
-    PackB, StoreC, Tile, copy_over, put_columns8, spread_row, tile_row, transpose_row_stride,
-    transpose_work_len, zero_b_tail,
+    MatMut, PackB, StoreC, Tile, copy_over, put_columns8, spread_row, tile_row,
+    transpose_row_stride, transpose_work_len, zero_b_tail,
 };
 use crate::window::tap;
 
@@ -228,30 +228,92 @@ fn unroll_row<T: Element>(
     });
 }
 
-/// The unrolled matrix (`R x P`) of one image and group as the right operand of the forward
-/// product `W x cols`.
+/// The unrolled matrices (`R x P` each) of one group over consecutive images, side by side
+/// (`R x N P` for `N` images), as the right operand of the forward product `W x cols`: column `j` is
+/// position `j mod P` of image `j / P`. Small planes fill few micro-tiles' columns one image
+/// at a time (a 7 x 7 plane is 49 columns of 96 in two tiles of 48); side by side they fill
+/// all but the last.
 pub(crate) struct Unrolled<'a, T> {
     pub s: &'a ConvShape,
+    /// The group's input channels of the first image, running on through the later ones.
     pub x_g: &'a [T],
+    /// Elements from one image's input to the next one's (`in_channels * in_plane`).
+    pub image_stride: usize,
 }
 
 impl<T: Element> PackB<T> for Unrolled<'_, T> {
     fn pack_b(&self, p0: usize, kc: usize, j0: usize, nc: usize, out: &mut [T], work: &mut [T]) {
         // Each depth step is built as one contiguous row (runs copied in whole vectors, each
-        // spilling into the next run's place), then spread over the slivers; writing runs
-        // straight into the slivers would split most of them at sliver edges.
+        // spilling into the next run's place, the next image's included), then spread over
+        // the slivers; writing runs straight into the slivers would split most of them at
+        // sliver edges.
         let nr = NV * T::LANES;
         let width = nc.div_ceil(nr) * nr;
         let (row, _) = work.split_at_mut(width + nr);
+        let plane = self.s.out_plane;
         let mut t = RowTap::of(self.s, p0);
-        let start = Position::of(self.s, j0);
         for p in 0..kc {
             if p > 0 {
                 t.advance(self.s);
             }
-            unroll_row(self.s, &t, start, nc, self.x_g, row);
+            let mut done = 0;
+            while done < nc {
+                let (image, at) = ((j0 + done) / plane, (j0 + done) % plane);
+                let len = (plane - at).min(nc - done);
+                let x = &self.x_g[image * self.image_stride..];
+                let from = Position::of(self.s, at);
+                unroll_row(self.s, &t, from, len, x, &mut row[done..]);
+                done += len;
+            }
             row[nc..width].fill(T::ZERO);
             spread_row(out, kc, p, &row[..width]);
+        }
+    }
+}
+
+/// The outputs of one group over several images as the destination of a product whose
+/// columns run image after image ([`Unrolled`]): row `i`, column `j` is element
+/// `(j / P) image_stride + i P + j mod P` of `y_g`.
+pub(crate) struct ImageColumns<'a, T> {
+    /// The group's output channels of the first image, running on through the later ones.
+    pub y_g: &'a mut [T],
+    pub plane: usize,
+    /// Elements from one image's output to the next one's (`out_channels * out_plane`).
+    pub image_stride: usize,
+}
+
+impl<T: Element> StoreC<T> for ImageColumns<'_, T> {
+    #[inline(always)]
+    fn store_tile(
+        &mut self,
+        tile: &Tile<T>,
+        i: usize,
+        j: usize,
+        rows: usize,
+        cols: usize,
+        add: bool,
+    ) {
+        let (image, at) = (j / self.plane, j % self.plane);
+        let y = &mut self.y_g[image * self.image_stride..];
+        if at + cols <= self.plane {
+            // Inside one image: a plain row-major tile (whole vectors where it is whole).
+            let mut c = MatMut::from_parts(y, i + rows, self.plane, self.plane, 1);
+            return c.store_tile(tile, i, at, rows, cols, add);
+        }
+        let mut lanes = [T::ZERO; NV * MAX_LANES];
+        for (r, v) in tile.iter().enumerate().take(rows) {
+            tile_row(v, &mut lanes);
+            let mut done = 0;
+            while done < cols {
+                let (image, at) = ((j + done) / self.plane, (j + done) % self.plane);
+                let len = (self.plane - at).min(cols - done);
+                let start = image * self.image_stride + (i + r) * self.plane + at;
+                let dst = &mut self.y_g[start..start + len];
+                for (d, &x) in dst.iter_mut().zip(&lanes[done..done + len]) {
+                    *d = if add { *d + x } else { x };
+                }
+                done += len;
+            }
         }
     }
 }

@@ -161,8 +161,9 @@ pub(crate) fn eight_row_groups(rows: usize) -> impl Iterator<Item = usize> {
     (0..rows - 8).step_by(8).chain([rows - 8])
 }
 
-// Eight columns never straddle two slivers: a sliver is `NV` vectors of 4, 8 or 16 lanes.
-const _: () = assert!((NV * 4).is_multiple_of(8));
+// Eight columns never straddle two slivers: a sliver is `NV` vectors, of 8 or 16 lanes
+// where `NV` is odd (AVX-512), else of 4, 8 or 16.
+const _: () = assert!((NV * if NV % 2 == 1 { 8 } else { 4 }).is_multiple_of(8));
 
 /// Zeroes the padding columns (`nc..`) of the last sliver of a packed B block.
 pub(crate) fn zero_b_tail<T: Element>(out: &mut [T], kc: usize, nc: usize) {
