@@ -140,44 +140,78 @@ impl Grid {
     /// Fills the phase planes of the group's channels of `x` (`channels x in_plane`), into
     /// `planes` of [`Grid::planes_len`] elements.
     pub fn fill<T: Element>(&self, x: &[T], planes: &mut [T]) {
+        planes[self.planes..].fill(T::ZERO);
+        let stride = self.axes[2].stride;
+        self.for_each_plane_row(|at, (lw, hw), input| {
+            let row = &mut planes[at..at + self.axes[2].q];
+            let Some(from) = input else {
+                row.fill(T::ZERO);
+                return;
+            };
+            row[..lw].fill(T::ZERO);
+            row[hw..].fill(T::ZERO);
+            if stride == 1 {
+                row[lw..hw].copy_from_slice(&x[from..from + (hw - lw)]);
+            } else {
+                let src = x[from..].iter().step_by(stride);
+                for (d, &v) in row[lw..hw].iter_mut().zip(src) {
+                    *d = v;
+                }
+            }
+        });
+    }
+
+    /// The inverse of [`Grid::fill`]: writes the planes' elements that are inputs back to
+    /// their places in `dx` (`channels x in_plane`), and zeros where the planes hold no input
+    /// (the last ones along an axis when no window reaches them).
+    pub fn unfill<T: Element>(&self, planes: &[T], dx: &mut [T]) {
+        let [ad, ah, aw] = self.axes;
+        let channels = self.planes / (self.phases * self.plane);
+        dx[..channels * ad.input * ah.input * aw.input].fill(T::ZERO);
+        self.for_each_plane_row(|at, (lw, hw), input| {
+            let Some(to) = input else {
+                return;
+            };
+            let row = &planes[at + lw..at + hw];
+            if aw.stride == 1 {
+                dx[to..to + (hw - lw)].copy_from_slice(row);
+            } else {
+                for (d, &v) in dx[to..].iter_mut().step_by(aw.stride).zip(row) {
+                    *d = v;
+                }
+            }
+        });
+    }
+
+    /// Visits the rows (along W) of the group's planes in order: `f(first element of the row
+    /// in the planes, (lo, hi), input)`, where the row's elements `lo..hi` are inputs (the
+    /// rest padding), `stride_w` apart in the group's input from element `input`; `input` is
+    /// `None` where the whole row is padding.
+    #[inline(always)]
+    fn for_each_plane_row(&self, mut f: impl FnMut(usize, (usize, usize), Option<usize>)) {
         let [ad, ah, aw] = self.axes;
         let in_plane = ad.input * ah.input * aw.input;
         let channels = self.planes / (self.phases * self.plane);
-        let (planes, slack) = planes.split_at_mut(self.planes);
-        slack.fill(T::ZERO);
-        let mut dst = planes.chunks_exact_mut(aw.q);
-        for x_c in x.chunks_exact(in_plane).take(channels) {
+        let mut at = 0;
+        for c in 0..channels {
             for pd in 0..ad.stride {
                 for ph in 0..ah.stride {
                     for pw in 0..aw.stride {
                         let (lw, hw, iw0) = aw.valid(pw);
                         for qd in 0..ad.q {
                             for qh in 0..ah.q {
-                                let row = dst.next().unwrap_or(&mut []);
                                 let id = (qd * ad.stride + pd).checked_sub(ad.pad);
                                 let ih = (qh * ah.stride + ph).checked_sub(ah.pad);
-                                let src = match (id, ih) {
-                                    (Some(id), Some(ih)) if id < ad.input && ih < ah.input => {
-                                        &x_c[(id * ah.input + ih) * aw.input..][..aw.input]
+                                let input = match (id, ih) {
+                                    (Some(id), Some(ih))
+                                        if id < ad.input && ih < ah.input && hw > lw =>
+                                    {
+                                        Some(c * in_plane + (id * ah.input + ih) * aw.input + iw0)
                                     }
-                                    _ => {
-                                        row.fill(T::ZERO);
-                                        continue;
-                                    }
+                                    _ => None,
                                 };
-                                row[..lw].fill(T::ZERO);
-                                row[hw..].fill(T::ZERO);
-                                if hw == lw {
-                                    continue;
-                                }
-                                if aw.stride == 1 {
-                                    row[lw..hw].copy_from_slice(&src[iw0..iw0 + (hw - lw)]);
-                                } else {
-                                    let src = src[iw0..].iter().step_by(aw.stride);
-                                    for (d, &v) in row[lw..hw].iter_mut().zip(src) {
-                                        *d = v;
-                                    }
-                                }
+                                f(at, (lw, hw), input);
+                                at += aw.q;
                             }
                         }
                     }
@@ -332,6 +366,49 @@ impl<T: Element> StoreC<T> for GridOut<'_, T> {
     }
 }
 
+/// The input gradient's unrolled matrix `dcols = W^T x dY` (rows `r = (c, tap)`, grid
+/// columns) as the destination of its product, added onto the phase planes the forward pass
+/// reads `cols` from: entry `(r, j)` is read from element `row_start(r) + j` of the planes, so
+/// it is added there, and each tile row is a run of whole vectors added in place — col2im
+/// without a scatter, whatever the stride. Taps of one phase read overlapping runs, so every
+/// tile adds (the planes start zeroed). Columns that are not outputs must carry zeros.
+pub(crate) struct OntoPlanes<'a, T> {
+    pub s: &'a ConvShape,
+    pub grid: &'a Grid,
+    pub planes: &'a mut [T],
+}
+
+impl<T: Element> StoreC<T> for OntoPlanes<'_, T> {
+    #[inline(always)]
+    fn store_tile(
+        &mut self,
+        tile: &Tile<T>,
+        i: usize,
+        j: usize,
+        rows: usize,
+        cols: usize,
+        _add: bool,
+    ) {
+        let mut t = RowTap::of(self.s, i);
+        let mut lanes = [T::ZERO; NV * MAX_LANES + MAX_LANES];
+        for (r, row) in tile.iter().enumerate().take(rows) {
+            if r > 0 {
+                t.advance(self.s);
+            }
+            let start = self.grid.row_start(t.c, [t.kd, t.kh, t.kw]) + j;
+            let dst = &mut self.planes[start..];
+            if cols == NV * T::LANES && dst.len() >= cols {
+                for (v, d) in row.iter().zip(dst.chunks_exact_mut(T::LANES)) {
+                    T::store(T::load_full(d) + *v, d);
+                }
+            } else {
+                tile_row::<T>(row, &mut lanes);
+                put_lanes(dst, &lanes, cols, true);
+            }
+        }
+    }
+}
+
 /// Writes (or adds) `src[..len]` onto `dst[..len]` in whole vectors, the last one blended so
 /// that the elements after `len` keep their values; element by element where `dst` has no
 /// room for a whole last vector.
@@ -361,6 +438,41 @@ fn put_lanes<T: Element>(dst: &mut [T], src: &[T], len: usize, add: bool) {
 mod tests {
     use super::*;
     use crate::ConvSpec;
+
+    /// Writing the planes back gives every input they hold, and zero for the rest.
+    #[test]
+    fn unfill_inverts_fill() {
+        let specs = [
+            ConvSpec::new(1, 2, 1, [3, 5, 7], [2, 3, 2])
+                .with_stride([1, 2, 3])
+                .with_padding([1, 2, 1])
+                .with_dilation([2, 1, 2]),
+            // The last input along W is in no plane.
+            ConvSpec::new(1, 3, 1, [1, 2, 10], [1, 1, 3]).with_stride([1, 1, 2]),
+        ];
+        for spec in specs {
+            let s = spec.build().unwrap().shape;
+            let x: Vec<f64> = (0..s.cg * s.in_plane).map(|i| i as f64 + 1.0).collect();
+            let grid = Grid::of(&s).unwrap();
+            let mut planes = vec![f64::NAN; grid.planes_len::<f64>()];
+            grid.fill(&x, &mut planes);
+            let mut back = vec![f64::NAN; x.len()];
+            grid.unfill(&planes, &mut back);
+            // Whether input coordinate `i` of axis `a` has a place in its phase plane.
+            let read = |a: &crate::window::Axis, i: usize| {
+                let q = a.output + (a.kernel - 1) * a.dilation / a.stride;
+                (i + a.pad_lo) / a.stride < q
+            };
+            let [ad, ah, aw] = s.axes;
+            for (at, (&b, &v)) in back.iter().zip(&x).enumerate() {
+                let (q, iw) = (at / aw.input, at % aw.input);
+                let (q, ih) = (q / ah.input, q % ah.input);
+                let id = q % ad.input;
+                let reached = read(&ad, id) && read(&ah, ih) && read(&aw, iw);
+                assert_eq!(b, if reached { v } else { 0.0 }, "{spec:?} at {at}");
+            }
+        }
+    }
 
     /// Every unrolled entry read through the planes equals the definition's.
     #[test]

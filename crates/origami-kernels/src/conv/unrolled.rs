@@ -17,19 +17,22 @@
 //! Where the grid of [`super::grid`] drops few columns, the forward pass reads `cols` in place
 //! from the input's phase planes instead of packing it, and so does the input gradient of a
 //! stride-1 convolution, as the forward pass `dX = conv(dY, flip(W)^T)`
-//! ([`ConvShape::transposed`]) — except where a weight is infinite or NaN, which must meet
-//! only real gradients, never the zeros of padding (`inf * 0` is NaN).
+//! ([`ConvShape::transposed`]); a strided convolution's input gradient adds its tiles onto
+//! phase planes of the input's shape ([`OntoPlanes`]) where col2im would scatter them. All
+//! three need finite weights, which must meet only real gradients, never the zeros of padding
+//! (`inf * 0` is NaN). Output planes under [`MIN_GRID_PLANE`] positions are multiplied with the
+//! batch's images side by side instead, one product per group.
 //!
 //! Scratch: the product's packing buffers ([`crate::gemm::pack_len`]), a few hundred KiB at
 //! most whatever the image size, and for the grid one image's phase planes (about the size
 //! of a group's input, or of its output gradient).
 
 use super::geometry::ConvShape;
-use super::grid::{Grid, GridB, GridBT, GridOut, spread_onto_grid};
+use super::grid::{Grid, GridB, GridBT, GridOut, OntoPlanes, spread_onto_grid};
 use super::im2col::{Col2im, ImageColumns, Unrolled, UnrolledT};
 use crate::Element;
 use crate::element::all_finite;
-use crate::gemm::params::MR;
+use crate::gemm::params::{MR, NV};
 use crate::gemm::{
     MatMut, MatRef, PackA, Prepacked, eight_row_groups, gemm_indexed, gemm_with, pack_len,
     prepacked_len,
@@ -102,7 +105,18 @@ pub(crate) fn backward_input_scratch_len<T: Element>(s: &ConvShape) -> usize {
         (None, Some(t)) => batched_scratch_len::<T>(&t),
         (None, None) => 0,
     };
-    packed.max(transposed)
+    let onto_planes = forward_grid(s).map_or(0, |grid| onto_planes_scratch_len::<T>(s, &grid));
+    packed.max(transposed).max(onto_planes)
+}
+
+/// Scratch of the input gradient added onto phase planes: the transposed weights packed
+/// whole, the planes, and the output gradient of one image's group on the grid with a sliver
+/// of slack (the product reads whole slivers past its last column).
+fn onto_planes_scratch_len<T: Element>(s: &ConvShape, grid: &Grid) -> usize {
+    prepacked_len(s.unrolled_rows, s.kg)
+        .saturating_add(grid.planes_len::<T>())
+        .saturating_add(s.kg.saturating_mul(grid.cols()))
+        .saturating_add(NV * T::LANES)
 }
 
 pub(crate) fn backward_weight_scratch_len<T: Element>(s: &ConvShape) -> usize {
@@ -241,6 +255,11 @@ pub(crate) fn backward_input<T: Element>(
     {
         return backward_input_side_by_side(s, &t, dy, w, dx, pack);
     }
+    if let Some(grid) = forward_grid(s)
+        && all_finite(w)
+    {
+        return backward_input_onto_planes(s, &grid, dy, w, dx, pack);
+    }
     if !identity {
         dx.fill(T::ZERO);
     }
@@ -293,6 +312,45 @@ fn backward_input_on_grid<T: Element>(
                 bias: None,
             };
             gemm_indexed(t.kg, grid.cols(), t.unrolled_rows, &a, &b, &mut c, false);
+        }
+    }
+}
+
+/// The input gradient with the unrolled matrix's tiles added onto phase planes ([`OntoPlanes`]):
+/// `dcols = W^T x dY_grid` over the grid's columns, where `dY_grid` is the output gradient
+/// spread onto the grid (zero in the dropped columns, whose entries then add nothing), after
+/// which the planes' inputs are written to `dx`. This serves strided convolutions, which have
+/// no forward form; scattering each tile onto the input instead (col2im) cost more than its
+/// product on the stem.
+fn backward_input_onto_planes<T: Element>(
+    s: &ConvShape,
+    grid: &Grid,
+    dy: &[T],
+    w: &[T],
+    dx: &mut [T],
+    pack: &mut [T],
+) {
+    let (r, cols) = (s.unrolled_rows, grid.cols());
+    let (pa, rest) = pack.split_at_mut(prepacked_len(r, s.kg));
+    let (planes, dy_grid) = rest.split_at_mut(grid.planes_len::<T>());
+    let dy_grid = &mut dy_grid[..s.kg * cols + NV * T::LANES];
+    dy_grid[s.kg * cols..].fill(T::ZERO);
+    for g in 0..s.groups {
+        let w_t = MatRef::from_parts(&w[group_weight_range(s, g)], r, s.kg, 1, r);
+        let a = Prepacked::pack(r, s.kg, &w_t, pa);
+        for n in 0..s.batch {
+            let dy_g = &dy[group_output_range(s, n, g)];
+            spread_onto_grid(grid, dy_g, s.out_plane, &mut dy_grid[..s.kg * cols]);
+            planes.fill(T::ZERO);
+            // The slack after the last row is in the view's data: the product reads it.
+            let b = MatRef::from_parts(&*dy_grid, s.kg, cols, cols, 1);
+            let mut c = OntoPlanes {
+                s,
+                grid,
+                planes: &mut *planes,
+            };
+            gemm_indexed(r, cols, s.kg, &a, &b, &mut c, true);
+            grid.unfill(planes, &mut dx[group_input_start(s, n, g)..]);
         }
     }
 }

@@ -288,7 +288,7 @@ pub(crate) fn gemm_with<T: Element>(
                     let cols = nr.min(nc - j);
                     for (ir, a_sliver) in pa.chunks_exact(MR * kc).enumerate() {
                         let i = ir * MR;
-                        let tile = micro_tile::<T>(kc, a_sliver, b_sliver);
+                        let tile = micro_tile::<T>(kc, a_sliver, b_sliver, cols);
                         c.store_tile(&tile, i0 + i, j0 + j, MR.min(mc - i), cols, add);
                     }
                 }
@@ -383,8 +383,9 @@ pub(crate) fn gemm_indexed<T: Element>(
                         let i = ir * MR;
                         // SAFETY: `starts[p] + j + nr <= last <= data.len()` for every `p`, as
                         // `j + nr <= round_up(n, nr)`.
-                        let tile =
-                            unsafe { micro_tile_indexed::<T>(kc, a_sliver, data, &starts, j) };
+                        let tile = unsafe {
+                            micro_tile_indexed::<T>(kc, a_sliver, data, &starts, j, cols)
+                        };
                         c.store_tile(&tile, i0 + i, j, MR.min(mc - i), cols, add);
                     }
                 }

@@ -257,6 +257,20 @@ impl<T: Element> PackB<T> for MatRef<'_, T> {
     }
 }
 
+/// A row-major matrix read in place: depth step `p` is row `p`.
+impl<T: Element> IndexB<T> for MatRef<'_, T> {
+    fn data(&self) -> &[T] {
+        debug_assert_eq!(self.cs, 1, "rows read in place are contiguous");
+        self.data
+    }
+
+    fn row_starts(&self, p0: usize, starts: &mut [usize]) {
+        for (i, start) in starts.iter_mut().enumerate() {
+            *start = (p0 + i) * self.rs;
+        }
+    }
+}
+
 impl<T: Element> StoreC<T> for MatMut<'_, T> {
     #[inline(always)]
     fn store_tile(

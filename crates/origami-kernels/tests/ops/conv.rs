@@ -228,6 +228,30 @@ fn fixed_shapes_every_algorithm() {
     }
 }
 
+/// Output planes of 256 positions and more, where `Unrolled` reads phase planes: strided
+/// input gradients added onto the planes, in 2-D and 3-D, with a batch, groups, dilation and
+/// uneven padding; and small planes of a batch multiplied side by side, forward and stride-1
+/// input gradient (a 7 x 7 plane with more channels than one packed block of rows).
+#[test]
+fn phase_planes_and_images_side_by_side() {
+    let two = ConvSpec::new(2, 4, 6, [44, 46], [3, 4])
+        .with_groups(2)
+        .with_stride([2, 3])
+        .with_dilation([2, 1])
+        .with_padding_lo_hi([1, 2], [2, 0]);
+    let three = ConvSpec::new(2, 2, 3, [4, 24, 24], [2, 3, 3])
+        .with_stride([1, 2, 2])
+        .with_padding([0, 1, 1]);
+    let small = ConvSpec::new(3, 20, 500, [7, 7], [3, 3]).with_padding([1, 1]);
+    for seed in 0..2 {
+        check_case::<f32, 2>(ConvAlgorithm::Unrolled, two, seed);
+        check_case::<f64, 2>(ConvAlgorithm::Unrolled, two, seed);
+        check_case::<f32, 3>(ConvAlgorithm::Unrolled, three, seed);
+        check_case::<f64, 3>(ConvAlgorithm::Unrolled, three, seed);
+    }
+    check_case::<f32, 2>(ConvAlgorithm::Unrolled, small, 7);
+}
+
 /// Depthwise convolution on small planes in 1-D and 3-D (a vector of channels per position).
 #[test]
 fn small_depthwise_planes_in_1d_and_3d() {
