@@ -339,6 +339,22 @@ impl_element!(f32, wide::f32x8, 8, "f32", {
 #[cfg(not(target_feature = "avx512f"))]
 impl_element!(f64, wide::f64x4, 4, "f64");
 
+/// `buf` from its first element on a whole-vector boundary (`LANES` elements; from its start
+/// where none is within a vector). Buffers whose loads are whole vectors at multiples of
+/// `LANES` then never split a load over two cache lines, which on some cores (Zen 4) costs a
+/// second pass through the load port; scratch from the caller has the element type's
+/// alignment only, so it needs `LANES - 1` elements of room for this.
+pub(crate) fn vector_aligned<T: Element>(buf: &mut [T]) -> &mut [T] {
+    let skip = match buf
+        .as_ptr()
+        .align_offset(core::mem::size_of::<T>() * T::LANES)
+    {
+        skip if skip < T::LANES => skip,
+        _ => 0,
+    };
+    &mut buf[skip..]
+}
+
 /// The widest vector of any element type, for stack buffers that hold one vector's lanes.
 pub(crate) const MAX_LANES: usize = 16;
 

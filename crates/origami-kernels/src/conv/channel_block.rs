@@ -25,7 +25,7 @@
 
 use super::geometry::ConvShape;
 use crate::Element;
-use crate::element::{MAX_LANES, all_finite, transpose};
+use crate::element::{MAX_LANES, all_finite, transpose, vector_aligned};
 use core::marker::PhantomData;
 
 /// Outputs accumulated together in the forward pass.
@@ -57,6 +57,7 @@ pub(crate) fn scratch_len<T: Element>(s: &ConvShape) -> usize {
     positions
         .saturating_add(s.in_plane.max(s.out_plane))
         .saturating_add(s.taps)
+        .saturating_add(1)
         .saturating_mul(T::LANES)
 }
 
@@ -163,6 +164,7 @@ impl<'a, T: Element> Buffers<'a, T> {
     fn split(s: &ConvShape, b: &Blocked<T>, scratch: &'a mut [T]) -> Self {
         let l = T::LANES;
         let positions = block_positions::<T>(s).unwrap_or(b.positions);
+        let scratch = vector_aligned(scratch);
         let (block, rest) = scratch.split_at_mut(positions * l);
         let (plane, rest) = rest.split_at_mut(s.in_plane.max(s.out_plane) * l);
         Buffers {

@@ -23,6 +23,7 @@
 use super::channel_block;
 use super::geometry::ConvShape;
 use crate::Element;
+use crate::element::vector_aligned;
 use crate::window::Axis;
 
 /// Output vectors accumulated together in the forward pass (the dispatch below names each
@@ -84,7 +85,13 @@ impl Padded {
         let extent = |a: &Axis| {
             ((a.output - 1) * a.stride + (a.kernel - 1) * a.dilation + 1).max(a.pad_lo + a.input)
         };
+        // Rows (and phases) of the row layout, whose slack is a vector, start on whole
+        // vectors as the buffer does, so that the loads of the first tap column are aligned.
         let lp = extent(&ax).div_ceil(ax.stride).saturating_add(row_slack);
+        let lp = match row_slack {
+            0 => lp,
+            vector => lp.div_ceil(vector).saturating_mul(vector),
+        };
         Padded {
             d: extent(&az),
             h: extent(&ay),
@@ -148,7 +155,8 @@ pub(crate) fn scratch_len<T: Element>(s: &ConvShape) -> usize {
         Padded::of::<T>(s).len().max(flat)
     };
     let gather = transposed(s).map_or(0, |t| plane(&t).saturating_add(s.taps));
-    plane(s).saturating_add(gather)
+    // A vector to start the first buffer on a vector boundary, another for the second.
+    plane(s).saturating_add(gather).saturating_add(2 * T::LANES)
 }
 
 /// The input gradient's geometry as a forward pass, where it is one: with stride 1 and one
@@ -347,6 +355,7 @@ pub(crate) fn forward<T: Element>(
         return channel_block::forward(s, x, w, bias, y, scratch);
     }
     let p = Padded::flat_or_rows::<T>(s);
+    let scratch = vector_aligned(scratch);
     let (buf, flat_out) = scratch.split_at_mut(p.len());
     buf.fill(T::ZERO);
     for_each_padded_input(s, &p, x, 0..s.in_channels, buf, |n, k, buf| {
@@ -554,6 +563,7 @@ pub(crate) fn backward_input<T: Element>(
     let (buf, rest) = scratch.split_at_mut(p.len());
     let mut gather = transposed(s).map(|t| {
         let pt = Padded::flat_or_rows::<T>(&t);
+        let rest = vector_aligned(rest);
         let (tbuf, rest) = rest.split_at_mut(pt.len());
         tbuf.fill(T::ZERO);
         let (flipped, flat_out) = rest.split_at_mut(s.taps);
@@ -693,6 +703,7 @@ pub(crate) fn backward_weight_channels<T: Element>(
     let first_k = channels.start * s.kg;
     let [az, ay, ax] = s.axes;
     let p = Padded::flat_or_rows::<T>(s);
+    let scratch = vector_aligned(scratch);
     let (buf, rest) = scratch.split_at_mut(p.len());
     buf.fill(T::ZERO);
     // The flat layout's output gradient, laid out like its outputs (zero between rows).
