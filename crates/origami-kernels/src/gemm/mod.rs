@@ -14,6 +14,7 @@ pub mod params;
 mod kernel;
 mod operand;
 
+use crate::element::vector_aligned;
 use crate::error::check_scratch;
 use crate::{Element, Error};
 pub(crate) use kernel::Tile;
@@ -183,7 +184,13 @@ pub fn pack_len<T: Element>(m: usize, n: usize, k: usize) -> usize {
     // A block, B block, and working room for packers: one row of B plus a sliver of slack
     // (for those that build a row before spreading it over the slivers), or eight depth
     // runs (for those that transpose eight columns at a time), whichever is more.
-    round_up(m.min(MC), MR) * kc + kc * nc + (nc + nr).max(transpose_work_len::<T>(kc))
+    a_block_len::<T>(m, k) + kc * nc + (nc + nr).max(transpose_work_len::<T>(kc)) + T::LANES
+}
+
+/// Elements of the packed A block, whole vectors of them, so that the B block after it
+/// starts on a vector boundary as the buffer does.
+fn a_block_len<T: Element>(m: usize, k: usize) -> usize {
+    round_up(round_up(m.min(MC), MR) * k.min(KC), T::LANES)
 }
 
 /// Working room of a packer that reads eight columns of B along the depth (`kc` steps, a
@@ -269,7 +276,10 @@ pub(crate) fn gemm_with<T: Element>(
         }
         return;
     }
-    let (pa, rest) = pack.split_at_mut(round_up(m.min(MC), MR) * k.min(KC));
+    // Packed slivers of B are read a vector at a time: from a vector boundary none of those
+    // loads straddles two cache lines (the A block before them is whole vectors long).
+    let pack = vector_aligned(pack);
+    let (pa, rest) = pack.split_at_mut(a_block_len::<T>(m, k));
     let (pb, work) = rest.split_at_mut(k.min(KC) * round_up(n.min(NC), nr));
     for j0 in (0..n).step_by(NC) {
         let nc = NC.min(n - j0);

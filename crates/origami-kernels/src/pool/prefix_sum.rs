@@ -54,7 +54,7 @@
 use super::PoolKind;
 use super::geometry::PoolShape;
 use crate::Element;
-use crate::element::transpose;
+use crate::element::{transpose, vector_aligned};
 use crate::window::Axis;
 
 /// Whether the pass along `axis` can be skipped: a unit axis with a single-tap window. Other
@@ -746,17 +746,25 @@ fn product(values: &[usize]) -> usize {
     values.iter().fold(1usize, |p, &x| p.saturating_mul(x))
 }
 
-/// A saturating sum of buffer lengths.
-fn sum(lens: &[usize]) -> usize {
-    lens.iter().fold(0usize, |t, &x| t.saturating_add(x))
+/// Elements of scratch for buffers of the given lengths laid out by [`split`]: each rounded
+/// up to whole vectors, and a vector of room to start the first on a vector boundary.
+/// Saturates, like every scratch size.
+fn layout_len<T: Element>(lens: &[usize]) -> usize {
+    lens.iter().fold(T::LANES, |t, &x| {
+        t.saturating_add(x.div_ceil(T::LANES).saturating_mul(T::LANES))
+    })
 }
 
-/// Splits `scratch` into buffers of the given lengths.
-fn split<T, const N: usize>(mut scratch: &mut [T], lens: [usize; N]) -> [&mut [T]; N] {
+/// Splits `scratch` into buffers of the given lengths, each starting on a vector boundary:
+/// the passes load and store whole vectors at multiples of `LANES` in them, and none of those
+/// then straddles two cache lines.
+fn split<T: Element, const N: usize>(scratch: &mut [T], lens: [usize; N]) -> [&mut [T]; N] {
+    let mut scratch = vector_aligned(scratch);
     lens.map(|n| {
-        let (head, rest) = core::mem::take(&mut scratch).split_at_mut(n);
+        let whole = n.div_ceil(T::LANES) * T::LANES;
+        let (head, rest) = core::mem::take(&mut scratch).split_at_mut(whole);
         scratch = rest;
-        head
+        &mut head[..n]
     })
 }
 
@@ -805,7 +813,7 @@ fn forward_layout<T: Element>(s: &PoolShape, kind: PoolKind) -> [usize; 8] {
 
 /// Elements of scratch for the forward pass of `kind`.
 pub(crate) fn forward_scratch_len<T: Element>(s: &PoolShape, kind: PoolKind) -> usize {
-    sum(&forward_layout::<T>(s, kind))
+    layout_len::<T>(&forward_layout::<T>(s, kind))
 }
 
 /// Forward pooling of `kind` (`indices` only for max). The caller has checked that max
@@ -1214,7 +1222,7 @@ fn backward_layout<T: Element>(s: &PoolShape) -> [usize; 7] {
 
 /// Elements of scratch for the backward pass of average or sum pooling.
 pub(crate) fn backward_scratch_len<T: Element>(s: &PoolShape) -> usize {
-    sum(&backward_layout::<T>(s))
+    layout_len::<T>(&backward_layout::<T>(s))
 }
 
 /// Backward of average or sum pooling: `dx[i] = sum over windows o containing i of
