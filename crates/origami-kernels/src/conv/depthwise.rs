@@ -748,8 +748,11 @@ pub(crate) fn backward_weight_channels<T: Element>(
         while t0 < s.taps {
             let left = s.taps - t0;
             let dw_t = &mut dw_k[t0..];
-            // The widest group that fits what is left, so no tap is computed twice.
+            // The widest group that fits what is left, so no tap is computed twice; nine at a
+            // time where they divide it (3 x 3 and 3 x 3 x 3 kernels: one pass over the
+            // plane per nine taps, where 8 + 1 took a second pass for one tap).
             t0 += match left {
+                _ if left.is_multiple_of(9) => dots.add::<9>(t0, &tap_at, dw_t),
                 8.. => dots.add::<8>(t0, &tap_at, dw_t),
                 4.. => dots.add::<4>(t0, &tap_at, dw_t),
                 2.. => dots.add::<2>(t0, &tap_at, dw_t),
