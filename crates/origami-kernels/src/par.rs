@@ -16,8 +16,17 @@ pub(crate) fn parts(units: usize) -> usize {
     rayon::current_num_threads().clamp(1, units.max(1))
 }
 
-/// Runs `f(range, out, scratch)` for contiguous ranges covering `0..units`, in parallel,
-/// `parts` ranges at most; `scratch` holds `per_part` elements for each range.
+/// The contiguous ranges, `parts` at most, that [`run`] cuts `0..units` into, in order.
+pub(crate) fn ranges(units: usize, parts: usize) -> impl Iterator<Item = Range<usize>> {
+    let step = units.div_ceil(parts.max(1)).max(1);
+    (0..units)
+        .step_by(step)
+        .map(move |start| start..(start + step).min(units))
+}
+
+/// Runs `f(range, out, scratch)` for the contiguous ranges of [`ranges`], in parallel;
+/// `scratch` holds `per_part` elements for each range, the `i`-th range's from element
+/// `i * per_part`.
 pub(crate) fn run<O: Split, T: Send>(
     units: usize,
     parts: usize,
@@ -26,8 +35,7 @@ pub(crate) fn run<O: Split, T: Send>(
     per_part: usize,
     f: impl Fn(Range<usize>, O, &mut [T]) + Sync,
 ) {
-    let step = units.div_ceil(parts.max(1)).max(1);
-    if step >= units {
+    if ranges(units, parts).nth(1).is_none() {
         // One part: run it here rather than on a pool thread, whose caches hold none of
         // the data.
         f(0..units, out, &mut scratch[..per_part]);
@@ -36,15 +44,12 @@ pub(crate) fn run<O: Split, T: Send>(
     let f = &f;
     rayon::scope(|scope| {
         let (mut out, mut scratch) = (out, scratch);
-        let mut start = 0;
-        while start < units {
-            let end = (start + step).min(units);
-            let (o, rest) = out.split(end - start);
+        for range in ranges(units, parts) {
+            let (o, rest) = out.split(range.len());
             out = rest;
             let (sc, rest) = core::mem::take(&mut scratch).split_at_mut(per_part);
             scratch = rest;
-            scope.spawn(move |_| f(start..end, o, sc));
-            start = end;
+            scope.spawn(move |_| f(range, o, sc));
         }
     });
 }

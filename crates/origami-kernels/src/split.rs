@@ -24,6 +24,13 @@ impl<T: Send> Split for Units<'_, T> {
     }
 }
 
+/// Nothing to split: parts that write their results into their own scratch.
+impl Split for () {
+    fn split(self, _: usize) -> (Self, Self) {
+        ((), ())
+    }
+}
+
 impl<A: Split, B: Split> Split for (A, B) {
     fn split(self, units: usize) -> (Self, Self) {
         let (a0, a1) = self.0.split(units);

@@ -34,7 +34,7 @@ use crate::Element;
 use crate::element::all_finite;
 use crate::gemm::params::{MR, NV};
 use crate::gemm::{
-    MatMut, MatRef, PackA, Prepacked, eight_row_groups, gemm_indexed, gemm_with, pack_len,
+    MatMut, MatRef, PackA, PackB, Prepacked, eight_row_groups, gemm_indexed, gemm_with, pack_len,
     prepacked_len,
 };
 
@@ -470,21 +470,23 @@ pub(crate) fn backward_weight<T: Element>(
     dw: &mut [T],
     pack: &mut [T],
 ) {
-    backward_weight_rows(s, x, dy, dw, 0..s.out_channels, pack);
+    backward_weight_block(s, x, dy, dw, 0..s.out_channels, 0..s.unrolled_rows, pack);
 }
 
-/// Rows `rows` (output channels) of the weight gradient into `dw` (those rows only). Each
-/// row's products run in the same order whatever the range, so any split of the rows gives
-/// the same bits.
-pub(crate) fn backward_weight_rows<T: Element>(
+/// The block of the weight gradient at rows `rows` (output channels) and columns `cols`
+/// (unrolled rows `(c, tap)` of each group) into `dw` (`rows x cols`, row-major: the whole
+/// gradient's rows where `cols` is all of them). Each entry's products run in the same order
+/// whatever the block, so any split of the rows or columns gives the same bits.
+pub(crate) fn backward_weight_block<T: Element>(
     s: &ConvShape,
     x: &[T],
     dy: &[T],
     dw: &mut [T],
     rows: core::ops::Range<usize>,
+    cols: core::ops::Range<usize>,
     pack: &mut [T],
 ) {
-    let r = s.unrolled_rows;
+    let width = cols.len();
     dw.fill(T::ZERO);
     // The grid's dropped columns read real inputs (the next row's), which meet the zeros of
     // the spread output gradient: only finite inputs may, as `inf * 0` is NaN.
@@ -494,65 +496,94 @@ pub(crate) fn backward_weight_rows<T: Element>(
         // The rows of one group at a time.
         let g = k0 / s.kg;
         let k1 = rows.end.min((g + 1) * s.kg);
-        let dw_rows = &mut dw[(k0 - rows.start) * r..(k1 - rows.start) * r];
+        let block = Block {
+            ks: k0..k1,
+            cols: cols.clone(),
+            dw: &mut dw[(k0 - rows.start) * width..(k1 - rows.start) * width],
+        };
         match &grid {
-            Some(grid) => group_weight_rows_on_grid(s, grid, x, dy, g, k0..k1, dw_rows, pack),
-            None => group_weight_rows(s, x, dy, g, k0..k1, dw_rows, pack),
+            Some(grid) => group_weight_block_on_grid(s, grid, x, dy, g, block, pack),
+            None => group_weight_block(s, x, dy, g, block, pack),
         }
         k0 = k1;
     }
 }
 
-/// Rows `ks` of group `g`'s weight gradient, added to `dw_rows`: `dW += dY x cols^T`, with
-/// `cols^T` packed from the input.
-#[allow(clippy::too_many_arguments)]
-fn group_weight_rows<T: Element>(
+/// Where a group's share of a weight-gradient block goes: rows `ks` of the gradient (output
+/// channels of one group), columns `cols`, into `dw` (`ks x cols`, row-major).
+struct Block<'a, T> {
+    ks: core::ops::Range<usize>,
+    cols: core::ops::Range<usize>,
+    dw: &'a mut [T],
+}
+
+/// A right operand's columns from `j0` on: the block's columns of `cols^T`.
+struct ColumnsFrom<'a, B> {
+    b: &'a B,
+    j0: usize,
+}
+
+impl<T: Element, B: PackB<T>> PackB<T> for ColumnsFrom<'_, B> {
+    fn pack_b(&self, p0: usize, kc: usize, j0: usize, nc: usize, out: &mut [T], work: &mut [T]) {
+        self.b.pack_b(p0, kc, self.j0 + j0, nc, out, work);
+    }
+}
+
+/// Group `g`'s share of a weight-gradient block, added to `block.dw`: `dW += dY x cols^T`,
+/// with `cols^T` packed from the input.
+fn group_weight_block<T: Element>(
     s: &ConvShape,
     x: &[T],
     dy: &[T],
     g: usize,
-    ks: core::ops::Range<usize>,
-    dw_rows: &mut [T],
+    block: Block<'_, T>,
     pack: &mut [T],
 ) {
-    let (r, p, m) = (s.unrolled_rows, s.out_plane, ks.len());
+    let (r, p, m, width) = (
+        s.unrolled_rows,
+        s.out_plane,
+        block.ks.len(),
+        block.cols.len(),
+    );
     for n in 0..s.batch {
         let x_g = group_input(s, x, n, g);
-        let dy_rows = &dy[(n * s.out_channels + ks.start) * p..][..m * p];
+        let dy_rows = &dy[(n * s.out_channels + block.ks.start) * p..][..m * p];
         let a = MatRef::from_parts(dy_rows, m, p, p, 1);
-        let mut c = MatMut::from_parts(&mut *dw_rows, m, r, r, 1);
+        let mut c = MatMut::from_parts(&mut *block.dw, m, width, width, 1);
+        let j0 = block.cols.start;
         if unroll_is_identity(s) {
             // cols^T: P x R.
             let b = MatRef::from_parts(x_g, p, r, 1, p);
-            gemm_with(m, r, p, &a, &b, &mut c, true, pack);
+            let b = ColumnsFrom { b: &b, j0 };
+            gemm_with(m, width, p, &a, &b, &mut c, true, pack);
         } else {
             let b = UnrolledT { s, x_g };
-            gemm_with(m, r, p, &a, &b, &mut c, true, pack);
+            let b = ColumnsFrom { b: &b, j0 };
+            gemm_with(m, width, p, &a, &b, &mut c, true, pack);
         }
     }
 }
 
-/// [`group_weight_rows`] over a grid: `dW += dY_grid x cols^T`, with the output gradient
+/// [`group_weight_block`] over a grid: `dW += dY_grid x cols^T`, with the output gradient
 /// spread onto the grid (zeros where the columns are dropped) and `cols^T` packed from the
 /// phase planes.
-#[allow(clippy::too_many_arguments)]
-fn group_weight_rows_on_grid<T: Element>(
+fn group_weight_block_on_grid<T: Element>(
     s: &ConvShape,
     grid: &Grid,
     x: &[T],
     dy: &[T],
     g: usize,
-    ks: core::ops::Range<usize>,
-    dw_rows: &mut [T],
+    block: Block<'_, T>,
     pack: &mut [T],
 ) {
-    let (r, p, m, cols) = (s.unrolled_rows, s.out_plane, ks.len(), grid.cols());
+    let (r, p, m, cols) = (s.unrolled_rows, s.out_plane, block.ks.len(), grid.cols());
+    let width = block.cols.len();
     let (pack, rest) = pack.split_at_mut(pack_len::<T>(s.kg, r, cols));
     let (planes, dy_grid) = rest.split_at_mut(grid.planes_len::<T>());
     let dy_grid = &mut dy_grid[..m * cols];
     for n in 0..s.batch {
         grid.fill(group_input(s, x, n, g), planes);
-        let dy_rows = &dy[(n * s.out_channels + ks.start) * p..][..m * p];
+        let dy_rows = &dy[(n * s.out_channels + block.ks.start) * p..][..m * p];
         spread_onto_grid(grid, dy_rows, p, dy_grid);
         let a = MatRef::from_parts(&*dy_grid, m, cols, cols, 1);
         let b = GridBT {
@@ -562,7 +593,11 @@ fn group_weight_rows_on_grid<T: Element>(
                 planes: &*planes,
             },
         };
-        let mut c = MatMut::from_parts(&mut *dw_rows, m, r, r, 1);
-        gemm_with(m, r, cols, &a, &b, &mut c, true, pack);
+        let b = ColumnsFrom {
+            b: &b,
+            j0: block.cols.start,
+        };
+        let mut c = MatMut::from_parts(&mut *block.dw, m, width, width, 1);
+        gemm_with(m, width, cols, &a, &b, &mut c, true, pack);
     }
 }

@@ -43,6 +43,12 @@ fn convolution_is_identical_on_any_thread_count() {
         ConvSpec::new(5, 6, 10, [9, 11], [3, 3])
             .with_padding([1, 1])
             .with_groups(2),
+        // Many more unrolled rows than output channels: the weight gradient splits by
+        // columns, in tiles the threads share unevenly; groups; with and without a grid.
+        ConvSpec::new(3, 70, 8, [9, 10], [3, 3])
+            .with_padding([1, 1])
+            .with_groups(2),
+        ConvSpec::new(2, 20, 4, [20, 20], [3, 3]).with_padding([1, 1]),
         // Depthwise with stride 2.
         ConvSpec::new(3, 8, 8, [13, 18], [3, 3])
             .with_stride([2, 2])
