@@ -8,7 +8,8 @@
 //! `W (K x R) x cols (R x P)`, writes the output in its `[K, P]` layout directly.
 //!
 //! The matrix is never stored whole. The product packs it block by block straight from the
-//! input ([`Unrolled`] as the right operand of the forward pass, [`UnrolledT`] as the right
+//! input ([`Unrolled`] as the right operand of the forward pass, the matrices of consecutive
+//! images side by side, whose outputs [`ImageColumns`] places; [`UnrolledT`] as the right
 //! operand of the weight gradient), and the input gradient's product adds each finished tile
 //! of `dcols` onto the input elements it was read from ([`Col2im`], the adjoint), so the
 //! working set is a packed block that stays in cache instead of `R x P` elements that do not.
