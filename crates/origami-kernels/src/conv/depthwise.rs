@@ -30,9 +30,6 @@ use crate::window::Axis;
 /// count up to this one).
 const RUN: usize = 4;
 
-/// Output vectors whose gradients are scattered together in the input gradient.
-const SCATTER: usize = 2;
-
 /// Whether the geometry is depthwise: one input channel per group.
 pub(crate) fn applies(s: &ConvShape) -> bool {
     s.cg == 1
@@ -558,7 +555,6 @@ pub(crate) fn backward_input<T: Element>(
     if channel_block::applies::<T>(s) {
         return channel_block::backward_input(s, dy, w, dx, scratch);
     }
-    let [_, ay, ax] = s.axes;
     let p = Padded::of::<T>(s);
     let (buf, rest) = scratch.split_at_mut(p.len());
     let mut gather = transposed(s).map(|t| {
@@ -595,79 +591,56 @@ pub(crate) fn backward_input<T: Element>(
                 // the vector path there.
                 let finite = w_k.iter().all(|v| v.to_f64().is_finite());
                 let dy_k = &dy[(n * s.out_channels + k) * s.out_plane..][..s.out_plane];
-                for (q, dy_row) in dy_k.chunks_exact(ax.output).enumerate() {
-                    let o = (q / ay.output, q % ay.output);
-                    let mut ow = 0;
-                    while ow + SCATTER * T::LANES <= ax.output {
-                        let g = &dy_row[ow..ow + SCATTER * T::LANES];
-                        scatter_run::<T, SCATTER>(s, &p, buf, w_k, o, ow, g);
-                        ow += SCATTER * T::LANES;
-                    }
-                    while ow < ax.output {
-                        let lanes = T::LANES.min(ax.output - ow);
-                        let g = &dy_row[ow..ow + lanes];
-                        if lanes == T::LANES || finite {
-                            scatter_run::<T, 1>(s, &p, buf, w_k, o, ow, g);
-                        } else {
-                            scatter_scalar(s, &p, buf, w_k, o, ow, g);
-                        }
-                        ow += lanes;
-                    }
-                }
+                scatter_by_taps(s, &p, buf, w_k, dy_k, finite);
             }
             extract_padded(s, &p, buf, dx_c);
         }
     }
 }
 
-/// Adds `w[t] * g` onto the padded inputs that outputs `ow..` of row `o` read through each
-/// tap `t`, `U` vectors at a time (`g` may be short: missing lanes are zero).
-#[inline(always)]
-fn scatter_run<T: Element, const U: usize>(
+/// Adds `w[t] * dy[o]` onto the padded input that output `o` reads through tap `t`, for every
+/// output, tap after tap: the updates of one tap go to distinct rows and columns one after
+/// another. Output after output instead, the next tap's update overlaps the one just stored
+/// (its vector shifted by an element) and waits for that store to reach the cache. Lanes past
+/// a row's end carry zero gradients onto inputs no output may reach, where `w * 0` must not
+/// add NaN: where a weight is not finite, a row's last lanes go one at a time.
+fn scatter_by_taps<T: Element>(
     s: &ConvShape,
     p: &Padded,
     buf: &mut [T],
     w_k: &[T],
-    o: (usize, usize),
-    ow: usize,
-    g: &[T],
+    dy_k: &[T],
+    finite: bool,
 ) {
     let [az, ay, ax] = s.axes;
-    let gv: [T::Simd; U] = core::array::from_fn(|u| T::load(g.get(u * T::LANES..).unwrap_or(&[])));
+    let full = ax.output / T::LANES * T::LANES;
+    let mut t = 0;
     for kd in 0..az.kernel {
         for kh in 0..ay.kernel {
-            let w_row = &w_k[(kd * ay.kernel + kh) * ax.kernel..][..ax.kernel];
-            let base = window_row(s, p, o, (kd, kh)) * p.row + ow;
-            for (off, &wv) in p.tap_offsets(ax.stride).zip(w_row) {
-                let wv = T::splat(wv);
-                let dst = &mut buf[base + off..][..U * T::LANES];
-                for (d, &gu) in dst.chunks_exact_mut(T::LANES).zip(&gv) {
-                    let cur = T::load_full(d);
-                    T::store(T::mul_add(gu, wv, cur), d);
-                }
-            }
-        }
-    }
-}
-
-/// [`scatter_run`] one output at a time, for a row's last lanes when a weight is not finite.
-fn scatter_scalar<T: Element>(
-    s: &ConvShape,
-    p: &Padded,
-    buf: &mut [T],
-    w_k: &[T],
-    o: (usize, usize),
-    ow: usize,
-    g: &[T],
-) {
-    let [az, ay, ax] = s.axes;
-    for kd in 0..az.kernel {
-        for kh in 0..ay.kernel {
-            let w_row = &w_k[(kd * ay.kernel + kh) * ax.kernel..][..ax.kernel];
-            let base = window_row(s, p, o, (kd, kh)) * p.row + ow;
-            for (off, &wv) in p.tap_offsets(ax.stride).zip(w_row) {
-                for (d, &gv) in buf[base + off..].iter_mut().zip(g) {
-                    *d += wv * gv;
+            for off in p.tap_offsets(ax.stride).take(ax.kernel) {
+                let w = w_k[t];
+                let wv = T::splat(w);
+                t += 1;
+                for (q, dy_row) in dy_k.chunks_exact(ax.output).enumerate() {
+                    let o = (q / ay.output, q % ay.output);
+                    let base = window_row(s, p, o, (kd, kh)) * p.row + off;
+                    let dst = &mut buf[base..base + ax.output.div_ceil(T::LANES) * T::LANES];
+                    let (whole, rest) = dst.split_at_mut(full);
+                    for (d, g) in whole
+                        .chunks_exact_mut(T::LANES)
+                        .zip(dy_row.chunks_exact(T::LANES))
+                    {
+                        T::store(T::mul_add(T::load_full(g), wv, T::load_full(d)), d);
+                    }
+                    let g = &dy_row[full..];
+                    if g.is_empty() {
+                    } else if finite {
+                        T::store(T::mul_add(T::load(g), wv, T::load_full(rest)), rest);
+                    } else {
+                        for (d, &gv) in rest.iter_mut().zip(g) {
+                            *d += w * gv;
+                        }
+                    }
                 }
             }
         }

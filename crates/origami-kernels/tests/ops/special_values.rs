@@ -471,10 +471,15 @@ fn padding_times_nan_is_nan_as_in_pytorch() {
 /// (stride 1): there `NaN * 0` in the padding would reach inputs no window reads.
 #[test]
 fn a_nan_weight_reaches_only_the_inputs_its_tap_reads() {
-    let specs: [ConvSpec<2>; 2] = [
+    let specs: [ConvSpec<2>; 3] = [
         ConvSpec::new(2, 20, 20, [5, 6], [3, 3]).with_groups(20),
         ConvSpec::new(1, 3, 3, [9, 30], [3, 3])
             .with_padding_lo_hi([0, 1], [1, 0])
+            .with_groups(3),
+        // Stride 2: always scattered, tap after tap; rows of two whole vectors and a tail.
+        ConvSpec::new(1, 3, 3, [9, 70], [3, 3])
+            .with_stride([2, 2])
+            .with_padding([1, 1])
             .with_groups(3),
     ];
     for spec in specs {
