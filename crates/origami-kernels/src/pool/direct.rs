@@ -129,8 +129,17 @@ pub(crate) fn forward<T: Element>(
 const PHASED_ROW: usize = 512;
 const PHASED_OUT: usize = 256;
 
+// Whole multiples of 64 bytes for 4-byte elements (and so for 8-byte ones): see `Phased`.
+const _: () = assert!(
+    (PHASED_ROW * 4).is_multiple_of(64) && ((PHASED_OUT + MAX_LANES) * 4).is_multiple_of(64)
+);
+
 /// The phased path's stack rows, made once per call: zeroing them for every output row
-/// cost as much as a fifth of ResNet's max pool.
+/// cost as much as a fifth of ResNet's max pool. Each row starts on a 64-byte boundary (the
+/// rows before it are whole multiples of 64 bytes): the running values are stored and
+/// reloaded a vector at a time for every tap, and a vector straddling two cache lines is
+/// neither loaded in one pass nor forwarded from its store on some cores (Zen 4).
+#[repr(C, align(64))]
 struct Phased<T> {
     phases: [T; PHASED_ROW],
     vals: [T; PHASED_OUT + MAX_LANES],
@@ -195,11 +204,15 @@ fn phased_interior<T: Element>(
             // Interior: output `lo` reads column `c >= 0` through tap `kw`.
             let c = lo * ax.stride + kw * ax.dilation - ax.pad_lo;
             let base = (c % ax.stride) * plen + c / ax.stride;
+            // The input indices the lanes read, advanced a vector of outputs at a time (exact:
+            // they stay below `max_exact_index`); converting each vector's first index from an
+            // integer cost a fifth of ResNet's max pool.
+            let mut index = T::splat(T::from_usize(row + c)) + lanes;
+            let step = T::splat(T::from_usize(T::LANES * ax.stride));
             for v in (0..n).step_by(T::LANES) {
                 let x = T::load_full(&phases[base + v..]);
                 let acc = &mut vals[v..v + T::LANES];
                 if kind == PoolKind::Max {
-                    let index = T::splat(T::from_usize(row + c + v * ax.stride)) + lanes;
                     let id = &mut ids[v..v + T::LANES];
                     let (best, best_id) = if first {
                         (x, index)
@@ -208,6 +221,7 @@ fn phased_interior<T: Element>(
                     };
                     T::store(best, acc);
                     T::store(best_id, id);
+                    index += step;
                 } else {
                     let sum = if first {
                         T::splat(T::ZERO) + x
