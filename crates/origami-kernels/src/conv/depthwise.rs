@@ -621,8 +621,8 @@ fn scatter_by_taps<T: Element>(
                 let w = w_k[t];
                 let wv = T::splat(w);
                 t += 1;
-                for (q, dy_row) in dy_k.chunks_exact(ax.output).enumerate() {
-                    let o = (q / ay.output, q % ay.output);
+                let rows = (0..az.output).flat_map(|od| (0..ay.output).map(move |oh| (od, oh)));
+                for (o, dy_row) in rows.zip(dy_k.chunks_exact(ax.output)) {
                     let base = window_row(s, p, o, (kd, kh)) * p.row + off;
                     let dst = &mut buf[base..base + ax.output.div_ceil(T::LANES) * T::LANES];
                     let (whole, rest) = dst.split_at_mut(full);

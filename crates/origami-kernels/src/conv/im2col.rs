@@ -19,7 +19,7 @@ use crate::Element;
 use crate::element::MAX_LANES;
 use crate::gemm::params::NV;
 use crate::gemm::{
-    MatMut, PackB, StoreC, Tile, copy_over, put_columns8, spread_row, tile_row,
+    MatMut, PackB, StoreC, Tile, copy_over, put_columns8, put_lanes, spread_row, tile_row,
     transpose_row_stride, transpose_work_len, zero_b_tail,
 };
 use crate::window::tap;
@@ -301,19 +301,24 @@ impl<T: Element> StoreC<T> for ImageColumns<'_, T> {
             let mut c = MatMut::from_parts(y, i + rows, self.plane, self.plane, 1);
             return c.store_tile(tile, i, at, rows, cols, add);
         }
-        let mut lanes = [T::ZERO; NV * MAX_LANES];
+        // The tile's columns as runs within one image: (first lane, element of row 0, length),
+        // the same for every row of the tile, so found once.
+        let mut runs = [(0usize, 0usize, 0usize); NV * MAX_LANES];
+        let mut count = 0;
+        let mut done = 0;
+        while done < cols {
+            let (image, at) = ((j + done) / self.plane, (j + done) % self.plane);
+            let len = (self.plane - at).min(cols - done);
+            runs[count] = (done, image * self.image_stride + at, len);
+            count += 1;
+            done += len;
+        }
+        let mut lanes = [T::ZERO; NV * MAX_LANES + MAX_LANES];
         for (r, v) in tile.iter().enumerate().take(rows) {
             tile_row(v, &mut lanes);
-            let mut done = 0;
-            while done < cols {
-                let (image, at) = ((j + done) / self.plane, (j + done) % self.plane);
-                let len = (self.plane - at).min(cols - done);
-                let start = image * self.image_stride + (i + r) * self.plane + at;
-                let dst = &mut self.y_g[start..start + len];
-                for (d, &x) in dst.iter_mut().zip(&lanes[done..done + len]) {
-                    *d = if add { *d + x } else { x };
-                }
-                done += len;
+            for &(lane, start, len) in &runs[..count] {
+                let start = start + (i + r) * self.plane;
+                put_lanes(&mut self.y_g[start..], &lanes[lane..], len, add);
             }
         }
     }

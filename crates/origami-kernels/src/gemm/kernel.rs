@@ -19,12 +19,7 @@ pub(crate) type Tile<T> = [[<T as Element>::Simd; NV]; MR];
 #[inline(always)]
 pub(crate) fn micro_tile<T: Element>(kc: usize, a: &[T], b: &[T], cols: usize) -> Tile<T> {
     let nr = NV * T::LANES;
-    let steps = || b.chunks_exact(nr).take(kc);
-    match cols.div_ceil(T::LANES) {
-        1 if NV > 1 => micro_tile_by::<T, _, 1>(a, steps(), |b| b),
-        2 if NV > 2 => micro_tile_by::<T, _, 2>(a, steps(), |b| b),
-        _ => micro_tile_by::<T, _, NV>(a, steps(), |b| b),
-    }
+    by_width(cols, a, || b.chunks_exact(nr).take(kc), |b| b)
 }
 
 /// [`micro_tile`] with the right operand read in place: depth step `p` is
@@ -49,7 +44,18 @@ pub(crate) unsafe fn micro_tile_indexed<T: Element>(
         // SAFETY: the caller guarantees `start + j + nr <= data.len()`.
         unsafe { data.get_unchecked(start + j..start + j + nr) }
     };
-    let steps = || starts[..kc].iter();
+    by_width(cols, a, || starts[..kc].iter(), b_of)
+}
+
+/// [`micro_tile_by`] as wide as the tile's first `cols` columns need: one or two vectors, or
+/// all `NV`.
+#[inline(always)]
+fn by_width<'b, T: Element, S, I: Iterator<Item = S>>(
+    cols: usize,
+    a: &[T],
+    steps: impl Fn() -> I,
+    b_of: impl Fn(S) -> &'b [T] + Copy,
+) -> Tile<T> {
     match cols.div_ceil(T::LANES) {
         1 if NV > 1 => micro_tile_by::<T, _, 1>(a, steps(), b_of),
         2 if NV > 2 => micro_tile_by::<T, _, 2>(a, steps(), b_of),

@@ -20,8 +20,8 @@ use crate::{Element, Error};
 pub(crate) use kernel::Tile;
 use kernel::{micro_tile, micro_tile_indexed};
 pub(crate) use operand::{
-    IndexB, PackA, PackB, StoreC, copy_over, eight_row_groups, put_columns8, spread_row, tile_row,
-    zero_b_tail,
+    IndexB, PackA, PackB, StoreC, copy_over, eight_row_groups, put_columns8, put_lanes, spread_row,
+    tile_row, zero_b_tail,
 };
 use params::{KC, KC_INDEXED, MC, MR, NC, NC_INDEXED, NV};
 

@@ -312,3 +312,28 @@ pub(crate) fn tile_row<T: Element>(row: &[T::Simd; NV], lanes: &mut [T]) {
         T::store(*v, chunk);
     }
 }
+
+/// Writes (or adds) `src[..len]` onto `dst[..len]` in whole vectors, the last one blended so
+/// that the elements after `len` keep their values; element by element where `dst` has no
+/// room for a whole last vector.
+#[inline(always)]
+pub(crate) fn put_lanes<T: Element>(dst: &mut [T], src: &[T], len: usize, add: bool) {
+    let mut at = 0;
+    while at < len {
+        let n = T::LANES.min(len - at);
+        if dst.len() - at < T::LANES {
+            for (d, &s) in dst[at..at + n].iter_mut().zip(&src[at..at + n]) {
+                *d = if add { *d + s } else { s };
+            }
+        } else if n == T::LANES && !add {
+            // A whole vector written over: nothing to keep, so nothing to read.
+            T::store(T::load_full(&src[at..]), &mut dst[at..]);
+        } else {
+            let old = T::load_full(&dst[at..]);
+            let v = T::load(&src[at..]);
+            let new = if add { old + v } else { v };
+            T::store(T::blend_first(n, new, old), &mut dst[at..]);
+        }
+        at += n;
+    }
+}
