@@ -88,6 +88,14 @@ pub trait Element:
     fn from_usize(n: usize) -> Self;
     /// Whether the value is NaN.
     fn is_nan(self) -> bool;
+    /// An index carried as a value of `Self` (a whole number from 0 to
+    /// `max_exact_index`) back as `usize`. Through `i64`, which the compiler converts a
+    /// vector at a time (AVX-512DQ `vcvttps2qq`); `as usize` went lane by lane through
+    /// scalar conversions with range branches, a tenth of a 3x3/2 max pool with indices.
+    fn to_index(self) -> usize;
+    /// [`Element::to_index`] for a vector of indices, into `dst[..dst.len().min(LANES)]`:
+    /// one truncating conversion and a widening store per vector.
+    fn store_indices(v: Self::Simd, dst: &mut [usize]);
     /// Transposes an 8 x 8 block: `dst[q * dst_stride + i] = src[i * src_stride + q]` for
     /// `i, q < 8`. Packing turns rows into columns with it, in registers where the target
     /// has a fast shuffle (`f32` with AVX), element by element elsewhere.
@@ -313,6 +321,23 @@ macro_rules! impl_element {
             #[inline(always)]
             fn is_nan(self) -> bool {
                 <$t>::is_nan(self)
+            }
+
+            #[inline(always)]
+            fn to_index(self) -> usize {
+                // Exact: the value is a whole number below 2^53, and `usize` holds any
+                // index of a slice, so neither conversion rounds or saturates.
+                self as i64 as usize
+            }
+
+            #[inline(always)]
+            fn store_indices(v: Self::Simd, dst: &mut [usize]) {
+                // `fast_` skips the saturation fix-ups: the values are whole numbers far
+                // inside the integer range.
+                let ints = v.fast_trunc_int().to_array();
+                for (d, &i) in dst.iter_mut().zip(&ints) {
+                    *d = i as usize;
+                }
             }
 
             $($extra)*

@@ -331,7 +331,7 @@ impl<T: Element> Output<'_, T> {
         if let Some(ix) = self.ix.as_deref_mut() {
             for (d, &t) in ix.iter_mut().zip(&*self.idx) {
                 // Exact: the value is an integer below 2^24 (f32) or 2^53 (f64).
-                *d = t.to_f64() as usize;
+                *d = t.to_index();
             }
         }
     }
@@ -1048,7 +1048,7 @@ impl<T: Element> LineSink<T> for Output<'_, T> {
                 let row = &mut ix[at + r * cols..][..cols];
                 for (o, d) in row.iter_mut().enumerate() {
                     // Exact: the value is an integer below 2^24 (f32) or 2^53 (f64).
-                    *d = idx[o * stride + r].to_f64() as usize;
+                    *d = idx[o * stride + r].to_index();
                 }
             }
         }

@@ -356,6 +356,82 @@ fn ties_pick_the_first_maximum_and_nan_propagates() {
     }
 }
 
+/// Ties and NaN where the strided `Direct` path reduces each window row along W first and
+/// then combines the rows (and holds rows that neighbouring output rows share): values from
+/// a set of three, some NaN, on rows wide enough for its vectors; windows of up to three
+/// rows, of five rows (more than it holds at once) and 3-D ones. Every algorithm's values
+/// and indices must equal the reference's, which walks each window in order.
+#[test]
+fn ties_and_nan_across_window_rows() {
+    let specs2: [PoolSpec<2>; 3] = [
+        PoolSpec::new(2, 3, [9, 75], [3, 3])
+            .with_stride([2, 2])
+            .with_padding([1, 1]),
+        PoolSpec::new(1, 2, [12, 90], [5, 3])
+            .with_stride([2, 2])
+            .with_padding([2, 0]),
+        PoolSpec::new(1, 1, [7, 120], [2, 4])
+            .with_stride([1, 3])
+            .with_dilation([2, 1]),
+    ];
+    let specs3: [PoolSpec<3>; 1] = [PoolSpec::new(1, 2, [5, 6, 70], [3, 3, 3])
+        .with_stride([2, 2, 2])
+        .with_padding([1, 1, 1])];
+    fn check<const D: usize>(spec: PoolSpec<D>, seed: u64) {
+        let pool = spec.build().unwrap();
+        let x64: Vec<f64> = random(pool.input_len(), seed)
+            .iter()
+            .map(|&r| match (r.abs() * 1000.0) as u32 % 16 {
+                0 => f64::NAN,
+                k => f64::from(k % 3),
+            })
+            .collect();
+        let mut expected = vec![0.0f64; pool.output_len()];
+        let mut expected_idx = vec![0usize; pool.output_len()];
+        reference::pool_forward(
+            &pool,
+            PoolKind::Max,
+            &x64,
+            &mut expected,
+            Some(&mut expected_idx),
+        )
+        .unwrap();
+        let x = cast::<f32>(&x64);
+        for algo in PoolAlgorithm::ALL {
+            if pool.supports::<f32>(PoolKind::Max, algo).is_err() {
+                continue;
+            }
+            let mut y = vec![0.0f32; pool.output_len()];
+            let mut idx = vec![usize::MAX; pool.output_len()];
+            let mut scratch =
+                vec![0.0f32; pool.scratch_len::<f32>(PoolKind::Max, PoolOp::Forward, algo)];
+            pool.forward(
+                PoolKind::Max,
+                algo,
+                &x,
+                &mut y,
+                Some(&mut idx),
+                &mut scratch,
+            )
+            .unwrap();
+            let ctx = format!("{} {spec:?}", algo.name());
+            assert_eq!(idx, expected_idx, "indices ({ctx})");
+            for (&got, &want) in y.iter().zip(&expected) {
+                assert!(
+                    got.to_f64() == want || (got.is_nan() && want.is_nan()),
+                    "{ctx}"
+                );
+            }
+        }
+    }
+    for (i, spec) in specs2.into_iter().enumerate() {
+        check(spec, 40 + i as u64);
+    }
+    for spec in specs3 {
+        check(spec, 50);
+    }
+}
+
 /// A bad max index is reported by value, the first one in memory order, whichever planes
 /// (and threads) come before it.
 #[test]
