@@ -3,7 +3,7 @@
 //! For a run of `LANES` outputs whose windows lie inside the input along W, each window tap
 //! is one vector load and one add (sum, average) or one compare-select of value and index
 //! (max, keeping PyTorch's first maximum and last NaN). With a stride along W the interior
-//! of an output row is computed separably ([`phased_interior`]): each input row of the
+//! of an output row is computed separably ([`phased_row`]): each input row of the
 //! window is de-interleaved by the stride and reduced along W once, held for the next
 //! output row, and the rows are combined along H and D. Outputs whose windows touch the
 //! padding take a scalar path. Cost: one operation per window tap, so it grows with the
@@ -103,13 +103,13 @@ pub(crate) fn forward<T: Element>(
             .as_deref_mut()
             .map(|ix| &mut ix[row * ax.output..][..ax.output]);
         let mut ow = 0;
+        if let Some(plan) = plan.as_ref() {
+            let ix = idx_row.as_deref_mut();
+            phased_row(s, plan, kind, x_p, (p, od, oh), y_row, ix, &mut bufs);
+            ow = ax.output;
+        }
         while ow < ax.output {
-            if let Some(plan) = plan.as_ref().filter(|_| ow == lo) {
-                let ix = idx_row.as_deref_mut().map(|ix| &mut ix[lo..hi]);
-                let at = (p, od, oh);
-                phased_interior(s, plan, kind, x_p, at, &mut y_row[lo..hi], ix, &mut bufs);
-                ow = hi;
-            } else if vector_ok && ow >= lo && ow + T::LANES <= hi {
+            if vector_ok && ow >= lo && ow + T::LANES <= hi {
                 let (v, i) = vector_run(s, &ax, kind, x_p, (od, oh, ow), lanes);
                 T::store(v, &mut y_row[ow..]);
                 if let Some(ix) = idx_row.as_deref_mut() {
@@ -148,8 +148,14 @@ const HELD_ROWS: usize = 3;
 /// stack; longer rows take the gathers.
 const PHASED_ROW: usize = 512;
 const PHASED_OUT: usize = 256;
-/// A stack row of outputs: the interior and a vector of slack for the last vector's lanes.
-const PHASED_SPAN: usize = PHASED_OUT + MAX_LANES;
+/// Outputs of a row whose windows cross the padding along W that the phased path takes too
+/// (one by one); rows with more take the gathers.
+const PHASED_EDGES: usize = 16;
+/// Where the edge outputs sit in a stack row: after the interior and a vector of slack for
+/// the interior's last vector.
+const EDGE_AT: usize = PHASED_OUT + MAX_LANES;
+/// A stack row of outputs: the interior, the slack, the edge outputs.
+const PHASED_SPAN: usize = EDGE_AT + PHASED_EDGES;
 
 // Whole multiples of 64 bytes for 4-byte elements (and so for 8-byte ones): see `Phased`.
 const _: () = assert!((PHASED_ROW * 4).is_multiple_of(64) && (PHASED_SPAN * 4).is_multiple_of(64));
@@ -189,6 +195,11 @@ struct PhasedPlan<T: Element> {
     base: [usize; PHASED_TAPS],
     /// The in-row input index that tap `t` reads for the lanes of the first vector.
     column: [T::Simd; PHASED_TAPS],
+    /// The outputs outside the interior (windows crossing the padding), `edges[..n_edges]`.
+    edges: [usize; PHASED_EDGES],
+    n_edges: usize,
+    /// The axis, for the edge outputs' taps.
+    axis: Axis,
 }
 
 impl<T: Element> PhasedPlan<T> {
@@ -199,8 +210,18 @@ impl<T: Element> PhasedPlan<T> {
         let (lo, hi) = ax.interior_outputs();
         let plen = ax.input.div_ceil(ax.stride) + T::LANES;
         let fits = ax.stride * plen <= PHASED_ROW && ax.output <= PHASED_OUT;
-        if ax.stride == 1 || ax.kernel > PHASED_TAPS || !fits || hi < lo + T::LANES {
+        let n_edges = lo + (ax.output - hi);
+        if ax.stride == 1
+            || ax.kernel > PHASED_TAPS
+            || !fits
+            || hi < lo + T::LANES
+            || n_edges > PHASED_EDGES
+        {
             return None;
+        }
+        let mut edges = [0; PHASED_EDGES];
+        for (e, o) in edges.iter_mut().zip((0..lo).chain(hi..ax.output)) {
+            *e = o;
         }
         let mut base = [0; PHASED_TAPS];
         let mut column = [T::splat(T::ZERO); PHASED_TAPS];
@@ -218,20 +239,24 @@ impl<T: Element> PhasedPlan<T> {
             taps: ax.kernel,
             base,
             column,
+            edges,
+            n_edges,
+            axis: *ax,
         })
     }
 }
 
-/// The interior outputs `out` (along W) of output row `(od, oh)` of plane `p` for a stride
-/// above one. A box window is separable: each input row of the window is reduced along W
+/// Output row `(od, oh)` of plane `p` (`out`, and `indices` where asked) for a stride above
+/// one along W. A box window is separable: each input row of the window is reduced along W
 /// first (de-interleaved into its `stride` phases, so that the inputs a tap reads for
-/// neighbouring outputs are neighbours), and the rows' results are then combined along H
-/// and D. Rows are reduced once and held (see [`HELD_ROWS`]), so a row that two output
-/// rows' windows share is not reduced twice. Taps within a row and rows within the window
-/// are both visited in window order, and max's combine (keep the first maximum, take the
-/// last NaN) is a fold that may be grouped so; ties and NaN resolve as in [`scalar`].
+/// neighbouring outputs are neighbours; the few outputs whose windows cross the padding
+/// one by one), and the rows' results are then combined along H and D. Rows are reduced
+/// once and held (see [`HELD_ROWS`]), so a row that two output rows' windows share is not
+/// reduced twice. Taps within a row and rows within the window are both visited in window
+/// order, and max's combine (keep the first maximum, take the last NaN) is a fold that may
+/// be grouped so; ties and NaN resolve as in [`scalar`].
 #[allow(clippy::too_many_arguments)]
-fn phased_interior<T: Element>(
+fn phased_row<T: Element>(
     s: &PoolShape,
     plan: &PhasedPlan<T>,
     kind: PoolKind,
@@ -241,24 +266,26 @@ fn phased_interior<T: Element>(
     mut indices: Option<&mut [usize]>,
     bufs: &mut Phased<T>,
 ) {
-    let n = out.len();
+    let (lo, n) = (plan.lo, plan.hi - plan.lo);
+    let max = kind == PoolKind::Max;
     let inv = (kind == PoolKind::Avg).then(|| {
         // Interior along W: one divisor for the row.
-        T::splat(T::ONE / T::from_usize(s.divisor([od, oh, plan.lo])))
+        T::splat(T::ONE / T::from_usize(s.divisor([od, oh, lo])))
     });
+    let edges = &plan.edges[..plan.n_edges];
     let mut group = [0usize; HELD_ROWS];
     let mut len = 0;
     let mut first = true;
     // Combines the rows of `group` into the running values, or (`last`) into `out`.
     let mut combine = |group: &[usize], last: bool, bufs: &mut Phased<T>| {
         let slots = hold_rows(s, plan, kind, x_p, p, group, bufs);
+        let slots = &slots[..group.len()];
         let Phased {
             vals, ids, held, ..
         } = bufs;
+        let zero = T::splat(T::ZERO);
         for v in (0..n).step_by(T::LANES) {
-            let mut rows = slots.iter().take(group.len());
-            let max = kind == PoolKind::Max;
-            let zero = T::splat(T::ZERO);
+            let mut rows = slots.iter();
             let (mut best, mut best_id) = if first {
                 let k = rows.next().copied().unwrap_or(0);
                 let id = if max {
@@ -284,15 +311,45 @@ fn phased_interior<T: Element>(
                 if let Some(inv) = inv {
                     best = best * inv;
                 }
-                T::store(best, &mut out[v..]);
+                T::store(best, &mut out[lo + v..]);
                 if let Some(ix) = indices.as_deref_mut() {
-                    T::store_indices(best_id, &mut ix[v..n.min(v + T::LANES)]);
+                    T::store_indices(best_id, &mut ix[lo + v..lo + n.min(v + T::LANES)]);
                 }
             } else {
                 T::store(best, &mut vals[v..]);
                 if max {
                     T::store(best_id, &mut ids[v..]);
                 }
+            }
+        }
+        // The edge outputs, one by one, the same way.
+        for (e, &o) in edges.iter().enumerate() {
+            let at = EDGE_AT + e;
+            let mut rows = slots.iter();
+            let (mut best, mut best_id) = if first {
+                let k = rows.next().copied().unwrap_or(0);
+                (held[2 * k][at], held[2 * k + 1][at])
+            } else {
+                (vals[at], ids[at])
+            };
+            for &k in rows {
+                let x = held[2 * k][at];
+                if !max {
+                    best += x;
+                } else if x > best || x.is_nan() {
+                    (best, best_id) = (x, held[2 * k + 1][at]);
+                }
+            }
+            if last {
+                if kind == PoolKind::Avg {
+                    best = best / T::from_usize(s.divisor([od, oh, o]));
+                }
+                out[o] = best;
+                if let Some(ix) = indices.as_deref_mut() {
+                    ix[o] = best_id.to_index();
+                }
+            } else {
+                (vals[at], ids[at]) = (best, best_id);
             }
         }
         first = false;
@@ -396,6 +453,35 @@ fn reduce_row<T: Element>(
             T::store(best_id, &mut ids[v..]);
         }
         offset += step;
+    }
+    // The edge outputs over their taps inside the row, in window order; a window with none
+    // is empty (-inf and index 0 for max, as in [`scalar`]).
+    let ax = &plan.axis;
+    for (e, &o) in plan.edges[..plan.n_edges].iter().enumerate() {
+        let (mut best, mut best_id) = (None, 0);
+        for kw in 0..ax.kernel {
+            let Some(c) = tap(o, kw, ax) else { continue };
+            let x = x_row[c];
+            best = Some(match best {
+                None => {
+                    best_id = row + c;
+                    x
+                }
+                Some(b) if kind != PoolKind::Max => b + x,
+                Some(b) if x > b || x.is_nan() => {
+                    best_id = row + c;
+                    x
+                }
+                Some(b) => b,
+            });
+        }
+        let empty = if kind == PoolKind::Max {
+            T::NEG_INFINITY
+        } else {
+            T::ZERO
+        };
+        vals[EDGE_AT + e] = best.unwrap_or(empty);
+        ids[EDGE_AT + e] = T::from_usize(best_id);
     }
 }
 
