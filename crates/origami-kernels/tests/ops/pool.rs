@@ -325,6 +325,21 @@ fn prefix_sum_accuracy_on_long_rows() {
     }
 }
 
+/// Max pooling of `x` with indices by `algo`, or `None` where `algo` does not serve `pool`.
+fn max_with_indices<const D: usize>(
+    pool: &PoolNd<D>,
+    algo: PoolAlgorithm,
+    x: &[f32],
+) -> Option<(Vec<f32>, Vec<usize>)> {
+    pool.supports::<f32>(PoolKind::Max, algo).ok()?;
+    let mut y = vec![0.0f32; pool.output_len()];
+    let mut idx = vec![usize::MAX; pool.output_len()];
+    let mut scratch = vec![0.0f32; pool.scratch_len::<f32>(PoolKind::Max, PoolOp::Forward, algo)];
+    pool.forward(PoolKind::Max, algo, x, &mut y, Some(&mut idx), &mut scratch)
+        .unwrap();
+    Some((y, idx))
+}
+
 /// Max pooling's ties and NaN follow PyTorch: the first maximum, or the last NaN.
 #[test]
 fn ties_pick_the_first_maximum_and_nan_propagates() {
@@ -334,22 +349,9 @@ fn ties_pick_the_first_maximum_and_nan_propagates() {
         .unwrap();
     let x = [1.0f32, 3.0, 3.0, 2.0, f32::NAN, 0.0, f32::NAN, 5.0];
     for algo in PoolAlgorithm::ALL {
-        if pool.supports::<f32>(PoolKind::Max, algo).is_err() {
+        let Some((y, idx)) = max_with_indices(&pool, algo, &x) else {
             continue;
-        }
-        let mut y = [0.0f32; 3];
-        let mut idx = [0usize; 3];
-        let mut scratch =
-            vec![0.0f32; pool.scratch_len::<f32>(PoolKind::Max, PoolOp::Forward, algo)];
-        pool.forward(
-            PoolKind::Max,
-            algo,
-            &x,
-            &mut y,
-            Some(&mut idx),
-            &mut scratch,
-        )
-        .unwrap();
+        };
         assert_eq!(y[0], 3.0, "{}", algo.name());
         assert!(y[1].is_nan() && y[2].is_nan(), "{}", algo.name());
         assert_eq!(idx, [1, 4, 6], "{}", algo.name());
@@ -398,22 +400,9 @@ fn ties_and_nan_across_window_rows() {
         .unwrap();
         let x = cast::<f32>(&x64);
         for algo in PoolAlgorithm::ALL {
-            if pool.supports::<f32>(PoolKind::Max, algo).is_err() {
+            let Some((y, idx)) = max_with_indices(&pool, algo, &x) else {
                 continue;
-            }
-            let mut y = vec![0.0f32; pool.output_len()];
-            let mut idx = vec![usize::MAX; pool.output_len()];
-            let mut scratch =
-                vec![0.0f32; pool.scratch_len::<f32>(PoolKind::Max, PoolOp::Forward, algo)];
-            pool.forward(
-                PoolKind::Max,
-                algo,
-                &x,
-                &mut y,
-                Some(&mut idx),
-                &mut scratch,
-            )
-            .unwrap();
+            };
             let ctx = format!("{} {spec:?}", algo.name());
             assert_eq!(idx, expected_idx, "indices ({ctx})");
             for (&got, &want) in y.iter().zip(&expected) {
