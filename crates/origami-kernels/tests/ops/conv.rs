@@ -183,7 +183,7 @@ conv_suite! {
 /// unroll-free path), depthwise (long rows with stride 2, and planes narrower than a vector).
 #[test]
 fn fixed_shapes_every_algorithm() {
-    let specs: [ConvSpec<2>; 10] = [
+    let specs: [ConvSpec<2>; 11] = [
         ConvSpec::new(1, 3, 500, [46, 47], [3, 3]).with_padding([1, 1]),
         // Depthwise planes narrower than a vector (the flat layout), a channel multiplier,
         // stride and dilation along W.
@@ -197,6 +197,13 @@ fn fixed_shapes_every_algorithm() {
         ConvSpec::new(2, 16, 16, [13, 70], [3, 3])
             .with_groups(16)
             .with_padding([1, 1]),
+        // Depthwise 3 x 3 with stride and dilation along H only (the unrolled 3 x 3 runs),
+        // a channel multiplier, uneven padding, rows of two vectors and a piece.
+        ConvSpec::new(1, 6, 12, [17, 37], [3, 3])
+            .with_groups(6)
+            .with_stride([2, 1])
+            .with_dilation([2, 1])
+            .with_padding_lo_hi([2, 1], [1, 0]),
         ConvSpec::new(1, 3, 8, [9, 131], [3, 5])
             .with_stride([2, 2])
             .with_padding_lo_hi([0, 2], [1, 0]),
