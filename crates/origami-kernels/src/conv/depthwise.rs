@@ -470,11 +470,14 @@ fn flat_run<T: Element, const U: usize>(
 /// One output plane `y_k` of channel weights `w_k` from the padded input plane in `buf`.
 fn forward_plane<T: Element>(s: &ConvShape, p: &Padded, buf: &[T], w_k: &[T], b: T, y_k: &mut [T]) {
     let [az, ay, ax] = s.axes;
-    // 3 x 3 windows with stride and dilation 1 along W take [`forward_run_3x3`], with the
-    // weights broadcast once a plane.
-    let is_3x3 =
-        az.kernel == 1 && ay.kernel == 3 && ax.kernel == 3 && ax.stride == 1 && ax.dilation == 1;
-    let w3 = is_3x3.then(|| core::array::from_fn::<_, 9, _>(|t| T::splat(w_k[t])));
+    // 3 x 3 windows take [`forward_run_3x3`], with the weights broadcast and the taps'
+    // offsets within a padded row found once a plane.
+    let is_3x3 = az.kernel == 1 && ay.kernel == 3 && ax.kernel == 3;
+    let w3 = is_3x3.then(|| {
+        let mut offsets = p.tap_offsets(ax.stride);
+        let offsets = [0; 3].map(|_| offsets.next().unwrap_or(0));
+        (core::array::from_fn(|t| T::splat(w_k[t])), offsets)
+    });
     let w3 = w3.as_ref();
     for od in 0..az.output {
         // Two output rows at a time: twice the independent accumulators, and each weight
@@ -528,7 +531,7 @@ fn forward_run<T: Element, const U: usize, const R: usize>(
     p: &Padded,
     buf: &[T],
     w_k: &[T],
-    w3: Option<&[T::Simd; 9]>,
+    w3: Option<&Taps3x3<T>>,
     run: Run<T>,
     y_k: &mut [T],
 ) {
@@ -575,17 +578,20 @@ fn forward_run<T: Element, const U: usize, const R: usize>(
     }
 }
 
-/// [`forward_run`] for 3 x 3 windows (any stride and dilation along H, stride and dilation
-/// 1 along W), the depthwise layers of MobileNet-like networks: the window is known, so
-/// its 9 taps unroll into straight-line multiply-adds from one base address per window
-/// row, with no tap iterator and no per-tap slicing. The general run spent as long again
-/// on that bookkeeping as on its arithmetic (56 x 56 planes: 1.9 against 1.4 us a plane).
+/// A 3 x 3 window's weights, broadcast, and its taps' offsets within a padded row.
+type Taps3x3<T> = ([<T as Element>::Simd; 9], [usize; 3]);
+
+/// [`forward_run`] for 3 x 3 windows (any strides and dilations), the depthwise layers of
+/// MobileNet-like networks: the window is known, so its 9 taps unroll into straight-line
+/// multiply-adds from one base address per window row, with no tap iterator and no per-tap
+/// slicing. The general run spent as long again on that bookkeeping as on its arithmetic
+/// (56 x 56 planes: 1.9 against 1.4 us a plane).
 #[inline(always)]
 fn forward_run_3x3<T: Element, const U: usize, const R: usize>(
     s: &ConvShape,
     p: &Padded,
     buf: &[T],
-    w: &[T::Simd; 9],
+    (w, offsets): &Taps3x3<T>,
     run: Run<T>,
     y_k: &mut [T],
 ) {
@@ -596,9 +602,9 @@ fn forward_run_3x3<T: Element, const U: usize, const R: usize>(
         let rows: [usize; R] = core::array::from_fn(|r| {
             window_row(s, p, (run.od, run.oh + r), (0, kh)) * p.row + run.ow
         });
-        for kw in 0..3 {
+        for (kw, &off) in offsets.iter().enumerate() {
             for (acc_r, &row) in acc.iter_mut().zip(&rows) {
-                let src = &buf[row + kw..][..U * l];
+                let src = &buf[row + off..][..U * l];
                 for (u, a) in acc_r.iter_mut().enumerate() {
                     *a = T::mul_add(T::load_full(&src[u * l..]), w[kh * 3 + kw], *a);
                 }

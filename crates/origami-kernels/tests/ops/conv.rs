@@ -183,7 +183,7 @@ conv_suite! {
 /// unroll-free path), depthwise (long rows with stride 2, and planes narrower than a vector).
 #[test]
 fn fixed_shapes_every_algorithm() {
-    let specs: [ConvSpec<2>; 11] = [
+    let specs: [ConvSpec<2>; 13] = [
         ConvSpec::new(1, 3, 500, [46, 47], [3, 3]).with_padding([1, 1]),
         // Depthwise planes narrower than a vector (the flat layout), a channel multiplier,
         // stride and dilation along W.
@@ -204,6 +204,15 @@ fn fixed_shapes_every_algorithm() {
             .with_stride([2, 1])
             .with_dilation([2, 1])
             .with_padding_lo_hi([2, 1], [1, 0]),
+        // ... with stride 2 along W (de-interleaved rows), and with dilation 2 along W.
+        ConvSpec::new(2, 4, 8, [9, 75], [3, 3])
+            .with_groups(4)
+            .with_stride([1, 2])
+            .with_padding([1, 1]),
+        ConvSpec::new(1, 3, 3, [6, 41], [3, 3])
+            .with_groups(3)
+            .with_dilation([1, 2])
+            .with_padding([1, 2]),
         ConvSpec::new(1, 3, 8, [9, 131], [3, 5])
             .with_stride([2, 2])
             .with_padding_lo_hi([0, 2], [1, 0]),
