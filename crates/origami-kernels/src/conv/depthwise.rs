@@ -372,14 +372,35 @@ pub(crate) fn forward<T: Element>(
     if channel_block::applies::<T>(s) {
         return channel_block::forward(s, x, w, bias, y, scratch);
     }
+    forward_channels(s, x, w, bias, y, 0..s.in_channels, scratch);
+}
+
+/// Whether a pass over a single image splits over threads by input channels (each feeds
+/// its own output channels): one image, planes not in channel blocks.
+pub(crate) fn splits_by_channels<T: Element>(s: &ConvShape) -> bool {
+    applies(s) && s.batch == 1 && !channel_block::applies::<T>(s)
+}
+
+/// [`forward`] for the input channels `channels` (all of them, or any range of a single
+/// image's): `y` holds their output channels' planes, from the first one's.
+pub(crate) fn forward_channels<T: Element>(
+    s: &ConvShape,
+    x: &[T],
+    w: &[T],
+    bias: Option<&[T]>,
+    y: &mut [T],
+    channels: core::ops::Range<usize>,
+    scratch: &mut [T],
+) {
+    let first_k = channels.start * s.kg;
     let p = Padded::flat_or_rows::<T>(s);
     let scratch = vector_aligned(scratch);
     let (buf, flat_out) = scratch.split_at_mut(p.len());
     buf.fill(T::ZERO);
-    for_each_padded_input(s, &p, x, 0..s.in_channels, buf, |n, k, buf| {
+    for_each_padded_input(s, &p, x, channels, buf, |n, k, buf| {
         let w_k = &w[k * s.taps..][..s.taps];
         let b = bias.map_or(T::ZERO, |b| b[k]);
-        let y_k = &mut y[(n * s.out_channels + k) * s.out_plane..][..s.out_plane];
+        let y_k = &mut y[(n * s.out_channels + k - first_k) * s.out_plane..][..s.out_plane];
         forward_any(s, &p, buf, w_k, b, y_k, flat_out);
     });
 }
@@ -632,6 +653,20 @@ pub(crate) fn backward_input<T: Element>(
     if channel_block::applies::<T>(s) {
         return channel_block::backward_input(s, dy, w, dx, scratch);
     }
+    backward_input_channels(s, dy, w, dx, 0..s.in_channels, scratch);
+}
+
+/// [`backward_input`] for the input channels `channels` (all of them, or any range of a
+/// single image's): `dx` holds their planes, from the first one's.
+pub(crate) fn backward_input_channels<T: Element>(
+    s: &ConvShape,
+    dy: &[T],
+    w: &[T],
+    dx: &mut [T],
+    channels: core::ops::Range<usize>,
+    scratch: &mut [T],
+) {
+    let first_c = channels.start;
     let p = Padded::of::<T>(s);
     let (buf, rest) = scratch.split_at_mut(p.len());
     let mut gather = transposed(s).map(|t| {
@@ -643,8 +678,8 @@ pub(crate) fn backward_input<T: Element>(
         (t, pt, tbuf, flipped, flat_out)
     });
     for n in 0..s.batch {
-        for c in 0..s.in_channels {
-            let dx_c = &mut dx[(n * s.in_channels + c) * s.in_plane..][..s.in_plane];
+        for c in channels.clone() {
+            let dx_c = &mut dx[(n * s.in_channels + c - first_c) * s.in_plane..][..s.in_plane];
             if let Some((t, pt, tbuf, flipped, flat_out)) = gather.as_mut() {
                 // kg == 1: output channel c alone feeds input channel c.
                 let w_c = &w[c * s.taps..][..s.taps];

@@ -155,7 +155,7 @@ impl<const D: usize> ConvNd<D> {
         let per_part = self.part_scratch_len::<T>(op, algo);
         #[cfg(feature = "rayon")]
         {
-            per_part.saturating_mul(crate::par::parts(self.units(op, algo)))
+            per_part.saturating_mul(crate::par::parts(self.units::<T>(op, algo)))
         }
         #[cfg(not(feature = "rayon"))]
         {
@@ -230,12 +230,18 @@ impl<const D: usize> ConvNd<D> {
     }
 
     /// Independent units `op` splits into over threads: images for the forward pass and the
-    /// input gradient, rows of the weight gradient (output channels) for `Unrolled`, whose
+    /// input gradient (input channels, for a single image of a depthwise `Direct` pass, so
+    /// that batch-1 inference uses every thread), rows of the weight gradient (output channels) for `Unrolled`, whose
     /// rows are separate products, and input channels for a depthwise `Direct` weight
     /// gradient, whose output channels are separate sums; one for the rest.
     #[cfg(feature = "rayon")]
-    fn units(&self, op: ConvOp, algo: ConvAlgorithm) -> usize {
+    fn units<T: Element>(&self, op: ConvOp, algo: ConvAlgorithm) -> usize {
         match (self.resolve(algo), op) {
+            (ConvAlgorithm::Direct, ConvOp::Forward | ConvOp::BackwardInput)
+                if depthwise::splits_by_channels::<T>(&self.shape) =>
+            {
+                self.shape.in_channels
+            }
             (_, ConvOp::Forward | ConvOp::BackwardInput) => self.shape.batch,
             (ConvAlgorithm::Unrolled, ConvOp::BackwardWeight) if self.weight_by_columns() => {
                 self.shape.unrolled_rows
@@ -253,7 +259,7 @@ impl<const D: usize> ConvNd<D> {
     #[cfg(feature = "rayon")]
     fn parts_for<T: Element>(&self, op: ConvOp, algo: ConvAlgorithm, scratch_len: usize) -> usize {
         let per_part = self.part_scratch_len::<T>(op, algo);
-        let parts = crate::par::parts(self.units(op, algo));
+        let parts = crate::par::parts(self.units::<T>(op, algo));
         // No scratch per part: any number of parts fits.
         scratch_len
             .checked_div(per_part)
@@ -283,6 +289,20 @@ impl<const D: usize> ConvNd<D> {
         check_len("output", s.output_len, output.len())?;
         check_scratch(self.scratch_len::<T>(ConvOp::Forward, algo), scratch.len())?;
         let algo = self.resolve(algo);
+        #[cfg(feature = "rayon")]
+        if algo == ConvAlgorithm::Direct && depthwise::splits_by_channels::<T>(s) {
+            // One image: its input channels (each with its output channels) over threads.
+            let parts = self.parts_for::<T>(ConvOp::Forward, algo, scratch.len());
+            let per_part = self.part_scratch_len::<T>(ConvOp::Forward, algo);
+            let out = crate::split::Units {
+                data: output,
+                unit: s.kg * s.out_plane,
+            };
+            par::run(s.in_channels, parts, out, scratch, per_part, |c, y, sc| {
+                depthwise::forward_channels(s, input, weight, bias, y.data, c, sc);
+            });
+            return Ok(());
+        }
         let (x_image, y_image) = (s.in_channels * s.in_plane, s.out_channels * s.out_plane);
         self.over_images(
             ConvOp::Forward,
@@ -315,6 +335,19 @@ impl<const D: usize> ConvNd<D> {
             scratch.len(),
         )?;
         let algo = self.resolve(algo);
+        #[cfg(feature = "rayon")]
+        if algo == ConvAlgorithm::Direct && depthwise::splits_by_channels::<T>(s) {
+            let parts = self.parts_for::<T>(ConvOp::BackwardInput, algo, scratch.len());
+            let per_part = self.part_scratch_len::<T>(ConvOp::BackwardInput, algo);
+            let out = crate::split::Units {
+                data: grad_input,
+                unit: s.in_plane,
+            };
+            par::run(s.in_channels, parts, out, scratch, per_part, |c, dx, sc| {
+                depthwise::backward_input_channels(s, grad_output, weight, dx.data, c, sc);
+            });
+            return Ok(());
+        }
         let (dy_image, dx_image) = (s.out_channels * s.out_plane, s.in_channels * s.in_plane);
         let (dy, dx) = ((grad_output, dy_image), (grad_input, dx_image));
         self.over_images(ConvOp::BackwardInput, algo, dy, dx, scratch, {

@@ -54,6 +54,19 @@ fn convolution_is_identical_on_any_thread_count() {
             .with_stride([2, 2])
             .with_padding([1, 1])
             .with_groups(8),
+        // Depthwise on one image: the forward pass and the input gradient split its
+        // channels (unevenly): a channel multiplier, the input gradient by gather (stride 1,
+        // one output channel per input channel) and by scatter (stride 2).
+        ConvSpec::new(1, 7, 14, [10, 37], [3, 3])
+            .with_padding([1, 1])
+            .with_groups(7),
+        ConvSpec::new(1, 5, 5, [8, 33], [3, 3])
+            .with_padding([1, 1])
+            .with_groups(5),
+        ConvSpec::new(1, 9, 9, [11, 40], [3, 3])
+            .with_stride([2, 2])
+            .with_padding([1, 1])
+            .with_groups(9),
         // Depthwise on a small plane: blocks of a vector of channels, the last one partial,
         // so a split of the weight gradient's channels falls inside a block.
         ConvSpec::new(3, 40, 40, [7, 7], [3, 3])
