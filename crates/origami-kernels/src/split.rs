@@ -10,7 +10,8 @@ pub(crate) trait Split: Sized + Send {
     fn split(self, units: usize) -> (Self, Self);
 }
 
-/// A mutable slice holding `unit` elements per unit.
+/// A mutable slice holding `unit` elements per unit; the last unit may be shorter (a
+/// partial block of channels).
 pub(crate) struct Units<'a, T> {
     pub data: &'a mut [T],
     pub unit: usize,
@@ -18,7 +19,8 @@ pub(crate) struct Units<'a, T> {
 
 impl<T: Send> Split for Units<'_, T> {
     fn split(self, units: usize) -> (Self, Self) {
-        let (a, b) = self.data.split_at_mut(units * self.unit);
+        let at = units.saturating_mul(self.unit).min(self.data.len());
+        let (a, b) = self.data.split_at_mut(at);
         let unit = self.unit;
         (Units { data: a, unit }, Units { data: b, unit })
     }

@@ -199,13 +199,16 @@ fn block_weights<T: Element>(s: &ConvShape, w: &[T], c0: usize, nb: usize, taps:
     transpose(&w[c0 * s.taps..], s.taps, nb, s.taps, taps, T::LANES);
 }
 
-/// `y = conv(x, w) + bias`, block of channels after block, image after image.
+/// `y = conv(x, w) + bias` for the channels `channels` (all of them, or whole blocks of a
+/// single image's: `y` then holds their planes, from the first one's), block of channels
+/// after block, image after image.
 pub(crate) fn forward<T: Element>(
     s: &ConvShape,
     x: &[T],
     w: &[T],
     bias: Option<&[T]>,
     y: &mut [T],
+    channels: core::ops::Range<usize>,
     scratch: &mut [T],
 ) {
     let Some(b) = Blocked::<T>::of(s) else {
@@ -214,27 +217,26 @@ pub(crate) fn forward<T: Element>(
     let l = T::LANES;
     let mut buf = Buffers::split(s, &b, scratch);
     buf.block.fill(T::ZERO);
-    for c0 in (0..s.in_channels).step_by(l) {
-        let nb = l.min(s.in_channels - c0);
+    for c0 in channels.clone().step_by(l) {
+        let nb = l.min(channels.end - c0);
         block_weights(s, w, c0, nb, buf.taps);
         let mut lanes = [T::ZERO; MAX_LANES];
         if let Some(bias) = bias {
             lanes[..nb].copy_from_slice(&bias[c0..c0 + nb]);
         }
-        forward_images(s, &b, x, y, c0, nb, T::load_full(&lanes), &mut buf);
+        let at = (c0, channels.start, nb);
+        forward_images(s, &b, x, y, at, T::load_full(&lanes), &mut buf);
     }
 }
 
-/// The forward pass of channels `c0..c0 + nb` over the batch, from `x` into `y`, with the
-/// block's weights in `buf.taps`.
-#[allow(clippy::too_many_arguments)]
+/// The forward pass of channels `c0..c0 + nb` over the batch, from `x` into `y` (whose
+/// planes start at channel `first`), with the block's weights in `buf.taps`.
 fn forward_images<T: Element>(
     s: &ConvShape,
     b: &Blocked<T>,
     x: &[T],
     y: &mut [T],
-    c0: usize,
-    nb: usize,
+    (c0, first, nb): (usize, usize, usize),
     bias: T::Simd,
     buf: &mut Buffers<'_, T>,
 ) {
@@ -242,7 +244,7 @@ fn forward_images<T: Element>(
         let x_b = &x[(n * s.in_channels + c0) * s.in_plane..];
         gather(s, b, x_b, nb, buf.plane, buf.block);
         forward_block(s, b, buf.block, buf.taps, bias, buf.plane);
-        let y_b = &mut y[(n * s.out_channels + c0) * s.out_plane..];
+        let y_b = &mut y[(n * s.out_channels + c0 - first) * s.out_plane..];
         transpose(buf.plane, T::LANES, s.out_plane, nb, y_b, s.out_plane);
     }
 }
@@ -346,12 +348,15 @@ unsafe fn outputs<T: Element, const U: usize>(
     U
 }
 
-/// `dx` from `dy` and `w`, block of channels after block, image after image.
+/// `dx` from `dy` and `w` for the channels `channels` (all of them, or whole blocks of a
+/// single image's: `dx` then holds their planes, from the first one's), block of channels
+/// after block, image after image.
 pub(crate) fn backward_input<T: Element>(
     s: &ConvShape,
     dy: &[T],
     w: &[T],
     dx: &mut [T],
+    channels: core::ops::Range<usize>,
     scratch: &mut [T],
 ) {
     let Some(b) = Blocked::<T>::of(s) else {
@@ -362,8 +367,8 @@ pub(crate) fn backward_input<T: Element>(
     let mut buf = Buffers::split(s, &b, scratch);
     let gather_form = gather_form::<T>(s);
     let zero = T::splat(T::ZERO);
-    for c0 in (0..s.in_channels).step_by(l) {
-        let nb = l.min(s.in_channels - c0);
+    for c0 in channels.clone().step_by(l) {
+        let nb = l.min(channels.end - c0);
         block_weights(s, w, c0, nb, buf.taps);
         // The gather form multiplies the padding of `dy` by the weights too: with a weight
         // that is not finite it would put NaN where no output reaches, so such a block
@@ -377,7 +382,7 @@ pub(crate) fn backward_input<T: Element>(
                 head[i * l..(i + 1) * l].swap_with_slice(&mut tail[..l]);
             }
             buf.block.fill(T::ZERO);
-            forward_images(&t, &tb, dy, dx, c0, nb, zero, &mut buf);
+            forward_images(&t, &tb, dy, dx, (c0, channels.start, nb), zero, &mut buf);
             continue;
         }
         for n in 0..s.batch {
@@ -399,7 +404,7 @@ pub(crate) fn backward_input<T: Element>(
                 let to = to * l;
                 buf.plane[to..to + row].copy_from_slice(&buf.block[from..from + row]);
             });
-            let dx_b = &mut dx[(n * s.in_channels + c0) * s.in_plane..];
+            let dx_b = &mut dx[(n * s.in_channels + c0 - channels.start) * s.in_plane..];
             transpose(buf.plane, l, s.in_plane, nb, dx_b, s.in_plane);
         }
     }

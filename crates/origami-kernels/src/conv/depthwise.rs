@@ -369,20 +369,25 @@ pub(crate) fn forward<T: Element>(
     y: &mut [T],
     scratch: &mut [T],
 ) {
-    if channel_block::applies::<T>(s) {
-        return channel_block::forward(s, x, w, bias, y, scratch);
-    }
     forward_channels(s, x, w, bias, y, 0..s.in_channels, scratch);
 }
 
-/// Whether a pass over a single image splits over threads by input channels (each feeds
-/// its own output channels): one image, planes not in channel blocks.
-pub(crate) fn splits_by_channels<T: Element>(s: &ConvShape) -> bool {
-    applies(s) && s.batch == 1 && !channel_block::applies::<T>(s)
+/// The units a pass over a single depthwise image splits into over threads: its input
+/// channels (each feeds its own output channels), in whole blocks where the planes are
+/// blocked by channels ([`channel_block`]); `None` for more images (they split by image).
+/// Unit `u` is channels `u * width..` ([`channel_units`]).
+pub(crate) fn channel_units<T: Element>(s: &ConvShape) -> Option<(usize, usize)> {
+    let width = if channel_block::applies::<T>(s) {
+        T::LANES
+    } else {
+        1
+    };
+    (applies(s) && s.batch == 1).then(|| (s.in_channels.div_ceil(width), width))
 }
 
 /// [`forward`] for the input channels `channels` (all of them, or any range of a single
-/// image's): `y` holds their output channels' planes, from the first one's.
+/// image's, in whole blocks where planes are blocked): `y` holds their output channels'
+/// planes, from the first one's.
 pub(crate) fn forward_channels<T: Element>(
     s: &ConvShape,
     x: &[T],
@@ -392,6 +397,9 @@ pub(crate) fn forward_channels<T: Element>(
     channels: core::ops::Range<usize>,
     scratch: &mut [T],
 ) {
+    if channel_block::applies::<T>(s) {
+        return channel_block::forward(s, x, w, bias, y, channels, scratch);
+    }
     let first_k = channels.start * s.kg;
     let p = Padded::flat_or_rows::<T>(s);
     let scratch = vector_aligned(scratch);
@@ -650,14 +658,12 @@ pub(crate) fn backward_input<T: Element>(
     dx: &mut [T],
     scratch: &mut [T],
 ) {
-    if channel_block::applies::<T>(s) {
-        return channel_block::backward_input(s, dy, w, dx, scratch);
-    }
     backward_input_channels(s, dy, w, dx, 0..s.in_channels, scratch);
 }
 
 /// [`backward_input`] for the input channels `channels` (all of them, or any range of a
-/// single image's): `dx` holds their planes, from the first one's.
+/// single image's, in whole blocks where planes are blocked): `dx` holds their planes, from
+/// the first one's.
 pub(crate) fn backward_input_channels<T: Element>(
     s: &ConvShape,
     dy: &[T],
@@ -666,6 +672,9 @@ pub(crate) fn backward_input_channels<T: Element>(
     channels: core::ops::Range<usize>,
     scratch: &mut [T],
 ) {
+    if channel_block::applies::<T>(s) {
+        return channel_block::backward_input(s, dy, w, dx, channels, scratch);
+    }
     let first_c = channels.start;
     let p = Padded::of::<T>(s);
     let (buf, rest) = scratch.split_at_mut(p.len());

@@ -238,9 +238,9 @@ impl<const D: usize> ConvNd<D> {
     fn units<T: Element>(&self, op: ConvOp, algo: ConvAlgorithm) -> usize {
         match (self.resolve(algo), op) {
             (ConvAlgorithm::Direct, ConvOp::Forward | ConvOp::BackwardInput)
-                if depthwise::splits_by_channels::<T>(&self.shape) =>
+                if depthwise::channel_units::<T>(&self.shape).is_some() =>
             {
-                self.shape.in_channels
+                depthwise::channel_units::<T>(&self.shape).map_or(1, |(units, _)| units)
             }
             (_, ConvOp::Forward | ConvOp::BackwardInput) => self.shape.batch,
             (ConvAlgorithm::Unrolled, ConvOp::BackwardWeight) if self.weight_by_columns() => {
@@ -290,15 +290,18 @@ impl<const D: usize> ConvNd<D> {
         check_scratch(self.scratch_len::<T>(ConvOp::Forward, algo), scratch.len())?;
         let algo = self.resolve(algo);
         #[cfg(feature = "rayon")]
-        if algo == ConvAlgorithm::Direct && depthwise::splits_by_channels::<T>(s) {
+        if let (ConvAlgorithm::Direct, Some((units, width))) =
+            (algo, depthwise::channel_units::<T>(s))
+        {
             // One image: its input channels (each with its output channels) over threads.
             let parts = self.parts_for::<T>(ConvOp::Forward, algo, scratch.len());
             let per_part = self.part_scratch_len::<T>(ConvOp::Forward, algo);
             let out = crate::split::Units {
                 data: output,
-                unit: s.kg * s.out_plane,
+                unit: width * s.kg * s.out_plane,
             };
-            par::run(s.in_channels, parts, out, scratch, per_part, |c, y, sc| {
+            par::run(units, parts, out, scratch, per_part, |u, y, sc| {
+                let c = u.start * width..(u.end * width).min(s.in_channels);
                 depthwise::forward_channels(s, input, weight, bias, y.data, c, sc);
             });
             return Ok(());
@@ -336,14 +339,17 @@ impl<const D: usize> ConvNd<D> {
         )?;
         let algo = self.resolve(algo);
         #[cfg(feature = "rayon")]
-        if algo == ConvAlgorithm::Direct && depthwise::splits_by_channels::<T>(s) {
+        if let (ConvAlgorithm::Direct, Some((units, width))) =
+            (algo, depthwise::channel_units::<T>(s))
+        {
             let parts = self.parts_for::<T>(ConvOp::BackwardInput, algo, scratch.len());
             let per_part = self.part_scratch_len::<T>(ConvOp::BackwardInput, algo);
             let out = crate::split::Units {
                 data: grad_input,
-                unit: s.in_plane,
+                unit: width * s.in_plane,
             };
-            par::run(s.in_channels, parts, out, scratch, per_part, |c, dx, sc| {
+            par::run(units, parts, out, scratch, per_part, |u, dx, sc| {
+                let c = u.start * width..(u.end * width).min(s.in_channels);
                 depthwise::backward_input_channels(s, grad_output, weight, dx.data, c, sc);
             });
             return Ok(());

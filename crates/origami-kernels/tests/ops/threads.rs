@@ -67,6 +67,10 @@ fn convolution_is_identical_on_any_thread_count() {
             .with_stride([2, 2])
             .with_padding([1, 1])
             .with_groups(9),
+        // ... and on small planes, by whole blocks of a vector of channels (the last partial).
+        ConvSpec::new(1, 40, 40, [7, 7], [3, 3])
+            .with_padding([1, 1])
+            .with_groups(40),
         // Depthwise on a small plane: blocks of a vector of channels, the last one partial,
         // so a split of the weight gradient's channels falls inside a block.
         ConvSpec::new(3, 40, 40, [7, 7], [3, 3])
