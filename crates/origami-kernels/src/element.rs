@@ -89,12 +89,12 @@ pub trait Element:
     /// Whether the value is NaN.
     fn is_nan(self) -> bool;
     /// An index carried as a value of `Self` (a whole number from 0 to
-    /// `max_exact_index`) back as `usize`. Through `i64`, which the compiler converts a
-    /// vector at a time (AVX-512DQ `vcvttps2qq`); `as usize` went lane by lane through
-    /// scalar conversions with range branches, a tenth of a 3x3/2 max pool with indices.
+    /// `max_exact_index`) back as `usize`, one at a time.
     fn to_index(self) -> usize;
     /// [`Element::to_index`] for a vector of indices, into `dst[..dst.len().min(LANES)]`:
-    /// one truncating conversion and a widening store per vector.
+    /// one truncating conversion and a widening store per vector. Element by element, the
+    /// compiler converted through scalar instructions with range fix-ups per lane: a tenth
+    /// of a 3x3/2 max pool with indices.
     fn store_indices(v: Self::Simd, dst: &mut [usize]);
     /// Transposes an 8 x 8 block: `dst[q * dst_stride + i] = src[i * src_stride + q]` for
     /// `i, q < 8`. Packing turns rows into columns with it, in registers where the target

@@ -230,26 +230,22 @@ impl<const D: usize> ConvNd<D> {
     }
 
     /// Independent units `op` splits into over threads: images for the forward pass and the
-    /// input gradient (input channels, for a single image of a depthwise `Direct` pass, so
-    /// that batch-1 inference uses every thread), rows of the weight gradient (output channels) for `Unrolled`, whose
-    /// rows are separate products, and input channels for a depthwise `Direct` weight
-    /// gradient, whose output channels are separate sums; one for the rest.
+    /// input gradient (input channels for a single depthwise image under `Direct`, so that
+    /// batch-1 inference uses every thread: [`ConvNd::over_depthwise_channels`]), rows of
+    /// the weight gradient (output channels) for `Unrolled`, whose rows are separate
+    /// products, and input channels for a depthwise `Direct` weight gradient, whose output
+    /// channels are separate sums; one for the rest.
     #[cfg(feature = "rayon")]
     fn units<T: Element>(&self, op: ConvOp, algo: ConvAlgorithm) -> usize {
-        match (self.resolve(algo), op) {
-            (ConvAlgorithm::Direct, ConvOp::Forward | ConvOp::BackwardInput)
-                if depthwise::channel_units::<T>(&self.shape).is_some() =>
-            {
-                depthwise::channel_units::<T>(&self.shape).map_or(1, |(units, _)| units)
+        let (s, one_image) = (&self.shape, depthwise::channel_units::<T>(&self.shape));
+        match (self.resolve(algo), op, one_image) {
+            (ConvAlgorithm::Direct, ConvOp::Forward | ConvOp::BackwardInput, Some((u, _))) => u,
+            (_, ConvOp::Forward | ConvOp::BackwardInput, _) => s.batch,
+            (ConvAlgorithm::Unrolled, ConvOp::BackwardWeight, _) if self.weight_by_columns() => {
+                s.unrolled_rows
             }
-            (_, ConvOp::Forward | ConvOp::BackwardInput) => self.shape.batch,
-            (ConvAlgorithm::Unrolled, ConvOp::BackwardWeight) if self.weight_by_columns() => {
-                self.shape.unrolled_rows
-            }
-            (ConvAlgorithm::Unrolled, ConvOp::BackwardWeight) => self.shape.out_channels,
-            (_, ConvOp::BackwardWeight) if depthwise::applies(&self.shape) => {
-                self.shape.in_channels
-            }
+            (ConvAlgorithm::Unrolled, ConvOp::BackwardWeight, _) => s.out_channels,
+            (_, ConvOp::BackwardWeight, _) if depthwise::applies(s) => s.in_channels,
             _ => 1,
         }
     }
@@ -264,6 +260,47 @@ impl<const D: usize> ConvNd<D> {
         scratch_len
             .checked_div(per_part)
             .map_or(parts, |fit| parts.min(fit).max(1))
+    }
+
+    /// Runs `f(channels, out, scratch)` over threads where `op` is a `Direct` pass over a
+    /// single depthwise image (each input channel feeds its own output channels, so parts
+    /// of its channels, in whole blocks where planes are blocked, are independent): `out`
+    /// (the pass's output, per input channel `per_channel` elements) in one piece per part.
+    /// Returns whether it ran.
+    #[cfg(feature = "rayon")]
+    fn over_depthwise_channels<T: Element>(
+        &self,
+        op: ConvOp,
+        algo: ConvAlgorithm,
+        out: &mut [T],
+        scratch: &mut [T],
+        f: impl Fn(core::ops::Range<usize>, &mut [T], &mut [T]) + Sync,
+    ) -> bool {
+        let s = &self.shape;
+        let Some((units, width)) = depthwise::channel_units::<T>(s) else {
+            return false;
+        };
+        if algo != ConvAlgorithm::Direct {
+            return false;
+        }
+        let per_channel = match op {
+            ConvOp::Forward => s.kg * s.out_plane,
+            _ => s.in_plane,
+        };
+        let parts = self.parts_for::<T>(op, algo, scratch.len());
+        let per_part = self.part_scratch_len::<T>(op, algo);
+        let out = crate::split::Units {
+            data: out,
+            unit: width * per_channel,
+        };
+        par::run(units, parts, out, scratch, per_part, |u, out, sc| {
+            f(
+                u.start * width..(u.end * width).min(s.in_channels),
+                out.data,
+                sc,
+            );
+        });
+        true
     }
 
     /// `output = conv(input, weight) + bias`.
@@ -290,20 +327,9 @@ impl<const D: usize> ConvNd<D> {
         check_scratch(self.scratch_len::<T>(ConvOp::Forward, algo), scratch.len())?;
         let algo = self.resolve(algo);
         #[cfg(feature = "rayon")]
-        if let (ConvAlgorithm::Direct, Some((units, width))) =
-            (algo, depthwise::channel_units::<T>(s))
-        {
-            // One image: its input channels (each with its output channels) over threads.
-            let parts = self.parts_for::<T>(ConvOp::Forward, algo, scratch.len());
-            let per_part = self.part_scratch_len::<T>(ConvOp::Forward, algo);
-            let out = crate::split::Units {
-                data: output,
-                unit: width * s.kg * s.out_plane,
-            };
-            par::run(units, parts, out, scratch, per_part, |u, y, sc| {
-                let c = u.start * width..(u.end * width).min(s.in_channels);
-                depthwise::forward_channels(s, input, weight, bias, y.data, c, sc);
-            });
+        if self.over_depthwise_channels(ConvOp::Forward, algo, output, scratch, |c, y, sc| {
+            depthwise::forward_channels(s, input, weight, bias, y, c, sc);
+        }) {
             return Ok(());
         }
         let (x_image, y_image) = (s.in_channels * s.in_plane, s.out_channels * s.out_plane);
@@ -339,19 +365,9 @@ impl<const D: usize> ConvNd<D> {
         )?;
         let algo = self.resolve(algo);
         #[cfg(feature = "rayon")]
-        if let (ConvAlgorithm::Direct, Some((units, width))) =
-            (algo, depthwise::channel_units::<T>(s))
-        {
-            let parts = self.parts_for::<T>(ConvOp::BackwardInput, algo, scratch.len());
-            let per_part = self.part_scratch_len::<T>(ConvOp::BackwardInput, algo);
-            let out = crate::split::Units {
-                data: grad_input,
-                unit: width * s.in_plane,
-            };
-            par::run(units, parts, out, scratch, per_part, |u, dx, sc| {
-                let c = u.start * width..(u.end * width).min(s.in_channels);
-                depthwise::backward_input_channels(s, grad_output, weight, dx.data, c, sc);
-            });
+        if self.over_depthwise_channels(ConvOp::BackwardInput, algo, grad_input, scratch, {
+            |c, dx, sc| depthwise::backward_input_channels(s, grad_output, weight, dx, c, sc)
+        }) {
             return Ok(());
         }
         let (dy_image, dx_image) = (s.out_channels * s.out_plane, s.in_channels * s.in_plane);

@@ -187,10 +187,6 @@ struct PhasedPlan<T: Element> {
     hi: usize,
     /// Each phase row's length: every phase of the input row plus a vector of slack.
     plen: usize,
-    /// The stride along W (above 1).
-    stride: usize,
-    /// Taps per window row.
-    taps: usize,
     /// Tap `t` of output `lo + o` reads `phases[base[t] + o]`.
     base: [usize; PHASED_TAPS],
     /// The in-row input index that tap `t` reads for the lanes of the first vector.
@@ -198,7 +194,7 @@ struct PhasedPlan<T: Element> {
     /// The outputs outside the interior (windows crossing the padding), `edges[..n_edges]`.
     edges: [usize; PHASED_EDGES],
     n_edges: usize,
-    /// The axis, for the edge outputs' taps.
+    /// The axis along W (its stride above 1, at most [`PHASED_TAPS`] taps).
     axis: Axis,
 }
 
@@ -235,8 +231,6 @@ impl<T: Element> PhasedPlan<T> {
             lo,
             hi,
             plen,
-            stride: ax.stride,
-            taps: ax.kernel,
             base,
             column,
             edges,
@@ -413,7 +407,7 @@ fn reduce_row<T: Element>(
     vals: &mut [T],
     ids: &mut [T],
 ) {
-    let (n, plen, stride) = (plan.hi - plan.lo, plan.plen, plan.stride);
+    let (n, plen, stride) = (plan.hi - plan.lo, plan.plen, plan.axis.stride);
     if stride == 2 {
         // A constant stride, so that the compiler vectorises the split (ResNet's pool).
         let (even, odd) = phases[..2 * plen].split_at_mut(plen);
@@ -432,7 +426,8 @@ fn reduce_row<T: Element>(
             }
         }
     }
-    let (base, column) = (&plan.base[..plan.taps], &plan.column[..plan.taps]);
+    let taps = plan.axis.kernel;
+    let (base, column) = (&plan.base[..taps], &plan.column[..taps]);
     let step = T::splat(T::from_usize(T::LANES * stride));
     // The lanes' input indices less their tap's column, advanced a vector of outputs at a
     // time (exact: indices stay below `max_exact_index`).
