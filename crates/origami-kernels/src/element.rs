@@ -62,6 +62,10 @@ pub trait Element:
     /// Lanes `..n` of `head` and lanes `n..` of `tail` (a select: no arithmetic touches
     /// either, so every bit pattern survives).
     fn blend_first(n: usize, head: Self::Simd, tail: Self::Simd) -> Self::Simd;
+    /// A mask for [`Element::select`]: lanes `lo..hi` set.
+    fn lane_mask(lo: usize, hi: usize) -> Self::Simd;
+    /// The lanes of `a` where `mask` is set, of `b` elsewhere (bit patterns survive).
+    fn select(mask: Self::Simd, a: Self::Simd, b: Self::Simd) -> Self::Simd;
     /// Loads `src[start + i * step]` for each lane `i`; lanes past the end of `src` are zero.
     fn gather(src: &[Self], start: usize, step: usize) -> Self::Simd;
     /// Stores the lanes into `dst[..LANES]`, as many as fit.
@@ -259,6 +263,17 @@ macro_rules! impl_element {
             fn blend_first(n: usize, head: Self::Simd, tail: Self::Simd) -> Self::Simd {
                 let index = <$simd>::new(core::array::from_fn(|i| i as $t));
                 index.simd_lt(<$simd>::splat(n as $t)).select(head, tail)
+            }
+
+            #[inline(always)]
+            fn lane_mask(lo: usize, hi: usize) -> Self::Simd {
+                let index = <$simd>::new(core::array::from_fn(|i| i as $t));
+                index.simd_ge(<$simd>::splat(lo as $t)) & index.simd_lt(<$simd>::splat(hi as $t))
+            }
+
+            #[inline(always)]
+            fn select(mask: Self::Simd, a: Self::Simd, b: Self::Simd) -> Self::Simd {
+                mask.select(a, b)
             }
 
             #[inline(always)]

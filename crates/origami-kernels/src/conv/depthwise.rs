@@ -17,13 +17,18 @@
 //! - weight gradient: `dw[t] = sum_{n,o} dy[o] * xp[o * s + t * d]`, one accumulator per tap
 //!   (in groups of up to 8, in registers) summed over the plane, then across lanes.
 //!
+//! 3 x 3 windows with stride 1 and padding of at most 1 (MobileNet's stride-1 layers, with
+//! finite weights) skip the padded copy: [`super::depthwise_3x3`] reads the input directly,
+//! forward and for the input gradient.
+//!
 //! Scratch: one padded plane (and a second as long in the flat layout, for its outputs or
 //! output gradient), [`scratch_len`] elements.
 
 use super::channel_block;
+use super::depthwise_3x3;
 use super::geometry::ConvShape;
 use crate::Element;
-use crate::element::vector_aligned;
+use crate::element::{all_finite, vector_aligned};
 use crate::window::Axis;
 
 /// Output vectors accumulated together in the forward pass (the dispatch below names each
@@ -401,6 +406,22 @@ pub(crate) fn forward_channels<T: Element>(
         return channel_block::forward(s, x, w, bias, y, channels, scratch);
     }
     let first_k = channels.start * s.kg;
+    let kernels = first_k * s.taps..channels.end * s.kg * s.taps;
+    if depthwise_3x3::applies::<T>(s) && all_finite(&w[kernels]) {
+        for n in 0..s.batch {
+            for c in channels.clone() {
+                let at = (n * s.in_channels + c) * s.in_plane;
+                for k in c * s.kg..(c + 1) * s.kg {
+                    let taps = depthwise_3x3::taps(&w[k * s.taps..][..s.taps]);
+                    let b = bias.map_or(T::ZERO, |b| b[k]);
+                    let y_k =
+                        &mut y[(n * s.out_channels + k - first_k) * s.out_plane..][..s.out_plane];
+                    depthwise_3x3::forward_plane(s, x, at, &taps, b, y_k);
+                }
+            }
+        }
+        return;
+    }
     let p = Padded::flat_or_rows::<T>(s);
     let scratch = vector_aligned(scratch);
     let (buf, flat_out) = scratch.split_at_mut(p.len());
@@ -698,7 +719,13 @@ pub(crate) fn backward_input_channels<T: Element>(
                     for (f, &v) in flipped.iter_mut().zip(w_c.iter().rev()) {
                         *f = v;
                     }
-                    let dy_c = &dy[(n * s.out_channels + c) * s.out_plane..][..s.out_plane];
+                    let at = (n * s.out_channels + c) * s.out_plane;
+                    if depthwise_3x3::applies::<T>(t) {
+                        let taps = depthwise_3x3::taps(flipped);
+                        depthwise_3x3::forward_plane(t, dy, at, &taps, T::ZERO, dx_c);
+                        continue;
+                    }
+                    let dy_c = &dy[at..][..s.out_plane];
                     fill_padded(t, pt, dy_c, tbuf);
                     forward_any(t, pt, tbuf, flipped, T::ZERO, dx_c, flat_out);
                     continue;

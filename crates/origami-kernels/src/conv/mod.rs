@@ -43,6 +43,7 @@
 
 mod channel_block;
 mod depthwise;
+mod depthwise_3x3;
 mod direct;
 mod geometry;
 mod grid;

@@ -268,6 +268,37 @@ fn phase_planes_and_images_side_by_side() {
     check_case::<f32, 2>(ConvAlgorithm::Unrolled, small, 7);
 }
 
+/// Depthwise 3 x 3 with stride 1 read straight from the input (no padded copy): rows of one
+/// vector with both edges in it, a vector and a piece, several inner vectors and a partial
+/// last one; padding 1, 0 and uneven; planes of one to three rows (window rows above and
+/// below the input skipped); a channel multiplier and a batch (neighbouring planes around
+/// every plane, the first plane's first row with nothing before it).
+#[test]
+fn depthwise_3x3_from_the_input() {
+    let depthwise = |n, c, kg, size: [usize; 2]| {
+        ConvSpec::new(n, c, c * kg, size, [3, 3])
+            .with_groups(c)
+            .with_padding([1, 1])
+    };
+    let specs = [
+        depthwise(2, 3, 1, [5, 16]),
+        depthwise(1, 2, 1, [1, 17]),
+        depthwise(2, 2, 2, [2, 33]),
+        depthwise(1, 3, 1, [9, 56]),
+        depthwise(2, 2, 1, [3, 70]),
+        depthwise(1, 2, 1, [6, 113]),
+        depthwise(1, 2, 1, [7, 18]).with_padding([0, 0]),
+        depthwise(2, 2, 1, [4, 40]).with_padding_lo_hi([1, 0], [0, 1]),
+        depthwise(1, 2, 1, [5, 35]).with_padding_lo_hi([0, 1], [1, 0]),
+    ];
+    for (i, spec) in specs.into_iter().enumerate() {
+        for algo in [ConvAlgorithm::Direct, ConvAlgorithm::Auto] {
+            check_case::<f32, 2>(algo, spec, 400 + i as u64);
+            check_case::<f64, 2>(algo, spec, 420 + i as u64);
+        }
+    }
+}
+
 /// Depthwise convolution on small planes in 1-D and 3-D (a vector of channels per position).
 #[test]
 fn small_depthwise_planes_in_1d_and_3d() {
