@@ -17,9 +17,9 @@
 //! - weight gradient: `dw[t] = sum_{n,o} dy[o] * xp[o * s + t * d]`, one accumulator per tap
 //!   (in groups of up to 8, in registers) summed over the plane, then across lanes.
 //!
-//! 3 x 3 windows with stride 1 and padding of at most 1 (MobileNet's stride-1 layers, with
-//! finite weights) skip the padded copy: [`super::depthwise_3x3`] reads the input directly,
-//! forward and for the input gradient.
+//! 3 x 3 windows with stride 1 and padding of at most 1 (MobileNet's stride-1 layers) skip the
+//! padded copy: [`super::depthwise_3x3`] reads the input directly, in all three passes (where
+//! the weights, or for the weight gradient a plane's output gradients, are finite).
 //!
 //! Scratch: one padded plane (and a second as long in the flat layout, for its outputs or
 //! output gradient), [`scratch_len`] elements.
@@ -851,36 +851,54 @@ pub(crate) fn backward_weight_channels<T: Element>(
         *at = tap_at(t);
     }
     let tap_at = |t: usize| table.get(t).copied().unwrap_or_else(|| tap_at(t));
-    for_each_padded_input(s, &p, x, channels, buf, |n, k, buf| {
-        let dy_k = &dy[(n * s.out_channels + k) * s.out_plane..][..s.out_plane];
-        let dw_k = &mut dw[(k - first_k) * s.taps..][..s.taps];
-        let flat = flat_dy.as_deref_mut().map(|f| {
-            spread_flat(s, &p, &dy[(n * s.out_channels + k) * s.out_plane..], f);
-            &*f
-        });
-        let dots = Dots {
-            s,
-            p: &p,
-            buf,
-            dy_k,
-            flat,
-        };
-        let mut t0 = 0;
-        while t0 < s.taps {
-            let left = s.taps - t0;
-            let dw_t = &mut dw_k[t0..];
-            // The widest group that fits what is left, so no tap is computed twice; nine at a
-            // time where they divide it (3 x 3 and 3 x 3 x 3 kernels: one pass over the
-            // plane per nine taps, where 8 + 1 took a second pass for one tap).
-            t0 += match left {
-                _ if left.is_multiple_of(9) => dots.add::<9>(t0, &tap_at, dw_t),
-                8.. => dots.add::<8>(t0, &tap_at, dw_t),
-                4.. => dots.add::<4>(t0, &tap_at, dw_t),
-                2.. => dots.add::<2>(t0, &tap_at, dw_t),
-                _ => dots.add::<1>(t0, &tap_at, dw_t),
-            };
+    let direct = depthwise_3x3::applies::<T>(s);
+    for n in 0..s.batch {
+        for c in channels.clone() {
+            let at = (n * s.in_channels + c) * s.in_plane;
+            let kernels = c * s.kg..(c + 1) * s.kg;
+            let dy_of = |k: usize| &dy[(n * s.out_channels + k) * s.out_plane..][..s.out_plane];
+            // Straight from the input where the output gradients are finite (checked a plane
+            // at a time, while the kernel's pass over it is about to bring it into cache).
+            if direct && kernels.clone().all(|k| all_finite(dy_of(k))) {
+                for k in kernels {
+                    let dw_k = &mut dw[(k - first_k) * s.taps..][..s.taps];
+                    depthwise_3x3::backward_weight_plane(s, x, at, dy_of(k), dw_k);
+                }
+                continue;
+            }
+            fill_padded(s, &p, &x[at..], buf);
+            for k in kernels {
+                let dy_k = dy_of(k);
+                let dw_k = &mut dw[(k - first_k) * s.taps..][..s.taps];
+                let flat = flat_dy.as_deref_mut().map(|f| {
+                    spread_flat(s, &p, &dy[(n * s.out_channels + k) * s.out_plane..], f);
+                    &*f
+                });
+                let dots = Dots {
+                    s,
+                    p: &p,
+                    buf,
+                    dy_k,
+                    flat,
+                };
+                let mut t0 = 0;
+                while t0 < s.taps {
+                    let left = s.taps - t0;
+                    let dw_t = &mut dw_k[t0..];
+                    // The widest group that fits what is left, so no tap is computed twice; nine at a
+                    // time where they divide it (3 x 3 and 3 x 3 x 3 kernels: one pass over the
+                    // plane per nine taps, where 8 + 1 took a second pass for one tap).
+                    t0 += match left {
+                        _ if left.is_multiple_of(9) => dots.add::<9>(t0, &tap_at, dw_t),
+                        8.. => dots.add::<8>(t0, &tap_at, dw_t),
+                        4.. => dots.add::<4>(t0, &tap_at, dw_t),
+                        2.. => dots.add::<2>(t0, &tap_at, dw_t),
+                        _ => dots.add::<1>(t0, &tap_at, dw_t),
+                    };
+                }
+            }
         }
-    });
+    }
 }
 
 /// Lays one output-gradient plane out like the flat layout's outputs: row `(od, oh)` at

@@ -1,6 +1,6 @@
 //! Depthwise 3 x 3 convolution with stride and dilation 1 and at most one element of padding
-//! on each side, read straight from the input plane: MobileNet's stride-1 depthwise layers, and
-//! their input gradient as a forward pass of the flipped kernel.
+//! on each side, read straight from the input plane: MobileNet's stride-1 depthwise layers,
+//! their input gradient as a forward pass of the flipped kernel, and their weight gradient.
 //!
 //! The general depthwise path ([`super::depthwise`]) first copies each plane into a
 //! zero-padded buffer; on 56 x 56 planes that copy took a third of the time of the whole
@@ -156,7 +156,7 @@ fn block_rows<T: Element, const U: usize, const R: usize, const EDGE: bool>(
 ) {
     let [_, ay, ax] = s.axes;
     let l = T::LANES;
-    let edges = EDGE.then(|| block.cols.map(|c| Edges::<T>::of(&ax, c)));
+    let edges = EDGE.then(|| block.cols.map(|c| Edges::<T>::of(&ax, c, l)));
     let mut acc = [[T::splat(block.b); U]; R];
     // Input row `block.oh + j - pad` is window row `j - r` of output row `r`. The rows go one
     // by one with a constant `j`: the compiler does not unroll a loop over them (its body is
@@ -184,19 +184,19 @@ fn block_rows<T: Element, const U: usize, const R: usize, const EDGE: bool>(
     }
 }
 
-/// Which lanes of an edge vector read inside the input row, through taps 0, 1, 2 (a mask
-/// for [`Element::select`]).
+/// Which lanes of an edge vector (outputs from column `c`) read inside the input row, through
+/// taps 0, 1, 2, among its first `valid` (a mask for [`Element::select`]).
 struct Edges<T: Element> {
     inside: [T::Simd; 3],
 }
 
 impl<T: Element> Edges<T> {
-    fn of(ax: &Axis, c: usize) -> Self {
+    fn of(ax: &Axis, c: usize, valid: usize) -> Self {
         // Tap `kw` reads columns from `c + kw - pad`: lanes from `pad - c - kw` are at or
         // past column 0, and those below `input + pad - c - kw` are before the row's end.
         let inside = |kw: usize| {
             let lo = ax.pad_lo.saturating_sub(c + kw);
-            let hi = (ax.input + ax.pad_lo).saturating_sub(c + kw);
+            let hi = (ax.input + ax.pad_lo).saturating_sub(c + kw).min(valid);
             T::lane_mask(lo, hi)
         };
         Edges {
@@ -233,14 +233,7 @@ fn feed_row<T: Element, const U: usize, const R: usize>(
         for (u, v) in v.iter_mut().enumerate() {
             *v = match edges {
                 None => T::load_full(&inner[u * l + kw..][..l]),
-                Some(e) => {
-                    let from = row.wrapping_add(cols[u]);
-                    let v = match x.get(from..from.wrapping_add(l + 2)) {
-                        Some(src) => T::load_full(&src[kw..][..l]),
-                        None => load_short(x, from.wrapping_add(kw)),
-                    };
-                    T::select(e[u].inside[kw], v, T::splat(T::ZERO))
-                }
+                Some(e) => edge_tap(x, row.wrapping_add(cols[u]), kw, &e[u]),
             };
         }
         for (r, acc_r) in acc.iter_mut().enumerate() {
@@ -252,6 +245,123 @@ fn feed_row<T: Element, const U: usize, const R: usize>(
             }
         }
     }
+    acc
+}
+
+/// Tap `kw` of an edge vector whose left tap reads from `x[from..]` (`from` wrapped below 0
+/// where that is the left padding of the first row of `x`), its lanes outside the row zero.
+#[inline(always)]
+fn edge_tap<T: Element>(x: &[T], from: usize, kw: usize, edges: &Edges<T>) -> T::Simd {
+    let v = match x.get(from..from.wrapping_add(T::LANES + 2)) {
+        Some(src) => T::load_full(&src[kw..][..T::LANES]),
+        None => load_short(x, from.wrapping_add(kw)),
+    };
+    T::select(edges.inside[kw], v, T::splat(T::ZERO))
+}
+
+/// `dw_k[t] += sum_o dy_k[o] * x[o + t - pad]` for the nine taps `t` of one output channel,
+/// whose input plane is `x[at..]`: the output gradient of every window row and column meets
+/// the input it multiplied, read straight from the input as in the forward pass, `ROWS`
+/// output rows a vector at a time (each input vector loaded once for the rows it meets), one
+/// accumulator per tap. Products with the padding are skipped: the caller sends only output
+/// gradients that are all finite (`inf * 0` must stay NaN, as in PyTorch, where the padded
+/// path multiplies it).
+pub(super) fn backward_weight_plane<T: Element>(
+    s: &ConvShape,
+    x: &[T],
+    at: usize,
+    dy_k: &[T],
+    dw_k: &mut [T],
+) {
+    let [_, ay, ax] = s.axes;
+    let l = T::LANES;
+    let mut acc = [T::splat(T::ZERO); 9];
+    let mut oh = 0;
+    while oh < ay.output {
+        let rows = (ay.output - oh).min(ROWS);
+        for c in (0..ax.output).step_by(l) {
+            // Inner as in the forward pass: whole, and all taps inside the row.
+            let inner = c >= ax.pad_lo && c + l <= ax.output && c + l + 1 < ax.input + ax.pad_lo;
+            let strip = Strip { at, oh, c };
+            acc = match (rows, inner) {
+                (4, true) => weight_strip::<T, 4, false>(s, x, dy_k, strip, acc),
+                (3, true) => weight_strip::<T, 3, false>(s, x, dy_k, strip, acc),
+                (2, true) => weight_strip::<T, 2, false>(s, x, dy_k, strip, acc),
+                (_, true) => weight_strip::<T, 1, false>(s, x, dy_k, strip, acc),
+                (4, false) => weight_strip::<T, 4, true>(s, x, dy_k, strip, acc),
+                (3, false) => weight_strip::<T, 3, true>(s, x, dy_k, strip, acc),
+                (2, false) => weight_strip::<T, 2, true>(s, x, dy_k, strip, acc),
+                (_, false) => weight_strip::<T, 1, true>(s, x, dy_k, strip, acc),
+            };
+        }
+        oh += rows;
+    }
+    for (d, a) in dw_k.iter_mut().zip(acc) {
+        *d += T::reduce_add(a);
+    }
+}
+
+/// One vector of output columns from `c`, output rows from `oh`, of the plane at `x[at..]`.
+#[derive(Clone, Copy)]
+struct Strip {
+    at: usize,
+    oh: usize,
+    c: usize,
+}
+
+/// The weight gradient's products of `R` output rows of one vector (`EDGE`: the input's lanes
+/// outside its row, or past the outputs, zeroed).
+#[inline(always)]
+fn weight_strip<T: Element, const R: usize, const EDGE: bool>(
+    s: &ConvShape,
+    x: &[T],
+    dy_k: &[T],
+    strip: Strip,
+    mut acc: [T::Simd; 9],
+) -> [T::Simd; 9] {
+    let [_, ay, ax] = s.axes;
+    let l = T::LANES;
+    let valid = (ax.output - strip.c).min(l);
+    // The input's lanes past the outputs are zeroed with those outside the row; the output
+    // gradient's there are the next row's (finite, as the caller checked) or zero past the
+    // plane, so their products are zero.
+    let edges = EDGE.then(|| Edges::<T>::of(&ax, strip.c, valid));
+    let dy: [T::Simd; R] = core::array::from_fn(|r| {
+        let from = (strip.oh + r) * ax.output + strip.c;
+        match (EDGE, dy_k.get(from..from + l)) {
+            (false, _) => T::load_full(&dy_k[from..from + l]),
+            (true, Some(v)) => T::load_full(v),
+            (true, None) => load_short(dy_k, from),
+        }
+    });
+    // As in the forward pass, rows one by one with a constant `j`: input row
+    // `oh + j - pad` is window row `j - r` of output row `r`.
+    macro_rules! feed {
+        ($($j:literal)*) => {$(
+            if $j < R + 2 {
+                let ih = (strip.oh + $j).checked_sub(ay.pad_lo).filter(|&ih| ih < ay.input);
+                if let Some(ih) = ih {
+                    let from = (strip.at + ih * ax.input + strip.c).wrapping_sub(ax.pad_lo);
+                    let taps: [T::Simd; 3] = match edges.as_ref() {
+                        None => {
+                            let src = &x[from..from + l + 2];
+                            [0, 1, 2].map(|kw| T::load_full(&src[kw..][..l]))
+                        }
+                        Some(e) => [0, 1, 2].map(|kw| edge_tap(x, from, kw, e)),
+                    };
+                    for (r, &g) in dy.iter().enumerate() {
+                        if r <= $j && $j - r < 3 {
+                            for (kw, &xv) in taps.iter().enumerate() {
+                                let t = ($j - r) * 3 + kw;
+                                acc[t] = T::mul_add(g, xv, acc[t]);
+                            }
+                        }
+                    }
+                }
+            }
+        )*};
+    }
+    feed!(0 1 2 3 4 5);
     acc
 }
 

@@ -226,6 +226,12 @@ fn conv_special_values<T: Element>() {
         ConvSpec::new(1, 6, 6, [5, 6], [3, 3])
             .with_padding([1, 1])
             .with_groups(6),
+        // Depthwise 3 x 3 read straight from the input (rows of a vector and more): lanes
+        // outside a row, or past its outputs, must not carry an infinity into a sum.
+        ConvSpec::new(2, 3, 3, [6, 19], [3, 3])
+            .with_padding([1, 1])
+            .with_groups(3),
+        ConvSpec::new(1, 2, 2, [5, 37], [3, 3]).with_groups(2),
     ];
     for spec in specs {
         let conv = spec.build().unwrap();
@@ -428,6 +434,36 @@ fn padding_times_nan_is_nan_as_in_pytorch() {
             .unwrap();
         assert!(dw.iter().all(|v| v.is_nan()), "{}: {dw:?}", algo.name());
 
+        // The same for a depthwise plane wide enough to be read without a padded copy: an
+        // infinite output gradient at the last corner meets the padding through five taps
+        // (`inf * 0`), the input through the other four.
+        let wide = ConvSpec::new(1, 2, 2, [4, 20], [3, 3])
+            .with_padding([1, 1])
+            .with_groups(2)
+            .build()
+            .unwrap();
+        let x = cast::<f32>(&random(wide.input_len(), 4));
+        let mut dy = vec![1.0f32; wide.output_len()];
+        dy[wide.output_len() - 1] = f32::INFINITY;
+        let mut dw = vec![0.0f32; wide.weight_len()];
+        let mut scratch = vec![0.0f32; wide.scratch_len::<f32>(ConvOp::BackwardWeight, algo)];
+        wide.backward_weight(algo, &x, &dy, &mut dw, &mut scratch)
+            .unwrap();
+        assert!(
+            dw[..9].iter().all(|v| v.is_finite()),
+            "{}: {dw:?}",
+            algo.name()
+        );
+        for (t, v) in dw[9..].iter().enumerate() {
+            let meets_padding = t / 3 == 2 || t % 3 == 2;
+            assert_eq!(v.is_nan(), meets_padding, "{} tap {t}: {dw:?}", algo.name());
+            assert!(
+                v.is_nan() || v.is_infinite(),
+                "{} tap {t}: {dw:?}",
+                algo.name()
+            );
+        }
+
         // Without padding the NaN output gradient reaches only what its window read.
         let valid = ConvSpec::new(1, 1, 1, [5, 5], [3, 3]).build().unwrap();
         let mut dy = vec![1.0f32; 9];
@@ -463,6 +499,83 @@ fn padding_times_nan_is_nan_as_in_pytorch() {
             algo.name()
         );
         assert_eq!(dx[19], 0.0, "{}: {dx:?}", algo.name());
+    }
+}
+
+/// Infinities at the ends of rows and planes, where vectors that read a plane row by row
+/// reach past the row (into the next row or plane, or past the outputs of a partial last
+/// vector), on depthwise planes read without a padded copy, with padding 1 and 0: the input's
+/// last column infinite; the first output gradient of every plane but the first infinite
+/// (the planes before it are finite, so their weight gradient reads them directly); and the
+/// input's last column with the output gradient's first. Every pass matches the
+/// reference's NaN / infinity pattern.
+#[test]
+fn infinities_at_row_ends_stay_in_their_windows() {
+    let specs = [
+        ConvSpec::new(2, 2, 2, [4, 19], [3, 3])
+            .with_padding([1, 1])
+            .with_groups(2),
+        ConvSpec::new(1, 2, 2, [5, 21], [3, 3]).with_groups(2),
+    ];
+    for spec in specs {
+        let conv = spec.build().unwrap();
+        let (wi, [_, wo]) = (spec.input_size[1], conv.output_size());
+        let plane = conv.output_len() / conv.bias_len() / spec.batch;
+        let last_columns = |mut x: Vec<f64>| {
+            x.chunks_mut(wi).for_each(|row| row[wi - 1] = f64::INFINITY);
+            x
+        };
+        let first_columns = |mut dy: Vec<f64>| {
+            dy.chunks_mut(wo).for_each(|row| row[0] = f64::NEG_INFINITY);
+            dy
+        };
+        let later_planes = |mut dy: Vec<f64>| {
+            dy.chunks_mut(plane)
+                .skip(1)
+                .for_each(|p| p[0] = f64::NEG_INFINITY);
+            dy
+        };
+        let (x0, dy0) = (random(conv.input_len(), 6), random(conv.output_len(), 7));
+        let cases = [
+            ("x last columns", last_columns(x0.clone()), dy0.clone()),
+            ("dy later planes", x0.clone(), later_planes(dy0.clone())),
+            ("both", last_columns(x0), first_columns(dy0)),
+        ];
+        let w64 = random(conv.weight_len(), 8);
+        for (name, x64, dy64) in cases {
+            let mut y64 = vec![0.0; conv.output_len()];
+            reference::conv_forward(&conv, &x64, &w64, None, &mut y64).unwrap();
+            let mut dx64 = vec![0.0; conv.input_len()];
+            reference::conv_backward_input(&conv, &dy64, &w64, &mut dx64).unwrap();
+            let mut dw64 = vec![0.0; conv.weight_len()];
+            reference::conv_backward_weight(&conv, &x64, &dy64, &mut dw64).unwrap();
+            let (x, dy, w) = (cast::<f32>(&x64), cast::<f32>(&dy64), cast::<f32>(&w64));
+            for algo in ConvAlgorithm::ALL {
+                let ctx = format!("{} {name} {spec:?}", algo.name());
+                let len = [
+                    ConvOp::Forward,
+                    ConvOp::BackwardInput,
+                    ConvOp::BackwardWeight,
+                ]
+                .map(|op| conv.scratch_len::<f32>(op, algo))
+                .into_iter()
+                .max()
+                .unwrap_or(0);
+                let mut scratch = vec![f32::NAN; len];
+                let mut y = vec![0.0f32; conv.output_len()];
+                conv.forward(algo, &x, &w, None, &mut y, &mut scratch)
+                    .unwrap();
+                assert_matches(&y, &y64, &format!("forward {ctx}"));
+                let mut dx = vec![0.0f32; conv.input_len()];
+                conv.backward_input(algo, &dy, &w, &mut dx, &mut scratch)
+                    .unwrap();
+                assert_matches(&dx, &dx64, &format!("backward_input {ctx}"));
+                let mut dw = vec![0.0f32; conv.weight_len()];
+                conv.backward_weight(algo, &x, &dy, &mut dw, &mut scratch)
+                    .unwrap();
+                assert_matches(&dw, &dw64, &format!("backward_weight {ctx}"));
+            }
+        }
     }
 }
 
