@@ -62,6 +62,9 @@ pub trait Element:
     /// Lanes `..n` of `head` and lanes `n..` of `tail` (a select: no arithmetic touches
     /// either, so every bit pattern survives).
     fn blend_first(n: usize, head: Self::Simd, tail: Self::Simd) -> Self::Simd;
+    /// `a` and `b` interleaved, `a0 b0 a1 b1 ..`: the first `LANES` elements, then the rest
+    /// (two two-source permutes with AVX-512).
+    fn zip(a: Self::Simd, b: Self::Simd) -> (Self::Simd, Self::Simd);
     /// A mask for [`Element::select`]: lanes `lo..hi` set.
     fn lane_mask(lo: usize, hi: usize) -> Self::Simd;
     /// The lanes of `a` where `mask` is set, of `b` elsewhere (bit patterns survive).
@@ -266,6 +269,17 @@ macro_rules! impl_element {
             }
 
             #[inline(always)]
+            fn zip(a: Self::Simd, b: Self::Simd) -> (Self::Simd, Self::Simd) {
+                // Written as index maps, which the compiler turns into one shuffle each.
+                let (a, b) = (a.to_array(), b.to_array());
+                let pick = |i: usize| if i % 2 == 0 { a[i / 2] } else { b[i / 2] };
+                (
+                    <$simd>::new(core::array::from_fn(pick)),
+                    <$simd>::new(core::array::from_fn(|i| pick(i + $lanes))),
+                )
+            }
+
+            #[inline(always)]
             fn lane_mask(lo: usize, hi: usize) -> Self::Simd {
                 let index = <$simd>::new(core::array::from_fn(|i| i as $t));
                 index.simd_ge(<$simd>::splat(lo as $t)) & index.simd_lt(<$simd>::splat(hi as $t))
@@ -451,6 +465,23 @@ mod tests {
     fn transpose8_moves_rows_to_columns() {
         transposes::<f32>();
         transposes::<f64>();
+    }
+
+    fn zip_interleaves<T: Element>() {
+        let a: Vec<T> = (0..T::LANES).map(|i| T::from_usize(2 * i)).collect();
+        let b: Vec<T> = (0..T::LANES).map(|i| T::from_usize(2 * i + 1)).collect();
+        let (lo, hi) = T::zip(T::load(&a), T::load(&b));
+        let mut out = vec![T::ZERO; 2 * T::LANES];
+        T::store(lo, &mut out);
+        T::store(hi, &mut out[T::LANES..]);
+        let expected: Vec<T> = (0..2 * T::LANES).map(T::from_usize).collect();
+        assert_eq!(out, expected);
+    }
+
+    #[test]
+    fn zip_interleaves_both_types() {
+        zip_interleaves::<f32>();
+        zip_interleaves::<f64>();
     }
 
     #[test]

@@ -697,6 +697,18 @@ pub(crate) fn backward_input_channels<T: Element>(
         return channel_block::backward_input(s, dy, w, dx, channels, scratch);
     }
     let first_c = channels.start;
+    let kernels = first_c * s.taps..channels.end * s.taps;
+    if depthwise_3x3::applies_stride_2(s) && all_finite(&w[kernels]) {
+        for n in 0..s.batch {
+            for c in channels.clone() {
+                let dx_c = &mut dx[(n * s.in_channels + c - first_c) * s.in_plane..][..s.in_plane];
+                let at = (n * s.out_channels + c) * s.out_plane;
+                let w_c = &w[c * s.taps..][..s.taps];
+                depthwise_3x3::backward_input_stride_2(s, dy, at, w_c, dx_c);
+            }
+        }
+        return;
+    }
     let p = Padded::of::<T>(s);
     let (buf, rest) = scratch.split_at_mut(p.len());
     let mut gather = transposed(s).map(|t| {

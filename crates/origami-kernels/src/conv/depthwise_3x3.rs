@@ -386,3 +386,88 @@ fn load_short<T: Element>(x: &[T], at: usize) -> T::Simd {
         None => first_vector(x),
     }
 }
+
+/// Whether the input gradient of a geometry takes [`backward_input_stride_2`]: depthwise with
+/// one output channel per input channel, a 2-D 3 x 3 window with stride 2, dilation 1 and
+/// padding 1 before the input (MobileNet's downsampling layers).
+pub(super) fn applies_stride_2(s: &ConvShape) -> bool {
+    let [az, ay, ax] = s.axes;
+    let halving = |a: &Axis| a.kernel == 3 && a.stride == 2 && a.dilation == 1 && a.pad_lo == 1;
+    s.cg == 1
+        && s.kg == 1
+        && az.input == 1
+        && az.output == 1
+        && az.kernel == 1
+        && halving(&ay)
+        && halving(&ax)
+}
+
+/// The input gradient `dx_c` of one channel of a [`applies_stride_2`] geometry from its output
+/// gradient plane `dy[at..]` and finite weights `w_c` (a NaN weight would reach, through the
+/// zeroed lanes, inputs its tap never reads), by the parity of the input's rows and columns:
+///
+/// - input row `2i` is read by window row 1 of output row `i`; row `2i + 1` by window row 0 of
+///   output row `i + 1` and window row 2 of output row `i`;
+/// - likewise input column `2j` by tap 1 of output column `j`, column `2j + 1` by tap 0 of
+///   column `j + 1` and tap 2 of column `j`.
+///
+/// So a vector of output gradients `dy[q][j..]` and its neighbour `dy[q][j + 1..]` give the
+/// even columns (`w[kh][1] dy[j]`) and the odd ones (`w[kh][0] dy[j + 1] + w[kh][2] dy[j]`)
+/// of two vectors of the input row, interleaved in registers: every input gradient is
+/// computed once, where adding each output's window onto the input tap after tap made
+/// overlapping read-modify-writes of memory.
+pub(super) fn backward_input_stride_2<T: Element>(
+    s: &ConvShape,
+    dy: &[T],
+    at: usize,
+    w_c: &[T],
+    dx_c: &mut [T],
+) {
+    let [_, ay, ax] = s.axes;
+    let l = T::LANES;
+    let w = taps::<T>(w_c);
+    let zero = T::splat(T::ZERO);
+    for (r, dst) in dx_c.chunks_exact_mut(ax.input).enumerate() {
+        // The window rows and output rows that read input row `r`.
+        let i = r / 2;
+        let below = |q: usize| (q < ay.output).then_some(q);
+        let rows = if r % 2 == 0 {
+            [(1, below(i)), (0, None)]
+        } else {
+            [(0, below(i + 1)), (2, below(i))]
+        };
+        for j in (0..ax.input.div_ceil(2)).step_by(l) {
+            let (mut even, mut odd) = (zero, zero);
+            for (kh, q) in rows {
+                let Some(q) = q else { continue };
+                let row = at + q * ax.output + j;
+                // Output columns from `j` and from `j + 1`, zero from the row's end on.
+                let (d, next) = if j + l < ax.output {
+                    (
+                        T::load_full(&dy[row..row + l]),
+                        T::load_full(&dy[row + 1..row + 1 + l]),
+                    )
+                } else {
+                    let inside = |from: usize| T::lane_mask(0, ax.output.saturating_sub(from));
+                    let load = |at: usize| match dy.get(at..at + l) {
+                        Some(v) => T::load_full(v),
+                        None => T::load(dy.get(at..).unwrap_or(&[])),
+                    };
+                    (
+                        T::select(inside(j), load(row), zero),
+                        T::select(inside(j + 1), load(row + 1), zero),
+                    )
+                };
+                even = T::mul_add(d, w[kh * 3 + 1], even);
+                odd = T::mul_add(d, w[kh * 3 + 2], odd);
+                odd = T::mul_add(next, w[kh * 3], odd);
+            }
+            let (lo, hi) = T::zip(even, odd);
+            let c = 2 * j;
+            T::store(lo, &mut dst[c..(c + l).min(ax.input)]);
+            if c + l < ax.input {
+                T::store(hi, &mut dst[c + l..(c + 2 * l).min(ax.input)]);
+            }
+        }
+    }
+}

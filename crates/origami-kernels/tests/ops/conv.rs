@@ -268,11 +268,12 @@ fn phase_planes_and_images_side_by_side() {
     check_case::<f32, 2>(ConvAlgorithm::Unrolled, small, 7);
 }
 
-/// Depthwise 3 x 3 with stride 1 read straight from the input (no padded copy): rows of one
+/// Depthwise 3 x 3 read straight from the input (no padded copy), stride 1: rows of one
 /// vector with both edges in it, a vector and a piece, several inner vectors and a partial
 /// last one; padding 1, 0 and uneven; planes of one to three rows (window rows above and
 /// below the input skipped); a channel multiplier and a batch (neighbouring planes around
-/// every plane, the first plane's first row with nothing before it).
+/// every plane, the first plane's first row with nothing before it). Stride 2, whose input
+/// gradient goes by the parity of rows and columns.
 #[test]
 fn depthwise_3x3_from_the_input() {
     let depthwise = |n, c, kg, size: [usize; 2]| {
@@ -290,6 +291,16 @@ fn depthwise_3x3_from_the_input() {
         depthwise(1, 2, 1, [7, 18]).with_padding([0, 0]),
         depthwise(2, 2, 1, [4, 40]).with_padding_lo_hi([1, 0], [0, 1]),
         depthwise(1, 2, 1, [5, 35]).with_padding_lo_hi([0, 1], [1, 0]),
+        // Stride 2 (the input gradient by the parity of rows and columns): even and odd
+        // sizes, rows shorter than a vector and of several, no padding after.
+        depthwise(2, 3, 1, [8, 112]).with_stride([2, 2]),
+        depthwise(1, 2, 1, [7, 9]).with_stride([2, 2]),
+        depthwise(2, 2, 1, [5, 67]).with_stride([2, 2]),
+        depthwise(1, 2, 1, [3, 49]).with_stride([2, 2]),
+        depthwise(1, 2, 1, [4, 13]).with_stride([2, 2]),
+        depthwise(1, 2, 1, [6, 34])
+            .with_stride([2, 2])
+            .with_padding_lo_hi([1, 1], [0, 0]),
     ];
     for (i, spec) in specs.into_iter().enumerate() {
         for algo in [ConvAlgorithm::Direct, ConvAlgorithm::Auto] {
