@@ -187,6 +187,19 @@ impl ConvShape {
 
     /// The same geometry over `batch` images (a part of the batch).
     #[cfg(feature = "rayon")]
+    /// The shape with `out_channels` output channels, of one group only (a block of the
+    /// output channels of an ungrouped convolution, whose weights are contiguous rows).
+    pub fn with_out_channels(&self, out_channels: usize) -> Self {
+        debug_assert_eq!(self.groups, 1);
+        ConvShape {
+            out_channels,
+            kg: out_channels,
+            weight_len: out_channels * self.cg * self.taps,
+            output_len: self.batch * out_channels * self.out_plane,
+            ..*self
+        }
+    }
+
     pub fn with_batch(&self, batch: usize) -> Self {
         ConvShape {
             batch,

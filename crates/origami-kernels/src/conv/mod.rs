@@ -59,6 +59,11 @@ use crate::error::{check_len, check_scratch};
 use crate::par;
 use crate::{Element, Error};
 
+/// Output channels per unit where a single image's forward pass splits over threads: the
+/// matrix product's rows come in tiles of 8, which a part keeps whole.
+#[cfg(feature = "rayon")]
+const CHANNEL_BLOCK: usize = 8;
+
 /// How a convolution is computed. Every algorithm computes the same function (up to the
 /// order of floating-point additions).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -241,6 +246,9 @@ impl<const D: usize> ConvNd<D> {
         let (s, one_image) = (&self.shape, depthwise::channel_units::<T>(&self.shape));
         match (self.resolve(algo), op, one_image) {
             (ConvAlgorithm::Direct, ConvOp::Forward | ConvOp::BackwardInput, Some((u, _))) => u,
+            (ConvAlgorithm::Unrolled, ConvOp::Forward, _) if self.forward_by_channels() => {
+                s.out_channels.div_ceil(CHANNEL_BLOCK)
+            }
             (_, ConvOp::Forward | ConvOp::BackwardInput, _) => s.batch,
             (ConvAlgorithm::Unrolled, ConvOp::BackwardWeight, _) if self.weight_by_columns() => {
                 s.unrolled_rows
@@ -261,6 +269,46 @@ impl<const D: usize> ConvNd<D> {
         scratch_len
             .checked_div(per_part)
             .map_or(parts, |fit| parts.min(fit).max(1))
+    }
+
+    /// Whether `Unrolled`'s forward pass splits over threads by blocks of output channels:
+    /// a single ungrouped image, which split by images would run on one thread. Each part
+    /// multiplies its rows of the weights with the whole unrolled input.
+    #[cfg(feature = "rayon")]
+    fn forward_by_channels(&self) -> bool {
+        self.shape.batch == 1 && self.shape.groups == 1
+    }
+
+    /// Runs `Unrolled`'s forward pass over threads by blocks of [`CHANNEL_BLOCK`] output
+    /// channels where [`ConvNd::forward_by_channels`]; returns whether it ran.
+    #[cfg(feature = "rayon")]
+    fn forward_over_channels<T: Element>(
+        &self,
+        algo: ConvAlgorithm,
+        (input, weight, bias): (&[T], &[T], Option<&[T]>),
+        output: &mut [T],
+        scratch: &mut [T],
+    ) -> bool {
+        let s = &self.shape;
+        if algo != ConvAlgorithm::Unrolled || !self.forward_by_channels() {
+            return false;
+        }
+        let units = s.out_channels.div_ceil(CHANNEL_BLOCK);
+        let parts = self.parts_for::<T>(ConvOp::Forward, algo, scratch.len());
+        let per_part = self.part_scratch_len::<T>(ConvOp::Forward, algo);
+        let out = crate::split::Units {
+            data: output,
+            unit: CHANNEL_BLOCK * s.out_plane,
+        };
+        let rows = s.cg * s.taps;
+        par::run(units, parts, out, scratch, per_part, |u, out, sc| {
+            let k = u.start * CHANNEL_BLOCK..(u.end * CHANNEL_BLOCK).min(s.out_channels);
+            let sub = s.with_out_channels(k.len());
+            let w = &weight[k.start * rows..k.end * rows];
+            let b = bias.map(|b| &b[k.clone()]);
+            unrolled::forward(&sub, input, w, b, out.data, sc);
+        });
+        true
     }
 
     /// Runs `f(channels, out, scratch)` over threads where `op` is a `Direct` pass over a
@@ -331,6 +379,10 @@ impl<const D: usize> ConvNd<D> {
         if self.over_depthwise_channels(ConvOp::Forward, algo, output, scratch, |c, y, sc| {
             depthwise::forward_channels(s, input, weight, bias, y, c, sc);
         }) {
+            return Ok(());
+        }
+        #[cfg(feature = "rayon")]
+        if self.forward_over_channels(algo, (input, weight, bias), output, scratch) {
             return Ok(());
         }
         let (x_image, y_image) = (s.in_channels * s.in_plane, s.out_channels * s.out_plane);

@@ -49,6 +49,9 @@ fn convolution_is_identical_on_any_thread_count() {
             .with_padding([1, 1])
             .with_groups(2),
         ConvSpec::new(2, 20, 4, [20, 20], [3, 3]).with_padding([1, 1]),
+        // One ungrouped image: the forward pass splits by blocks of output channels (21: two
+        // whole blocks of 8 and a partial one).
+        ConvSpec::new(1, 5, 21, [9, 11], [3, 3]).with_padding([1, 1]),
         // Depthwise with stride 2.
         ConvSpec::new(3, 8, 8, [13, 18], [3, 3])
             .with_stride([2, 2])
