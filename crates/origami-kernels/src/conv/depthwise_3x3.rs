@@ -21,7 +21,11 @@
 //!
 //! Products with the padding are skipped, not computed as `w * 0`: where a weight is not
 //! finite PyTorch's NaN at the outputs that meet padding would be lost, so such kernels take
-//! the padded path ([`applies`] is about geometry; callers check the weights).
+//! the padded path, and so do weight gradients of planes whose output gradients are not
+//! finite ([`applies`] is about geometry; callers check the values).
+//!
+//! The stride-2 layers' input gradient is here too ([`backward_input_stride_2`]): by the
+//! parity of input rows and columns, each a small correlation of the output gradient.
 
 use super::geometry::ConvShape;
 use crate::Element;
