@@ -13,7 +13,8 @@
 
 use crate::common::{cast, random, tolerance};
 use origami_kernels::{
-    ConvAlgorithm, ConvOp, ConvSpec, Element, PoolAlgorithm, PoolKind, PoolOp, PoolSpec, reference,
+    ConvAlgorithm, ConvNd, ConvOp, ConvSpec, Element, PoolAlgorithm, PoolKind, PoolOp, PoolSpec,
+    reference,
 };
 
 /// `got` has NaN exactly where `expected` does, the same infinities, and finite values
@@ -193,6 +194,49 @@ fn a_nan_reaches_only_the_windows_that_hold_it() {
     }
 }
 
+/// Every algorithm's forward pass and both gradients of `conv` on `x`, `w`, `dy` (scratch
+/// full of NaN) match the `f64` reference's NaN / infinity pattern.
+fn every_pass_matches<T: Element, const D: usize>(
+    conv: &ConvNd<D>,
+    x64: &[f64],
+    w64: &[f64],
+    dy64: &[f64],
+    context: &str,
+) {
+    let mut y64 = vec![0.0; conv.output_len()];
+    reference::conv_forward(conv, x64, w64, None, &mut y64).unwrap();
+    let mut dx64 = vec![0.0; conv.input_len()];
+    reference::conv_backward_input(conv, dy64, w64, &mut dx64).unwrap();
+    let mut dw64 = vec![0.0; conv.weight_len()];
+    reference::conv_backward_weight(conv, x64, dy64, &mut dw64).unwrap();
+    let (x, w, dy) = (cast::<T>(x64), cast::<T>(w64), cast::<T>(dy64));
+    for algo in ConvAlgorithm::ALL {
+        let ctx = format!("{} {context}", algo.name());
+        let scratch_len = [
+            ConvOp::Forward,
+            ConvOp::BackwardInput,
+            ConvOp::BackwardWeight,
+        ]
+        .map(|op| conv.scratch_len::<T>(op, algo))
+        .into_iter()
+        .max()
+        .unwrap_or(0);
+        let mut scratch = vec![T::NAN; scratch_len];
+        let mut y = vec![T::ZERO; conv.output_len()];
+        conv.forward(algo, &x, &w, None, &mut y, &mut scratch)
+            .unwrap();
+        assert_matches(&y, &y64, &format!("forward {ctx}"));
+        let mut dx = vec![T::ZERO; conv.input_len()];
+        conv.backward_input(algo, &dy, &w, &mut dx, &mut scratch)
+            .unwrap();
+        assert_matches(&dx, &dx64, &format!("backward_input {ctx}"));
+        let mut dw = vec![T::ZERO; conv.weight_len()];
+        conv.backward_weight(algo, &x, &dy, &mut dw, &mut scratch)
+            .unwrap();
+        assert_matches(&dw, &dw64, &format!("backward_weight {ctx}"));
+    }
+}
+
 fn conv_special_values<T: Element>() {
     let specs = [
         ConvSpec::new(2, 4, 6, [9, 11], [3, 3]).with_padding([1, 1]),
@@ -236,42 +280,11 @@ fn conv_special_values<T: Element>() {
     for spec in specs {
         let conv = spec.build().unwrap();
         let w64 = random(conv.weight_len(), 3);
-        let w = cast::<T>(&w64);
         let xs = planted(conv.input_len(), 5);
         let dys = planted(conv.output_len(), 9);
         for ((name, x64), (dy_name, dy64)) in xs.iter().zip(&dys) {
-            let (x, dy) = (cast::<T>(x64), cast::<T>(dy64));
-            let mut y64 = vec![0.0; conv.output_len()];
-            reference::conv_forward(&conv, x64, &w64, None, &mut y64).unwrap();
-            let mut dx64 = vec![0.0; conv.input_len()];
-            reference::conv_backward_input(&conv, dy64, &w64, &mut dx64).unwrap();
-            let mut dw64 = vec![0.0; conv.weight_len()];
-            reference::conv_backward_weight(&conv, x64, dy64, &mut dw64).unwrap();
-            for algo in ConvAlgorithm::ALL {
-                let ctx = format!("{} {} x:{name} dy:{dy_name} {spec:?}", T::NAME, algo.name());
-                let scratch_len = [
-                    ConvOp::Forward,
-                    ConvOp::BackwardInput,
-                    ConvOp::BackwardWeight,
-                ]
-                .map(|op| conv.scratch_len::<T>(op, algo))
-                .into_iter()
-                .max()
-                .unwrap_or(0);
-                let mut scratch = vec![T::NAN; scratch_len];
-                let mut y = vec![T::ZERO; conv.output_len()];
-                conv.forward(algo, &x, &w, None, &mut y, &mut scratch)
-                    .unwrap();
-                assert_matches(&y, &y64, &format!("forward {ctx}"));
-                let mut dx = vec![T::ZERO; conv.input_len()];
-                conv.backward_input(algo, &dy, &w, &mut dx, &mut scratch)
-                    .unwrap();
-                assert_matches(&dx, &dx64, &format!("backward_input {ctx}"));
-                let mut dw = vec![T::ZERO; conv.weight_len()];
-                conv.backward_weight(algo, &x, &dy, &mut dw, &mut scratch)
-                    .unwrap();
-                assert_matches(&dw, &dw64, &format!("backward_weight {ctx}"));
-            }
+            let ctx = format!("{} x:{name} dy:{dy_name} {spec:?}", T::NAME);
+            every_pass_matches::<T, 2>(&conv, x64, &w64, dy64, &ctx);
         }
     }
 }
@@ -543,38 +556,7 @@ fn infinities_at_row_ends_stay_in_their_windows() {
         ];
         let w64 = random(conv.weight_len(), 8);
         for (name, x64, dy64) in cases {
-            let mut y64 = vec![0.0; conv.output_len()];
-            reference::conv_forward(&conv, &x64, &w64, None, &mut y64).unwrap();
-            let mut dx64 = vec![0.0; conv.input_len()];
-            reference::conv_backward_input(&conv, &dy64, &w64, &mut dx64).unwrap();
-            let mut dw64 = vec![0.0; conv.weight_len()];
-            reference::conv_backward_weight(&conv, &x64, &dy64, &mut dw64).unwrap();
-            let (x, dy, w) = (cast::<f32>(&x64), cast::<f32>(&dy64), cast::<f32>(&w64));
-            for algo in ConvAlgorithm::ALL {
-                let ctx = format!("{} {name} {spec:?}", algo.name());
-                let len = [
-                    ConvOp::Forward,
-                    ConvOp::BackwardInput,
-                    ConvOp::BackwardWeight,
-                ]
-                .map(|op| conv.scratch_len::<f32>(op, algo))
-                .into_iter()
-                .max()
-                .unwrap_or(0);
-                let mut scratch = vec![f32::NAN; len];
-                let mut y = vec![0.0f32; conv.output_len()];
-                conv.forward(algo, &x, &w, None, &mut y, &mut scratch)
-                    .unwrap();
-                assert_matches(&y, &y64, &format!("forward {ctx}"));
-                let mut dx = vec![0.0f32; conv.input_len()];
-                conv.backward_input(algo, &dy, &w, &mut dx, &mut scratch)
-                    .unwrap();
-                assert_matches(&dx, &dx64, &format!("backward_input {ctx}"));
-                let mut dw = vec![0.0f32; conv.weight_len()];
-                conv.backward_weight(algo, &x, &dy, &mut dw, &mut scratch)
-                    .unwrap();
-                assert_matches(&dw, &dw64, &format!("backward_weight {ctx}"));
-            }
+            every_pass_matches::<f32, 2>(&conv, &x64, &w64, &dy64, &format!("{name} {spec:?}"));
         }
     }
 }
