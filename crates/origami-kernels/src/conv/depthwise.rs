@@ -381,6 +381,7 @@ pub(crate) fn forward<T: Element>(
 /// channels (each feeds its own output channels), in whole blocks where the planes are
 /// blocked by channels ([`channel_block`]); `None` for more images (they split by image).
 /// Unit `u` is channels `u * width..` ([`channel_units`]).
+#[cfg(feature = "rayon")]
 pub(crate) fn channel_units<T: Element>(s: &ConvShape) -> Option<(usize, usize)> {
     let width = if channel_block::applies::<T>(s) {
         T::LANES

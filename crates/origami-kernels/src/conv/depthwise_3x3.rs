@@ -80,17 +80,13 @@ pub(super) fn forward_plane<T: Element>(
 ) {
     let [_, ay, ax] = s.axes;
     let l = T::LANES;
-    // Output vector `v` (columns `v * L..`) is inner when all its lanes are outputs and all its
-    // taps read inside the row (columns `v * L - pad` to `v * L + L + 1 - pad`). Only the
-    // first (with left padding) and the last can be otherwise (an output past the row's end
-    // would need more padding than one); they read columns outside the row, whose lanes are
-    // zeroed, and go together: two vectors of accumulators rather than one.
+    // Only a row's first vector (with left padding) and its last can be other than inner (an
+    // output past the row's end would need more padding than one); they read columns outside
+    // the row, whose lanes are zeroed, and go together: two vectors of accumulators rather
+    // than one.
     let vectors = ax.output.div_ceil(l);
-    let is_inner = |v: usize| {
-        v * l >= ax.pad_lo && v * l + l <= ax.output && v * l + l + 1 < ax.input + ax.pad_lo
-    };
-    let left = !is_inner(0);
-    let right = vectors > 1 && !is_inner(vectors - 1);
+    let left = !is_inner::<T>(&ax, 0);
+    let right = vectors > 1 && !is_inner::<T>(&ax, (vectors - 1) * l);
     let inner = usize::from(left)..vectors - usize::from(right);
     let last = (vectors - 1) * l;
     let mut oh = 0;
@@ -134,6 +130,13 @@ pub(super) fn forward_plane<T: Element>(
         }
         oh += rows;
     }
+}
+
+/// Whether the vector of outputs from column `c` is inner: all its lanes are outputs and all
+/// its taps read inside the row (columns `c - pad` to `c + L + 1 - pad`), so it needs no mask.
+fn is_inner<T: Element>(ax: &Axis, c: usize) -> bool {
+    let l = T::LANES;
+    c >= ax.pad_lo && c + l <= ax.output && c + l + 1 < ax.input + ax.pad_lo
 }
 
 /// Where a block of outputs lies: output rows from `oh`, vectors of outputs from columns
@@ -284,10 +287,8 @@ pub(super) fn backward_weight_plane<T: Element>(
     while oh < ay.output {
         let rows = (ay.output - oh).min(ROWS);
         for c in (0..ax.output).step_by(l) {
-            // Inner as in the forward pass: whole, and all taps inside the row.
-            let inner = c >= ax.pad_lo && c + l <= ax.output && c + l + 1 < ax.input + ax.pad_lo;
             let strip = Strip { at, oh, c };
-            acc = match (rows, inner) {
+            acc = match (rows, is_inner::<T>(&ax, c)) {
                 (4, true) => weight_strip::<T, 4, false>(s, x, dy_k, strip, acc),
                 (3, true) => weight_strip::<T, 3, false>(s, x, dy_k, strip, acc),
                 (2, true) => weight_strip::<T, 2, false>(s, x, dy_k, strip, acc),
@@ -332,10 +333,9 @@ fn weight_strip<T: Element, const R: usize, const EDGE: bool>(
     let edges = EDGE.then(|| Edges::<T>::of(&ax, strip.c, valid));
     let dy: [T::Simd; R] = core::array::from_fn(|r| {
         let from = (strip.oh + r) * ax.output + strip.c;
-        match (EDGE, dy_k.get(from..from + l)) {
-            (false, _) => T::load_full(&dy_k[from..from + l]),
-            (true, Some(v)) => T::load_full(v),
-            (true, None) => load_short(dy_k, from),
+        match EDGE {
+            false => T::load_full(&dy_k[from..from + l]),
+            true => load_at(dy_k, from),
         }
     });
     // As in the forward pass, rows one by one with a constant `j`: input row
@@ -380,8 +380,17 @@ fn first_vector<T: Element>(x: &[T]) -> T::Simd {
     T::load(&lanes[..T::LANES])
 }
 
-/// A vector from `x[at..]` near the ends of `x` (lanes past its end zero): one before its start (`at` wrapped, the first row's
-/// left padding) or its last row.
+/// A vector from `x[at..]`, its lanes past the end of `x` zero.
+#[inline(always)]
+fn load_at<T: Element>(x: &[T], at: usize) -> T::Simd {
+    match x.get(at..at.wrapping_add(T::LANES)) {
+        Some(v) => T::load_full(v),
+        None => load_short(x, at),
+    }
+}
+
+/// [`load_at`] near the ends of `x` (lanes past its end zero): one before its start (`at`
+/// wrapped, the first row's left padding) or in its last row.
 #[cold]
 #[inline(never)]
 fn load_short<T: Element>(x: &[T], at: usize) -> T::Simd {
@@ -453,13 +462,9 @@ pub(super) fn backward_input_stride_2<T: Element>(
                     )
                 } else {
                     let inside = |from: usize| T::lane_mask(0, ax.output.saturating_sub(from));
-                    let load = |at: usize| match dy.get(at..at + l) {
-                        Some(v) => T::load_full(v),
-                        None => T::load(dy.get(at..).unwrap_or(&[])),
-                    };
                     (
-                        T::select(inside(j), load(row), zero),
-                        T::select(inside(j + 1), load(row + 1), zero),
+                        T::select(inside(j), load_at(dy, row), zero),
+                        T::select(inside(j + 1), load_at(dy, row + 1), zero),
                     )
                 };
                 even = T::mul_add(d, w[kh * 3 + 1], even);

@@ -185,10 +185,9 @@ impl ConvShape {
         Some(t)
     }
 
-    /// The same geometry over `batch` images (a part of the batch).
-    #[cfg(feature = "rayon")]
     /// The shape with `out_channels` output channels, of one group only (a block of the
     /// output channels of an ungrouped convolution, whose weights are contiguous rows).
+    #[cfg(feature = "rayon")]
     pub fn with_out_channels(&self, out_channels: usize) -> Self {
         debug_assert_eq!(self.groups, 1);
         ConvShape {
@@ -200,6 +199,8 @@ impl ConvShape {
         }
     }
 
+    /// The same geometry over `batch` images (a part of the batch).
+    #[cfg(feature = "rayon")]
     pub fn with_batch(&self, batch: usize) -> Self {
         ConvShape {
             batch,
