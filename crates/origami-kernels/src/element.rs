@@ -36,6 +36,8 @@ pub trait Element:
         + Sub<Output = Self::Simd>
         + Mul<Output = Self::Simd>
         + AddAssign;
+    /// Lane indices for [`Element::slide_by`], made by [`Element::slide_index`].
+    type SlideIndex: Copy;
     /// Number of elements in [`Element::Simd`].
     const LANES: usize;
     /// Additive identity.
@@ -65,6 +67,15 @@ pub trait Element:
     /// `a` and `b` interleaved, `a0 b0 a1 b1 ..`: the first `LANES` elements, then the rest
     /// (two two-source permutes with AVX-512).
     fn zip(a: Self::Simd, b: Self::Simd) -> (Self::Simd, Self::Simd);
+    /// Lanes `N .. N + LANES` of `a` followed by `b`: the vector `N` elements further along
+    /// a row whose consecutive vectors are `a` and `b` (one lane-shifting permute with
+    /// AVX-512; `N <= LANES`).
+    fn slide<const N: usize>(a: Self::Simd, b: Self::Simd) -> Self::Simd;
+    /// The indices that make [`Element::slide_by`] move `n <= LANES` elements along.
+    fn slide_index(n: usize) -> Self::SlideIndex;
+    /// [`Element::slide`] by a distance known only at run time (one two-source permute with
+    /// AVX-512).
+    fn slide_by(a: Self::Simd, b: Self::Simd, index: Self::SlideIndex) -> Self::Simd;
     /// A mask for [`Element::select`]: lanes `lo..hi` set.
     fn lane_mask(lo: usize, hi: usize) -> Self::Simd;
     /// The lanes of `a` where `mask` is set, of `b` elsewhere (bit patterns survive).
@@ -218,12 +229,13 @@ fn transpose8_f32(src: &[f32], src_stride: usize, dst: &mut [f32], dst_stride: u
 }
 
 macro_rules! impl_element {
-    ($t:ty, $simd:ty, $lanes:expr, $name:expr) => {
-        impl_element!($t, $simd, $lanes, $name, {});
+    ($t:ty, $simd:ty, $index:ty, $ut:ty, $lanes:expr, $name:expr) => {
+        impl_element!($t, $simd, $index, $ut, $lanes, $name, {});
     };
-    ($t:ty, $simd:ty, $lanes:expr, $name:expr, { $($extra:item)* }) => {
+    ($t:ty, $simd:ty, $index:ty, $ut:ty, $lanes:expr, $name:expr, { $($extra:item)* }) => {
         impl Element for $t {
             type Simd = $simd;
+            type SlideIndex = $index;
             const LANES: usize = $lanes;
             const ZERO: Self = 0.0;
             const ONE: Self = 1.0;
@@ -277,6 +289,26 @@ macro_rules! impl_element {
                     <$simd>::new(core::array::from_fn(pick)),
                     <$simd>::new(core::array::from_fn(|i| pick(i + $lanes))),
                 )
+            }
+
+            #[inline(always)]
+            fn slide<const N: usize>(a: Self::Simd, b: Self::Simd) -> Self::Simd {
+                // An index map with constant indices, which the compiler turns into one
+                // shuffle.
+                let (a, b) = (a.to_array(), b.to_array());
+                <$simd>::new(core::array::from_fn(|i| {
+                    if i + N < $lanes { a[i + N] } else { b[i + N - $lanes] }
+                }))
+            }
+
+            #[inline(always)]
+            fn slide_index(n: usize) -> Self::SlideIndex {
+                <$index>::new(core::array::from_fn(|i| (i + n) as $ut))
+            }
+
+            #[inline(always)]
+            fn slide_by(a: Self::Simd, b: Self::Simd, index: Self::SlideIndex) -> Self::Simd {
+                wide::ShuffleExt::shuffle([a, b], index)
             }
 
             #[inline(always)]
@@ -375,23 +407,23 @@ macro_rules! impl_element {
 }
 
 #[cfg(target_feature = "avx512f")]
-impl_element!(f32, wide::f32x16, 16, "f32", {
+impl_element!(f32, wide::f32x16, wide::u32x16, u32, 16, "f32", {
     #[inline(always)]
     fn transpose8(src: &[f32], src_stride: usize, dst: &mut [f32], dst_stride: usize) {
         transpose8_f32(src, src_stride, dst, dst_stride)
     }
 });
 #[cfg(target_feature = "avx512f")]
-impl_element!(f64, wide::f64x8, 8, "f64");
+impl_element!(f64, wide::f64x8, wide::u64x8, u64, 8, "f64");
 #[cfg(not(target_feature = "avx512f"))]
-impl_element!(f32, wide::f32x8, 8, "f32", {
+impl_element!(f32, wide::f32x8, wide::u32x8, u32, 8, "f32", {
     #[inline(always)]
     fn transpose8(src: &[f32], src_stride: usize, dst: &mut [f32], dst_stride: usize) {
         transpose8_f32(src, src_stride, dst, dst_stride)
     }
 });
 #[cfg(not(target_feature = "avx512f"))]
-impl_element!(f64, wide::f64x4, 4, "f64");
+impl_element!(f64, wide::f64x4, wide::u64x4, u64, 4, "f64");
 
 /// `buf` from its first element on a whole-vector boundary (`LANES` elements; from its start
 /// where none is within a vector). Buffers whose loads are whole vectors at multiples of
@@ -476,6 +508,28 @@ mod tests {
         T::store(hi, &mut out[T::LANES..]);
         let expected: Vec<T> = (0..2 * T::LANES).map(T::from_usize).collect();
         assert_eq!(out, expected);
+    }
+
+    fn slide_shifts_along<T: Element>() {
+        let row: [T; 32] = core::array::from_fn(|i| T::from_usize(i));
+        let (a, b) = (T::load(&row), T::load(&row[T::LANES..]));
+        let mut out = [T::ZERO; 16];
+        T::store(T::slide::<1>(a, b), &mut out);
+        assert_eq!(out[..T::LANES], row[1..=T::LANES]);
+        T::store(T::slide::<3>(a, b), &mut out);
+        assert_eq!(out[..T::LANES], row[3..T::LANES + 3]);
+        T::store(T::slide::<0>(a, b), &mut out);
+        assert_eq!(out[..T::LANES], row[..T::LANES]);
+        for n in 0..=T::LANES {
+            T::store(T::slide_by(a, b, T::slide_index(n)), &mut out);
+            assert_eq!(out[..T::LANES], row[n..T::LANES + n]);
+        }
+    }
+
+    #[test]
+    fn slide_shifts_both_types() {
+        slide_shifts_along::<f32>();
+        slide_shifts_along::<f64>();
     }
 
     #[test]

@@ -28,6 +28,7 @@ mod direct;
 mod fold;
 mod geometry;
 mod prefix_sum;
+mod window_sum;
 
 pub use geometry::{Pool1d, Pool2d, Pool3d, PoolNd, PoolSpec};
 

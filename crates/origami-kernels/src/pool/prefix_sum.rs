@@ -53,6 +53,7 @@
 
 use super::PoolKind;
 use super::geometry::PoolShape;
+use super::window_sum;
 use crate::Element;
 use crate::element::{transpose, vector_aligned};
 use crate::window::Axis;
@@ -692,7 +693,12 @@ fn pass_len<T: Element>(axis: &Axis, cols: usize, items: usize) -> usize {
 /// Output `o`'s average factor along axis `a`: the average's divisor is a product over the
 /// axes (or the override), so each pass divides by its own axis's count; the override is
 /// applied once, by the pass that `with_override` names.
-fn average_factor<T: Element>(s: &PoolShape, a: usize, o: usize, with_override: bool) -> T {
+pub(super) fn average_factor<T: Element>(
+    s: &PoolShape,
+    a: usize,
+    o: usize,
+    with_override: bool,
+) -> T {
     if s.divisor_override != 0 {
         return if with_override {
             T::ONE / T::from_usize(s.divisor_override)
@@ -813,6 +819,9 @@ fn forward_layout<T: Element>(s: &PoolShape, kind: PoolKind) -> [usize; 8] {
 
 /// Elements of scratch for the forward pass of `kind`.
 pub(crate) fn forward_scratch_len<T: Element>(s: &PoolShape, kind: PoolKind) -> usize {
+    if kind != PoolKind::Max && window_sum::applies(s) {
+        return window_sum::scratch_len::<T>(s);
+    }
     layout_len::<T>(&forward_layout::<T>(s, kind))
 }
 
@@ -827,6 +836,9 @@ pub(crate) fn forward<T: Element>(
     scratch: &mut [T],
 ) {
     match (kind, indices) {
+        (PoolKind::Avg | PoolKind::Sum, _) if window_sum::applies(s) => {
+            window_sum::forward(s, kind, x, y, scratch);
+        }
         (PoolKind::Max, Some(ix)) => forward_by::<T, ArgMax>(s, kind, x, y, Some(ix), scratch),
         (PoolKind::Max, None) => forward_by::<T, Max>(s, kind, x, y, None, scratch),
         _ => forward_by::<T, Sum>(s, kind, x, y, None, scratch),
@@ -1222,6 +1234,9 @@ fn backward_layout<T: Element>(s: &PoolShape) -> [usize; 7] {
 
 /// Elements of scratch for the backward pass of average or sum pooling.
 pub(crate) fn backward_scratch_len<T: Element>(s: &PoolShape) -> usize {
+    if window_sum::applies(s) {
+        return window_sum::scratch_len::<T>(s);
+    }
     layout_len::<T>(&backward_layout::<T>(s))
 }
 
@@ -1235,6 +1250,10 @@ pub(crate) fn backward<T: Element>(
     dx: &mut [T],
     scratch: &mut [T],
 ) {
+    if window_sum::applies(s) {
+        window_sum::backward(s, kind, dy, dx, scratch);
+        return;
+    }
     let [ad, ah, aw] = s.axes;
     let runs = running(s);
     let (Some(first), Some(last)) = ((0..3).find(|&a| runs[a]), (0..3).rfind(|&a| runs[a])) else {

@@ -212,6 +212,29 @@ fn sum_passes_cross_line_groups() {
     }
 }
 
+/// Stride-1 average and sum pooling (PrefixSum's window sums by planes) over every window
+/// width from 1 to 70, as wide as a few vectors or narrower than one, with and without
+/// padding: the W pass doubles up to the largest power of two in the window and adds one
+/// piece per set bit, in registers below two vectors' width and through memory above.
+#[test]
+fn stride_one_windows_of_every_width() {
+    for k in 1..=70usize {
+        let w = [k + 3, 2 * k + 17, 7][k % 3].max(k);
+        let pad = [0, k / 2, k / 3][k % 3];
+        let h = 1 + k % 5;
+        let spec = PoolSpec::new(1, 2, [h, w], [k.min(h), k])
+            .with_stride([1, 1])
+            .with_padding([pad.min(k.min(h) / 2), pad])
+            .with_count_include_pad(k % 2 == 0);
+        check_case::<f32, 2>(PoolAlgorithm::PrefixSum, spec, 40 + k as u64);
+        check_case::<f64, 2>(PoolAlgorithm::PrefixSum, spec, 50 + k as u64);
+        let line = PoolSpec::new(2, 1, [w], [k])
+            .with_stride([1])
+            .with_padding([pad]);
+        check_case::<f32, 1>(PoolAlgorithm::PrefixSum, line, 60 + k as u64);
+    }
+}
+
 /// Distinct values with gaps far larger than the finite-difference step, so max has no ties
 /// and no switch inside `[x - h, x + h]`.
 fn distinct(len: usize, seed: u64) -> Vec<f64> {

@@ -1,0 +1,701 @@
+//! Window sums at stride 1 over channel planes: `PrefixSum`'s average and sum pooling, forward
+//! and backward, when every window moves one element at a time along H and W (stride 1,
+//! dilation 1) and no D pass runs.
+//!
+//! The general passes ([`super::prefix_sum`]) run every axis down columns, so the W pass
+//! transposes groups of rows in and out; at stride 1 the transposes were 40% of the time and
+//! the passes went through memory three times per plane. Here a plane goes once, row by row:
+//!
+//! - **Along W, by doubling**, on each contiguous row: with `s_1 = x` (zero-padded) and
+//!   `s_{2m}[j] = s_m[j] + s_m[j + m]`, a window of `k` taps is the sum of one `s_{2^l}` per set
+//!   bit of `k`, each starting where the previous ends:
+//!
+//!   ```text
+//!   k = 13 = 8 + 4 + 1:   sum(x[j .. j+13]) = s_8[j] + s_4[j + 8] + s_1[j + 12]
+//!   ```
+//!
+//!   Every step is a vector add of two loads along the row, `log2 k` passes and `popcount k`
+//!   terms per output; no transposes. Each sum adds disjoint pieces of the window pairwise,
+//!   which is at least as accurate as adding the taps in order.
+//! - **Along H, by block-restarted running sums** (van Herk / Gil-Werman, as in
+//!   [`super::prefix_sum`]): the padded rows are cut into blocks of `k`; while the rows of
+//!   block `b` arrive from the W pass, a running sum `pre` from the block's start gives, with
+//!   the suffix sums `suf` of block `b - 1` (kept from the step before), each window that ends
+//!   in block `b`:
+//!
+//!   ```text
+//!   window(a .. a+k) = suf[a] + pre[a+k-1]      (a whole block: pre alone)
+//!   ```
+//!
+//!   then block `b` turns into its suffix sums for the next step. O(1) per output whatever
+//!   `k`, every loop a vector add along contiguous rows, and only the windows' own elements
+//!   are ever added, so infinities and NaN stay in the windows that hold them.
+//!
+//! Rows in the padding are rows of zeros. The average's divisor is a product over the axes
+//! (or the override), so the forward pass scales each W sum by its column's factor and each
+//! H sum by its row's; the backward pass is the same sums over the output gradient along the
+//! transposed axes (stride 1 makes them stride 1 too), each gradient scaled by its factors
+//! before it is summed.
+
+use super::PoolKind;
+use super::geometry::PoolShape;
+use super::prefix_sum::average_factor;
+use crate::Element;
+use crate::element::vector_aligned;
+use crate::window::Axis;
+
+/// Whether the sums of `s` go by planes here: no D pass, stride and dilation 1 along H and W.
+pub(crate) fn applies(s: &PoolShape) -> bool {
+    let [ad, ah, aw] = s.axes;
+    let d_is_identity = ad.input == 1 && ad.output == 1 && ad.kernel == 1;
+    d_is_identity && [ah, aw].iter().all(|a| a.stride == 1 && a.dilation == 1)
+}
+
+/// The axis along which the backward pass sums: the output gradient, padded by
+/// `k - 1 - pad` on each side, summed over windows of `k` (at stride 1 the transposed
+/// window is a window again).
+fn transposed(axis: &Axis) -> Axis {
+    Axis {
+        input: axis.output,
+        output: axis.input,
+        pad_lo: axis.kernel - 1 - axis.pad_lo,
+        ..*axis
+    }
+}
+
+/// `n` rounded up to whole vectors.
+fn whole<T: Element>(n: usize) -> usize {
+    n.div_ceil(T::LANES).saturating_mul(T::LANES)
+}
+
+/// The doublings a window of `k` taps needs: `s_1 .. s_{2^top}` with `2^top <= k`.
+fn doublings(k: usize) -> usize {
+    (usize::BITS - k.leading_zeros()) as usize
+}
+
+/// The scratch of one call, as buffer lengths (see [`Buffers`]).
+struct Layout {
+    /// One level of the W pass's doubling: a padded row and a window of room after it.
+    level: usize,
+    /// Level buffers: every level for each row of a group.
+    levels: usize,
+    /// Rows of the W pass in one group (see [`row_sums`]).
+    group: usize,
+    /// One row of W sums, rounded up to vectors.
+    row: usize,
+    /// Rows per H block.
+    block: usize,
+    /// The W pass's factors, padded to whole vectors.
+    w_factors: usize,
+    /// The H pass's factors.
+    h_factors: usize,
+}
+
+impl Layout {
+    /// For sums along `h` and `w` (the transposed axes in the backward pass).
+    fn new<T: Element>(h: &Axis, w: &Axis) -> Self {
+        // A group never holds more rows than an H block.
+        let group = h.kernel.min(GROUP);
+        let row = whole::<T>(w.output);
+        let padded = whole::<T>(row.saturating_add(w.kernel - 1));
+        Layout {
+            level: whole::<T>(padded.saturating_add(w.kernel)),
+            // The register path keeps only level 0 in memory.
+            levels: if in_registers::<T>(w.kernel) {
+                group
+            } else {
+                doublings(w.kernel).saturating_mul(group)
+            },
+            group,
+            row,
+            block: h.kernel,
+            w_factors: whole::<T>(w.input.max(w.output)).saturating_add(T::LANES),
+            h_factors: h.input.max(h.output),
+        }
+    }
+
+    /// Buffer lengths in the order [`Buffers::split`] takes them.
+    fn lens(&self) -> [usize; 6] {
+        let rows = self.block.saturating_mul(self.row);
+        [
+            self.level.saturating_mul(self.levels),
+            rows,
+            rows,
+            self.row,
+            self.w_factors,
+            self.h_factors,
+        ]
+    }
+
+    /// Elements of scratch: every buffer on a vector boundary, and a vector of room to align
+    /// the first.
+    fn scratch_len<T: Element>(&self) -> usize {
+        self.lens()
+            .iter()
+            .fold(T::LANES, |t, &n| t.saturating_add(whole::<T>(n)))
+    }
+}
+
+/// The axes a pass sums along: the pooling's own (forward) or the transposed ones (backward).
+fn pass_axes(s: &PoolShape, backward: bool) -> (Axis, Axis) {
+    let [_, ah, aw] = s.axes;
+    if backward {
+        (transposed(&ah), transposed(&aw))
+    } else {
+        (ah, aw)
+    }
+}
+
+/// Elements of scratch for either pass over `s` (the backward pass's transposed axes have
+/// the same kernels, and swap input and output extents).
+pub(crate) fn scratch_len<T: Element>(s: &PoolShape) -> usize {
+    [false, true]
+        .map(|b| {
+            let (h, w) = pass_axes(s, b);
+            Layout::new::<T>(&h, &w).scratch_len::<T>()
+        })
+        .into_iter()
+        .max()
+        .unwrap_or(0)
+}
+
+/// The buffers of one call, each starting on a vector boundary.
+struct Buffers<'a, T> {
+    /// The doubling's levels, `layout.level` apart: level 0 is the zero-padded row.
+    levels: &'a mut [T],
+    /// The H block being summed (rows of W sums, then their suffix sums).
+    block: &'a mut [T],
+    /// The previous block's suffix sums.
+    suffix: &'a mut [T],
+    /// The running sum from the current block's start.
+    running: &'a mut [T],
+    /// Factors along W (zero past the row: only lanes beyond the outputs read them).
+    w_factors: &'a mut [T],
+    /// Factors along H.
+    h_factors: &'a mut [T],
+}
+
+impl<'a, T: Element> Buffers<'a, T> {
+    fn split(scratch: &'a mut [T], layout: &Layout) -> Self {
+        let mut rest = vector_aligned(scratch);
+        let mut take = |n: usize| {
+            let (head, tail) = core::mem::take(&mut rest).split_at_mut(whole::<T>(n));
+            rest = tail;
+            &mut head[..n]
+        };
+        let [levels, block, suffix, running, w_factors, h_factors] = layout.lens();
+        let levels = take(levels);
+        // Level 0's zero padding around each row is written once, here (see `row_sums`).
+        levels.fill(T::ZERO);
+        Buffers {
+            levels,
+            block: take(block),
+            suffix: take(suffix),
+            running: take(running),
+            w_factors: take(w_factors),
+            h_factors: take(h_factors),
+        }
+    }
+}
+
+/// Where a pass applies the average's factors: to the sums (forward) or to the gradient
+/// before it is summed (backward). Sum pooling has none.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Scale {
+    None,
+    Sums,
+    Terms,
+}
+
+/// Forward average or sum pooling over every plane of `s` ([`applies`] holds).
+pub(crate) fn forward<T: Element>(
+    s: &PoolShape,
+    kind: PoolKind,
+    x: &[T],
+    y: &mut [T],
+    scratch: &mut [T],
+) {
+    run(s, kind, false, x, y, scratch);
+}
+
+/// Backward of average or sum pooling over every plane of `s` ([`applies`] holds):
+/// `dx[i] = sum over windows o containing i of dy[o] / divisor(o)`.
+pub(crate) fn backward<T: Element>(
+    s: &PoolShape,
+    kind: PoolKind,
+    dy: &[T],
+    dx: &mut [T],
+    scratch: &mut [T],
+) {
+    run(s, kind, true, dy, dx, scratch);
+}
+
+fn run<T: Element>(
+    s: &PoolShape,
+    kind: PoolKind,
+    backward: bool,
+    src: &[T],
+    dst: &mut [T],
+    scratch: &mut [T],
+) {
+    let (h, w) = pass_axes(s, backward);
+    let layout = Layout::new::<T>(&h, &w);
+    let mut buf = Buffers::split(scratch, &layout);
+    let scale = match (kind, backward) {
+        (PoolKind::Avg, false) => Scale::Sums,
+        (PoolKind::Avg, true) => Scale::Terms,
+        _ => Scale::None,
+    };
+    if scale != Scale::None {
+        // The factors belong to the pooling's outputs, which the backward pass reads.
+        let [_, ah, aw] = s.axes;
+        buf.w_factors.fill(T::ZERO);
+        for (o, f) in buf.w_factors[..aw.output].iter_mut().enumerate() {
+            *f = average_factor(s, 2, o, true);
+        }
+        for (o, f) in buf.h_factors[..ah.output].iter_mut().enumerate() {
+            *f = average_factor(s, 1, o, false);
+        }
+    }
+    let (in_plane, out_plane) = (h.input * w.input, h.output * w.output);
+    for (p_src, p_dst) in src
+        .chunks_exact(in_plane)
+        .zip(dst.chunks_exact_mut(out_plane))
+        .take(s.planes)
+    {
+        plane(&h, &w, scale, p_src, p_dst, &mut buf, &layout);
+    }
+}
+
+/// One plane: `dst[o][q] = sum of src[i][j]` over `i` in H window `o` and `j` in W window
+/// `q`, with the factors applied as `scale` says.
+fn plane<T: Element>(
+    h: &Axis,
+    w: &Axis,
+    scale: Scale,
+    src: &[T],
+    dst: &mut [T],
+    buf: &mut Buffers<'_, T>,
+    layout: &Layout,
+) {
+    let (k, cols, row) = (h.kernel, w.output, layout.row);
+    // Padded rows `0 .. h.output + k - 1` hold every window; row `p` is input row `p - pad`.
+    let padded_rows = h.output + k - 1;
+    let one = T::splat(T::ONE);
+    for b in 0..padded_rows.div_ceil(k) {
+        for t0 in (0..k).step_by(layout.group) {
+            let t1 = (t0 + layout.group).min(k);
+            let rows: [Option<(usize, T)>; GROUP] = core::array::from_fn(|g| {
+                let p = b * k + t0 + g;
+                let i = p.checked_sub(h.pad_lo)?;
+                (t0 + g < t1 && i < h.input && p < padded_rows).then(|| match scale {
+                    Scale::Terms => (i, buf.h_factors[i]),
+                    _ => (i, T::ONE),
+                })
+            });
+            let out = &mut buf.block[t0 * row..t1 * row];
+            let (levels, factors) = (&mut *buf.levels, &*buf.w_factors);
+            row_sums(
+                w,
+                scale,
+                &rows[..t1 - t0],
+                src,
+                levels,
+                factors,
+                layout,
+                out,
+            );
+        }
+        let (block, suffix, running) = (&mut *buf.block, &mut *buf.suffix, &mut *buf.running);
+        for t in 0..k {
+            // The window ending at padded row `p` starts at output row `p + 1 - k`, in the
+            // previous block at `t + 1` (or at this block's start, when `t + 1 == k`).
+            let p = b * k + t;
+            let current = &block[t * row..][..row];
+            if t == 0 {
+                running.copy_from_slice(current);
+            } else {
+                add_assign::<T>(running, current);
+            }
+            let Some(o) = (p + 1).checked_sub(k).filter(|&o| o < h.output) else {
+                continue;
+            };
+            let g = match scale {
+                Scale::Sums => T::splat(buf.h_factors[o]),
+                _ => one,
+            };
+            let earlier = (t + 1 < k).then(|| &suffix[(t + 1) * row..][..row]);
+            store_row(&mut dst[o * cols..], running, earlier, g);
+        }
+        if (b + 1) * k >= padded_rows {
+            break;
+        }
+        // This block's suffix sums, for the windows that end in the next one.
+        for t in (0..k - 1).rev() {
+            let (head, tail) = block.split_at_mut((t + 1) * row);
+            add_assign::<T>(&mut head[t * row..], &tail[..row]);
+        }
+        core::mem::swap(&mut buf.block, &mut buf.suffix);
+    }
+}
+
+/// `acc[..] += other[..]` over `acc`'s whole vectors.
+#[inline(always)]
+fn add_assign<T: Element>(acc: &mut [T], other: &[T]) {
+    for (a, o) in acc
+        .chunks_exact_mut(T::LANES)
+        .zip(other.chunks_exact(T::LANES))
+    {
+        T::store(T::load_full(a) + T::load_full(o), a);
+    }
+}
+
+/// `dst[..n] = (a (+ b)) * g`, where `dst` runs to the end of the plane: whole vectors past
+/// the row's end land in the next row, which is written after this one; only the plane's
+/// last vector is cut short.
+#[inline(always)]
+fn store_row<T: Element>(dst: &mut [T], a: &[T], b: Option<&[T]>, g: T::Simd) {
+    let n = a.len().min(dst.len());
+    let vectors = (0..n).step_by(T::LANES);
+    match b {
+        Some(b) => {
+            for c in vectors {
+                let v = (T::load_full(&a[c..]) + T::load_full(&b[c..])) * g;
+                T::store(v, &mut dst[c..]);
+            }
+        }
+        None => {
+            for c in vectors {
+                T::store(T::load_full(&a[c..]) * g, &mut dst[c..]);
+            }
+        }
+    }
+}
+
+/// Rows summed along W at once through memory ([`row_sums`]).
+const GROUP: usize = 8;
+
+/// Whether the W pass of a window of `k` goes in registers ([`window_in_registers`]).
+fn in_registers<T: Element>(k: usize) -> bool {
+    k < 2 * T::LANES
+}
+
+/// The window sums along W of a group of rows into `out` (`layout.row` values a row; lanes
+/// past `w.output` hold sums over the zero padding). `rows[g]` names the input row of output
+/// row `g` and the factor of its terms (`None`: a row of the padding, all zeros). Each row
+/// is copied behind `w.pad_lo` zeros into level 0 (each value times its W factor and the
+/// row's where the terms are scaled), doubled up to the largest power of two in `k`, and each
+/// output adds one level per set bit of `k`.
+///
+/// The group goes level by level: a level's unaligned loads straddle two stores of the level
+/// below, and a row by itself read them while they were still in the store buffer (which
+/// cannot forward one load from two stores: a stall on every load, half the pass's time).
+#[allow(clippy::too_many_arguments)]
+fn row_sums<T: Element>(
+    w: &Axis,
+    scale: Scale,
+    rows: &[Option<(usize, T)>],
+    src: &[T],
+    levels: &mut [T],
+    factors: &[T],
+    layout: &Layout,
+    out: &mut [T],
+) {
+    let (k, lanes, stride, row) = (w.kernel, T::LANES, layout.level, layout.row);
+    let padded = whole::<T>(row + k - 1);
+    let slot = |l: usize, g: usize| (l * layout.group + g) * stride;
+    for (g, r) in rows.iter().enumerate() {
+        let Some((i, term)) = *r else {
+            out[g * row..][..row].fill(T::ZERO);
+            continue;
+        };
+        // The padding around the row in level 0 is zero from `Buffers::split` on: the last
+        // vector below writes zeros past the row (`T::load` fills lanes past its end with
+        // zero, and zero times a factor is zero).
+        let src = &src[i * w.input..][..w.input];
+        let base = &mut levels[slot(0, g) + w.pad_lo..][..whole::<T>(w.input)];
+        let t = T::splat(term);
+        for (c, b) in base.chunks_exact_mut(lanes).enumerate() {
+            let mut v = T::load(&src[c * lanes..]);
+            if scale == Scale::Terms {
+                v = v * T::load_full(&factors[c * lanes..]) * t;
+            }
+            T::store(v, b);
+        }
+    }
+    let live = || {
+        rows.iter()
+            .enumerate()
+            .filter(|(_, r)| r.is_some())
+            .map(|(g, _)| g)
+    };
+    let top = doublings(k) - 1;
+    let factors = (scale == Scale::Sums).then_some(&factors[..row]);
+    if in_registers::<T>(k) {
+        for g in live() {
+            let base = &levels[slot(0, g)..][..padded];
+            let out = &mut out[g * row..][..row];
+            match top {
+                0 => window_in_registers::<T, 0>(k, base, factors, out),
+                1 => window_in_registers::<T, 1>(k, base, factors, out),
+                2 => window_in_registers::<T, 2>(k, base, factors, out),
+                3 => window_in_registers::<T, 3>(k, base, factors, out),
+                _ => window_in_registers::<T, 4>(k, base, factors, out),
+            }
+        }
+        return;
+    }
+    // The doublings by less than a vector go in registers, the rest by aligned loads.
+    let by_slides = top.min(SLIDES.min(T::LANES.trailing_zeros() as usize));
+    for g in live() {
+        let level = |l: usize| slot(l, g);
+        match by_slides {
+            0 => {}
+            1 => double_in_registers::<T, 1>(levels, level(0), layout.group * stride, padded),
+            2 => double_in_registers::<T, 2>(levels, level(0), layout.group * stride, padded),
+            3 => double_in_registers::<T, 3>(levels, level(0), layout.group * stride, padded),
+            _ => double_in_registers::<T, 4>(levels, level(0), layout.group * stride, padded),
+        }
+    }
+    for l in by_slides + 1..=top {
+        let half = 1 << (l - 1);
+        let (below, this) = levels.split_at_mut(slot(l, 0));
+        for g in live() {
+            // Level `l` is needed at `j < padded - 2^l + 1`; whole vectors up to `padded`
+            // read at most `half` past it, inside the level's room.
+            let below = &below[slot(l - 1, g)..][..padded + half];
+            let this = &mut this[g * stride..][..padded];
+            for ((d, a), b) in this
+                .chunks_exact_mut(lanes)
+                .zip(below.chunks_exact(lanes))
+                .zip(below[half..].chunks_exact(lanes))
+            {
+                T::store(T::load_full(a) + T::load_full(b), d);
+            }
+        }
+    }
+    // The window starting at `j` is the largest piece from `j`, then each smaller set bit's
+    // piece where the one before ends.
+    for g in live() {
+        let out = &mut out[g * row..][..row];
+        let mut pieces = [&levels[..0]; 4];
+        let mut n = 0;
+        let mut at = 0;
+        for l in (0..=top).rev().filter(|&l| k & (1 << l) != 0) {
+            pieces[n % 4] = &levels[slot(l, g) + at..][..row];
+            n += 1;
+            at += 1 << l;
+            // Four pieces a pass; more (windows over 2^4 - 1 with many set bits) add on.
+            if n % 4 == 0 {
+                add_pieces::<T, 4>(out, pieces, n > 4, None);
+            }
+        }
+        match n % 4 {
+            1 => add_pieces::<T, 1>(out, [pieces[0]], n > 4, factors),
+            2 => add_pieces::<T, 2>(out, [pieces[0], pieces[1]], n > 4, factors),
+            3 => add_pieces::<T, 3>(out, [pieces[0], pieces[1], pieces[2]], n > 4, factors),
+            _ => {
+                if let Some(f) = factors {
+                    for (o, f) in out.chunks_exact_mut(lanes).zip(f.chunks_exact(lanes)) {
+                        T::store(T::load_full(o) * T::load_full(f), o);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Where a window's piece of one level lies, seen from the vector at `j`: in that vector and
+/// the next (`far == false`) or in the next two, moved along by `index`.
+#[derive(Clone, Copy)]
+struct Piece<I> {
+    used: bool,
+    far: bool,
+    index: I,
+}
+
+/// The W sums of one row from its zero-padded copy `base` (level 0, `padded` long) for a
+/// window `k < 2 * LANES`, with levels `1 ..= R` of the doubling all in registers: from the
+/// row's end backwards, each vector's levels are made from it and the levels of the vector
+/// after it (kept from the step before), and its window sums add one piece per set bit of
+/// `k`, each a permute of two consecutive vectors of its level. Nothing goes through memory
+/// but the row and the sums.
+#[inline(always)]
+fn window_in_registers<T: Element, const R: usize>(
+    k: usize,
+    base: &[T],
+    factors: Option<&[T]>,
+    out: &mut [T],
+) {
+    let lanes = T::LANES;
+    let zero = T::splat(T::ZERO);
+    let mut pieces = [Piece {
+        used: false,
+        far: false,
+        index: T::slide_index(0),
+    }; 5];
+    let mut at = 0;
+    for l in (0..=R).rev() {
+        if k & (1 << l) != 0 {
+            pieces[l] = Piece {
+                used: true,
+                far: at >= lanes,
+                index: T::slide_index(at % lanes),
+            };
+            at += 1 << l;
+        }
+    }
+    // Levels of the next vector (`next`) and the one after (`then`); zeros past the row.
+    let mut next = [zero; 5];
+    let mut then = [zero; 5];
+    let add_piece = |acc: &mut T::Simd,
+                     l: usize,
+                     cur: &[T::Simd; 5],
+                     next: &[T::Simd; 5],
+                     then: &[T::Simd; 5]| {
+        let p = pieces[l];
+        if p.used {
+            *acc += if p.far {
+                T::slide_by(next[l], then[l], p.index)
+            } else {
+                T::slide_by(cur[l], next[l], p.index)
+            };
+        }
+    };
+    for j in (0..base.len()).step_by(lanes).rev() {
+        let mut cur = [zero; 5];
+        cur[0] = T::load_full(&base[j..]);
+        if R >= 1 {
+            cur[1] = cur[0] + T::slide::<1>(cur[0], next[0]);
+        }
+        if R >= 2 {
+            cur[2] = cur[1] + T::slide::<2>(cur[1], next[1]);
+        }
+        if R >= 3 {
+            cur[3] = cur[2] + T::slide::<4>(cur[2], next[2]);
+        }
+        if R >= 4 {
+            cur[4] = cur[3] + T::slide::<8>(cur[3], next[3]);
+        }
+        if j < out.len() {
+            let mut acc = zero;
+            add_piece(&mut acc, 0, &cur, &next, &then);
+            if R >= 1 {
+                add_piece(&mut acc, 1, &cur, &next, &then);
+            }
+            if R >= 2 {
+                add_piece(&mut acc, 2, &cur, &next, &then);
+            }
+            if R >= 3 {
+                add_piece(&mut acc, 3, &cur, &next, &then);
+            }
+            if R >= 4 {
+                add_piece(&mut acc, 4, &cur, &next, &then);
+            }
+            if let Some(f) = factors {
+                acc = acc * T::load_full(&f[j..]);
+            }
+            T::store(acc, &mut out[j..]);
+        }
+        then = next;
+        next = cur;
+    }
+}
+
+/// Doublings by 1, 2, 4 and 8 elements, within a vector's reach.
+const SLIDES: usize = 4;
+
+/// Levels `1 ..= R` of the doubling (`s_2 .. s_{2^R}`, `R <= SLIDES`) from level 0 at
+/// `levels[base..]`, each `stride` further on, for positions `0 .. padded`: from the row's
+/// end backwards, so that every level of the vector after the current one is still in a
+/// register, and `s_{2m}[j] = s_m[j] + s_m[j + m]` is an add of the current vector and a
+/// slide of the two. Written out level by level: as a loop over levels the compiler kept the
+/// registers in memory and branched on each slide.
+#[inline(always)]
+fn double_in_registers<T: Element, const R: usize>(
+    levels: &mut [T],
+    base: usize,
+    stride: usize,
+    padded: usize,
+) {
+    // Level `l - 1` of the vector after the current one (past the row's end: unused zeros).
+    let zero = T::splat(T::ZERO);
+    let (mut after1, mut after2, mut after4, mut after8) = (zero, zero, zero, zero);
+    let at = |l: usize, j: usize| base + l * stride + j;
+    for j in (0..padded).step_by(T::LANES).rev() {
+        let s1 = T::load_full(&levels[at(0, j)..]);
+        let s2 = s1 + T::slide::<1>(s1, after1);
+        after1 = s1;
+        T::store(s2, &mut levels[at(1, j)..]);
+        if R >= 2 {
+            let s4 = s2 + T::slide::<2>(s2, after2);
+            after2 = s2;
+            T::store(s4, &mut levels[at(2, j)..]);
+            if R >= 3 {
+                let s8 = s4 + T::slide::<4>(s4, after4);
+                after4 = s4;
+                T::store(s8, &mut levels[at(3, j)..]);
+                if R >= 4 {
+                    let s16 = s8 + T::slide::<8>(s8, after8);
+                    after8 = s8;
+                    T::store(s16, &mut levels[at(4, j)..]);
+                }
+            }
+        }
+    }
+}
+
+/// `out = (out +) sum of pieces (* factors)`, a vector at a time (`add`: onto what `out`
+/// holds).
+#[inline(always)]
+fn add_pieces<T: Element, const N: usize>(
+    out: &mut [T],
+    pieces: [&[T]; N],
+    add: bool,
+    factors: Option<&[T]>,
+) {
+    let lanes = T::LANES;
+    for (c, o) in out.chunks_exact_mut(lanes).enumerate() {
+        let j = c * lanes;
+        let mut acc = T::load_full(&pieces[0][j..]);
+        for p in &pieces[1..] {
+            acc += T::load_full(&p[j..]);
+        }
+        if add {
+            acc += T::load_full(o);
+        }
+        if let Some(f) = factors {
+            acc = acc * T::load_full(&f[j..]);
+        }
+        T::store(acc, o);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn levels_cover_the_highest_bit() {
+        assert_eq!(doublings(1), 1);
+        assert_eq!(doublings(2), 2);
+        assert_eq!(doublings(3), 2);
+        assert_eq!(doublings(15), 4);
+        assert_eq!(doublings(16), 5);
+        assert_eq!(doublings(31), 5);
+    }
+
+    #[test]
+    fn transposed_axis_swaps_extents_and_mirrors_the_padding() {
+        let a = Axis {
+            input: 10,
+            output: 8,
+            kernel: 5,
+            stride: 1,
+            dilation: 1,
+            pad_lo: 1,
+        };
+        let t = transposed(&a);
+        assert_eq!((t.input, t.output, t.kernel, t.pad_lo), (8, 10, 5, 3));
+    }
+}
