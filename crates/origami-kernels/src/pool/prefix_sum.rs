@@ -46,6 +46,10 @@
 //! cost more than the additions; by rows, an average pool's instructions fell by ~60%.
 //! Max keeps the strips: its items carry indices, and its combine is not a plain add.
 //!
+//! Sums at stride 1 and dilation 1 along H and W, with no D pass (the common average pool
+//! of any window size), go by planes instead ([`super::window_sum`]): W by doubling along
+//! each contiguous row, H by these block-restarted sums, no transposes.
+//!
 //! Scratch holds one plane's intermediate results, the transposed groups and `pre` / `suf`
 //! (one strip, or one plane's rows for sums): its size does not grow with the batch. Max
 //! indices travel through the passes as values of `T`, which is exact while a channel plane
