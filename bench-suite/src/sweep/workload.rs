@@ -179,6 +179,46 @@ fn random(rng: &mut StdRng, n: usize) -> Vec<f32> {
     (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect()
 }
 
+/// A tensor's values from a 64-byte boundary, as PyTorch's CPU allocator places its
+/// tensors (a `Vec` of this size from the system allocator starts 16 bytes past a page).
+/// Kernels that stream large outputs past the caches need whole vectors on such a boundary.
+struct Aligned {
+    buf: Vec<f32>,
+    at: usize,
+    len: usize,
+}
+
+impl Aligned {
+    /// Room for a cache line's worth of skip: 16 `f32`.
+    const SLACK: usize = 16;
+
+    fn zeros(len: usize) -> Self {
+        let buf = vec![0.0; len + Self::SLACK];
+        let at = buf.as_ptr().align_offset(64).min(Self::SLACK);
+        Aligned { buf, at, len }
+    }
+
+    fn from_values(values: &[f32]) -> Self {
+        let mut a = Self::zeros(values.len());
+        a.copy_from_slice(values);
+        a
+    }
+}
+
+impl std::ops::Deref for Aligned {
+    type Target = [f32];
+
+    fn deref(&self) -> &[f32] {
+        &self.buf[self.at..self.at + self.len]
+    }
+}
+
+impl std::ops::DerefMut for Aligned {
+    fn deref_mut(&mut self) -> &mut [f32] {
+        &mut self.buf[self.at..self.at + self.len]
+    }
+}
+
 fn widen(v: &[f32]) -> Vec<f64> {
     v.iter().map(|&x| f64::from(x)).collect()
 }
@@ -415,10 +455,10 @@ struct PoolWork<const D: usize> {
     pool: PoolNd<D>,
     kind: PoolKind,
     op: Op,
-    x: Vec<f32>,
-    dy: Vec<f32>,
-    y: Vec<f32>,
-    dx: Vec<f32>,
+    x: Aligned,
+    dy: Aligned,
+    y: Aligned,
+    dx: Aligned,
     indices: Vec<usize>,
     /// The reference's max indices: every variant's backward pass routes through these,
     /// so backward timings do not depend on which forward variant ran last.
@@ -454,15 +494,15 @@ impl<const D: usize> PoolWork<D> {
         )
         .expect("the reference accepts what the kernels accept");
         PoolWork {
-            y: vec![0.0; pool.output_len()],
-            dx: vec![0.0; pool.input_len()],
+            y: Aligned::zeros(pool.output_len()),
+            dx: Aligned::zeros(pool.input_len()),
             indices: vec![0; pool.output_len()],
             scratch: Vec::new(),
             pool,
             kind,
             op,
-            x,
-            dy,
+            x: Aligned::from_values(&x),
+            dy: Aligned::from_values(&dy),
             reference_indices,
             reference_output,
             device: None,

@@ -8,6 +8,12 @@ mod common;
 use common::best_of;
 use origami_kernels::{PoolAlgorithm, PoolKind, PoolOp, PoolSpec};
 
+/// `len` elements of `buf` from its first 64-byte boundary.
+fn aligned(buf: &mut [f32], len: usize) -> &mut [f32] {
+    let skip = buf.as_ptr().align_offset(64).min(16);
+    &mut buf[skip..skip + len]
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let num = |i: usize| -> usize { args[i].parse().expect("a number") };
@@ -27,12 +33,20 @@ fn main() {
         .build()
         .expect("a valid geometry");
     // Scrambled values: a max whose branches follow a pattern would time as if predicted.
-    let x: Vec<f32> = (0..pool.input_len() as u64)
+    let values: Vec<f32> = (0..pool.input_len() as u64)
         .map(|i| (i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40) as f32 / (1u64 << 24) as f32)
         .collect();
-    let mut y = vec![0.0f32; pool.output_len()];
+    // Tensors from a 64-byte boundary, as PyTorch's allocator places them (large outputs
+    // are streamed past the caches only from such a boundary).
+    let mut x_buf = vec![0.0f32; pool.input_len() + 16];
+    let x = aligned(&mut x_buf, pool.input_len());
+    x.copy_from_slice(&values);
+    let x = &*x;
+    let mut y_buf = vec![0.0f32; pool.output_len() + 16];
+    let y = aligned(&mut y_buf, pool.output_len());
+    let mut dx_buf = vec![0.0f32; pool.input_len() + 16];
+    let dx = aligned(&mut dx_buf, pool.input_len());
     let mut ix = vec![0usize; pool.output_len()];
-    let mut dx = vec![0.0f32; pool.input_len()];
     let reps = (2e8 / pool.input_len() as f64).clamp(3.0, 200.0) as usize;
     let scratch_len = [PoolOp::Forward, PoolOp::Backward]
         .map(|op| pool.scratch_len::<f32>(kind, op, algo))
@@ -43,12 +57,12 @@ fn main() {
     let bytes = 4.0 * (pool.input_len() + pool.output_len()) as f64;
     let fwd = best_of(reps, || {
         let ix = (kind == PoolKind::Max).then_some(&mut ix[..]);
-        pool.forward(kind, algo, &x, &mut y, ix, &mut scratch)
+        pool.forward(kind, algo, x, y, ix, &mut scratch)
             .expect("forward");
     });
     let bwd = best_of(reps, || {
         let ix = (kind == PoolKind::Max).then_some(&ix[..]);
-        pool.backward(kind, algo, &y, ix, &mut dx, &mut scratch)
+        pool.backward(kind, algo, y, ix, dx, &mut scratch)
             .expect("backward");
     });
     for (name, t) in [("forward", fwd), ("backward", bwd)] {

@@ -84,6 +84,19 @@ pub trait Element:
     fn gather(src: &[Self], start: usize, step: usize) -> Self::Simd;
     /// Stores the lanes into `dst[..LANES]`, as many as fit.
     fn store(v: Self::Simd, dst: &mut [Self]);
+    /// [`Element::store`] past the caches, where the target has such a store and `dst`
+    /// starts a whole vector on a 64-byte boundary (x86-64 with AVX-512: a non-temporal
+    /// store, which writes the line without reading it first); a plain store elsewhere. For
+    /// outputs far larger than the caches, which a plain store reads from memory line by
+    /// line before it writes them. Follow the stores with [`Element::end_streaming`].
+    #[inline(always)]
+    fn store_streaming(v: Self::Simd, dst: &mut [Self]) {
+        Self::store(v, dst);
+    }
+    /// Orders the [`Element::store_streaming`] stores before the stores that follow (a
+    /// fence where streaming stores are weakly ordered).
+    #[inline(always)]
+    fn end_streaming() {}
     /// `a * b + c`, fused where the target has FMA.
     fn mul_add(a: Self::Simd, b: Self::Simd, c: Self::Simd) -> Self::Simd;
     /// Sum of the lanes.
@@ -412,9 +425,68 @@ impl_element!(f32, wide::f32x16, wide::u32x16, u32, 16, "f32", {
     fn transpose8(src: &[f32], src_stride: usize, dst: &mut [f32], dst_stride: usize) {
         transpose8_f32(src, src_stride, dst, dst_stride)
     }
+
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    #[allow(unsafe_code)]
+    fn store_streaming(v: wide::f32x16, dst: &mut [f32]) {
+        match dst.first_chunk_mut::<16>() {
+            Some(d) if (d.as_ptr() as usize).is_multiple_of(64) => {
+                let a = v.to_array();
+                // SAFETY: `a` holds 16 readable `f32`; `d` holds 16 writable `f32` from a
+                // 64-byte boundary, the alignment the non-temporal store requires; this
+                // build enables AVX-512F (the impl's `cfg`).
+                unsafe {
+                    let r = core::arch::x86_64::_mm512_loadu_ps(a.as_ptr());
+                    core::arch::x86_64::_mm512_stream_ps(d.as_mut_ptr(), r);
+                }
+            }
+            _ => Self::store(v, dst),
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    fn end_streaming() {
+        stream_fence();
+    }
 });
 #[cfg(target_feature = "avx512f")]
-impl_element!(f64, wide::f64x8, wide::u64x8, u64, 8, "f64");
+impl_element!(f64, wide::f64x8, wide::u64x8, u64, 8, "f64", {
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    #[allow(unsafe_code)]
+    fn store_streaming(v: wide::f64x8, dst: &mut [f64]) {
+        match dst.first_chunk_mut::<8>() {
+            Some(d) if (d.as_ptr() as usize).is_multiple_of(64) => {
+                let a = v.to_array();
+                // SAFETY: as for `f32`: 8 readable and 8 writable `f64`, the destination
+                // on a 64-byte boundary, AVX-512F enabled.
+                unsafe {
+                    let r = core::arch::x86_64::_mm512_loadu_pd(a.as_ptr());
+                    core::arch::x86_64::_mm512_stream_pd(d.as_mut_ptr(), r);
+                }
+            }
+            _ => Self::store(v, dst),
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    fn end_streaming() {
+        stream_fence();
+    }
+});
+
+/// Makes the non-temporal stores before it visible before any store after it (they are
+/// weakly ordered).
+#[cfg(all(target_feature = "avx512f", target_arch = "x86_64"))]
+#[inline(always)]
+#[allow(unsafe_code)]
+fn stream_fence() {
+    // SAFETY: a store fence has no preconditions (SSE is part of x86-64).
+    unsafe { core::arch::x86_64::_mm_sfence() }
+}
 #[cfg(not(target_feature = "avx512f"))]
 impl_element!(f32, wide::f32x8, wide::u32x8, u32, 8, "f32", {
     #[inline(always)]
