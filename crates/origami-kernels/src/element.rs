@@ -71,6 +71,10 @@ pub trait Element:
     /// a row whose consecutive vectors are `a` and `b` (one lane-shifting permute with
     /// AVX-512; `N <= LANES`).
     fn slide<const N: usize>(a: Self::Simd, b: Self::Simd) -> Self::Simd;
+    /// The vector `M` elements back along a row whose consecutive vectors are `prev` and
+    /// `cur`: the last `M` lanes of `prev`, then the first `LANES - M` of `cur` (one
+    /// lane-shifting permute with AVX-512; `M <= LANES`).
+    fn slide_back<const M: usize>(prev: Self::Simd, cur: Self::Simd) -> Self::Simd;
     /// The indices that make [`Element::slide_by`] move `n <= LANES` elements along.
     fn slide_index(n: usize) -> Self::SlideIndex;
     /// [`Element::slide`] by a distance known only at run time (one two-source permute with
@@ -315,6 +319,14 @@ macro_rules! impl_element {
             }
 
             #[inline(always)]
+            fn slide_back<const M: usize>(prev: Self::Simd, cur: Self::Simd) -> Self::Simd {
+                let (prev, cur) = (prev.to_array(), cur.to_array());
+                <$simd>::new(core::array::from_fn(|i| {
+                    if i < M { prev[$lanes - M + i] } else { cur[i - M] }
+                }))
+            }
+
+            #[inline(always)]
             fn slide_index(n: usize) -> Self::SlideIndex {
                 <$index>::new(core::array::from_fn(|i| (i + n) as $ut))
             }
@@ -432,13 +444,16 @@ impl_element!(f32, wide::f32x16, wide::u32x16, u32, 16, "f32", {
     fn store_streaming(v: wide::f32x16, dst: &mut [f32]) {
         match dst.first_chunk_mut::<16>() {
             Some(d) if (d.as_ptr() as usize).is_multiple_of(64) => {
+                use core::arch::x86_64::{_mm256_loadu_ps, _mm256_stream_ps};
                 let a = v.to_array();
-                // SAFETY: `a` holds 16 readable `f32`; `d` holds 16 writable `f32` from a
-                // 64-byte boundary, the alignment the non-temporal store requires; this
-                // build enables AVX-512F (the impl's `cfg`).
+                // SAFETY: `a` holds 16 readable `f32`, `d` 16 writable ones from a 64-byte
+                // boundary, so each half starts on the 32-byte boundary the non-temporal
+                // store requires; this build enables AVX-512F and with it AVX (the impl's
+                // `cfg`). Two AVX stores rather than one AVX-512 store, whose intrinsics
+                // need a newer compiler than the workspace's minimum (timed the same).
                 unsafe {
-                    let r = core::arch::x86_64::_mm512_loadu_ps(a.as_ptr());
-                    core::arch::x86_64::_mm512_stream_ps(d.as_mut_ptr(), r);
+                    _mm256_stream_ps(d.as_mut_ptr(), _mm256_loadu_ps(a.as_ptr()));
+                    _mm256_stream_ps(d.as_mut_ptr().add(8), _mm256_loadu_ps(a.as_ptr().add(8)));
                 }
             }
             _ => Self::store(v, dst),
@@ -459,12 +474,13 @@ impl_element!(f64, wide::f64x8, wide::u64x8, u64, 8, "f64", {
     fn store_streaming(v: wide::f64x8, dst: &mut [f64]) {
         match dst.first_chunk_mut::<8>() {
             Some(d) if (d.as_ptr() as usize).is_multiple_of(64) => {
+                use core::arch::x86_64::{_mm256_loadu_pd, _mm256_stream_pd};
                 let a = v.to_array();
-                // SAFETY: as for `f32`: 8 readable and 8 writable `f64`, the destination
-                // on a 64-byte boundary, AVX-512F enabled.
+                // SAFETY: as for `f32`: 8 readable and 8 writable `f64`, the destination on a
+                // 64-byte boundary (each half on 32 bytes), AVX enabled with AVX-512F.
                 unsafe {
-                    let r = core::arch::x86_64::_mm512_loadu_pd(a.as_ptr());
-                    core::arch::x86_64::_mm512_stream_pd(d.as_mut_ptr(), r);
+                    _mm256_stream_pd(d.as_mut_ptr(), _mm256_loadu_pd(a.as_ptr()));
+                    _mm256_stream_pd(d.as_mut_ptr().add(4), _mm256_loadu_pd(a.as_ptr().add(4)));
                 }
             }
             _ => Self::store(v, dst),
@@ -592,6 +608,8 @@ mod tests {
         assert_eq!(out[..T::LANES], row[3..T::LANES + 3]);
         T::store(T::slide::<0>(a, b), &mut out);
         assert_eq!(out[..T::LANES], row[..T::LANES]);
+        T::store(T::slide_back::<2>(a, b), &mut out);
+        assert_eq!(out[..T::LANES], row[T::LANES - 2..2 * T::LANES - 2]);
         for n in 0..=T::LANES {
             T::store(T::slide_by(a, b, T::slide_index(n)), &mut out);
             assert_eq!(out[..T::LANES], row[n..T::LANES + n]);

@@ -6,20 +6,22 @@
 //! transposes groups of rows in and out; at stride 1 the transposes were 40% of the time and
 //! the passes went through memory three times per plane. Here a plane goes once, row by row:
 //!
-//! - **Along W, by doubling**, on each contiguous row: with `s_1 = x` (zero-padded) and
-//!   `s_{2m}[j] = s_m[j] + s_m[j + m]`, a window of `k` taps is the sum of one `s_{2^l}` per set
-//!   bit of `k`, each starting where the previous ends:
+//! - **Along W, by doubling**, on each contiguous row: with `u_1 = x` (zero-padded) and
+//!   `u_{2m}[e] = u_m[e] + u_m[e - m]` (sums of `2m` elements ending at `e`), a window of
+//!   `k` taps is the sum of one `u_{2^l}` per set bit of `k`, each ending where the next
+//!   larger one starts:
 //!
 //!   ```text
-//!   k = 13 = 8 + 4 + 1:   sum(x[j .. j+13]) = s_8[j] + s_4[j + 8] + s_1[j + 12]
+//!   k = 13 = 8 + 4 + 1:   sum(x[e-12 ..= e]) = u_8[e] + u_4[e - 8] + u_1[e - 12]
 //!   ```
 //!
 //!   `log2 k` doublings and `popcount k` terms per output, no transposes; each sum adds
 //!   disjoint pieces of the window pairwise, which is at least as accurate as adding the taps
 //!   in order. Windows narrower than two vectors (`k < 2 * LANES`: up to 31 for `f32` with
-//!   AVX-512) go entirely in registers ([`window_in_registers`]): a doubling by `m < LANES`
-//!   is a lane slide of a vector and the next, and a piece at any offset a two-source
-//!   permute. Wider windows keep their levels in memory (O(log k) passes per row).
+//!   AVX-512) go entirely in registers ([`window_in_registers`]), reading each row once
+//!   from the input, in order: a doubling by `m < LANES` is a lane slide of a vector and the
+//!   previous one, a piece at any offset a two-source permute. Wider windows copy the row
+//!   into a zero-padded buffer and keep their levels in memory (O(log k) passes a row).
 //! - **Along H, by block-restarted running sums** (van Herk / Gil-Werman, as in
 //!   [`super::prefix_sum`]): the padded rows are cut into blocks of `k`; while the rows of
 //!   block `b` arrive from the W pass, a running sum `pre` from the block's start gives, with
@@ -34,18 +36,12 @@
 //!   `k`, in column strips whose running sums stay in registers; only the windows' own
 //!   elements are ever added, so infinities and NaN stay in the windows that hold them.
 //!
-//! One thread, n8 c64 112x112, 15x15 padding 7 (AMD EPYC Zen 4): 8.4 -> 6.8 ms each way
-//! (PyTorch 2.15: forward 897 ms, backward 240 ms). A plane in cache takes 6.7 us (copy into
-//! the padded row 1.5, W 2.9, H 2.3); out of cache the reads and writes add ~6 us a plane
-//! that neither software prefetch (next block, next plane, output rows) nor interleaving the
-//! H pass with the W pass's rows hid, while a plain streaming loop of the same compute per
-//! byte hides them fully. Two threads: 3.5 ms.
-//!
-//! Rows in the padding are rows of zeros. The average's divisor is a product over the axes
-//! (or the override), so the forward pass scales each W sum by its column's factor and each
-//! H sum by its row's; the backward pass is the same sums over the output gradient along the
-//! transposed axes (stride 1 makes them stride 1 too), each gradient scaled by its factors
-//! before it is summed.
+//! One thread, n8 c64 112x112, 15x15 padding 7 (AMD EPYC Zen 4; PyTorch 2.15: forward
+//! 897 ms, backward 240 ms): the transposing passes took 8.4 ms each way; this module 6.8 ms
+//! with plain stores, 5.1-5.5 with the output streamed past the caches ([`STREAM_BYTES`]),
+//! 4.3-4.9 reading the rows in order straight from the input (the register path walked them
+//! backwards from a copy). Two threads: 2.3-2.7 ms. Software prefetch (the next block, the
+//! next plane, the output rows) did not help.
 
 use super::PoolKind;
 use super::geometry::PoolShape;
@@ -112,14 +108,14 @@ impl Layout {
             level: whole::<T>(padded.saturating_add(w.kernel)),
             // The register path keeps only level 0 in memory.
             levels: if in_registers::<T>(w.kernel) {
-                group
+                0
             } else {
                 doublings(w.kernel).saturating_mul(group)
             },
             group,
             row,
             block: h.kernel,
-            w_factors: whole::<T>(w.input.max(w.output)).saturating_add(T::LANES),
+            w_factors: padded.saturating_add(2 * T::LANES),
             h_factors: h.input.max(h.output),
         }
     }
@@ -269,8 +265,15 @@ fn run<T: Element>(
     if scale != Scale::None {
         // The factors belong to the pooling's outputs, which the backward pass reads.
         let [_, ah, aw] = s.axes;
+        // The register path reads the backward pass's factors as it reads the padded row,
+        // from a vector before it (see `RowSource`).
+        let at = if backward && in_registers::<T>(w.kernel) {
+            w.pad_lo + T::LANES
+        } else {
+            0
+        };
         buf.w_factors.fill(T::ZERO);
-        for (o, f) in buf.w_factors[..aw.output].iter_mut().enumerate() {
+        for (o, f) in buf.w_factors[at..][..aw.output].iter_mut().enumerate() {
             *f = average_factor(s, 2, o, true);
         }
         for (o, f) in buf.h_factors[..ah.output].iter_mut().enumerate() {
@@ -466,6 +469,30 @@ fn row_sums<T: Element>(
 ) {
     let (k, lanes, stride, row) = (w.kernel, T::LANES, layout.level, layout.row);
     let padded = whole::<T>(row + k - 1);
+    if in_registers::<T>(k) {
+        let top = doublings(k) - 1;
+        let sums = (scale == Scale::Sums).then_some(&factors[..row]);
+        for (g, r) in rows.iter().enumerate() {
+            let out = &mut out[g * row..][..row];
+            let Some((i, term)) = *r else {
+                out.fill(T::ZERO);
+                continue;
+            };
+            let src = RowSource {
+                row: &src[i * w.input..][..w.input],
+                pad: w.pad_lo,
+                terms: (scale == Scale::Terms).then(|| (factors, T::splat(term))),
+            };
+            match top {
+                0 => window_in_registers::<T, 0>(k, &src, sums, out),
+                1 => window_in_registers::<T, 1>(k, &src, sums, out),
+                2 => window_in_registers::<T, 2>(k, &src, sums, out),
+                3 => window_in_registers::<T, 3>(k, &src, sums, out),
+                _ => window_in_registers::<T, 4>(k, &src, sums, out),
+            }
+        }
+        return;
+    }
     let slot = |l: usize, g: usize| (l * layout.group + g) * stride;
     for (g, r) in rows.iter().enumerate() {
         let Some((i, term)) = *r else {
@@ -494,20 +521,6 @@ fn row_sums<T: Element>(
     };
     let top = doublings(k) - 1;
     let factors = (scale == Scale::Sums).then_some(&factors[..row]);
-    if in_registers::<T>(k) {
-        for g in live() {
-            let base = &levels[slot(0, g)..][..padded];
-            let out = &mut out[g * row..][..row];
-            match top {
-                0 => window_in_registers::<T, 0>(k, base, factors, out),
-                1 => window_in_registers::<T, 1>(k, base, factors, out),
-                2 => window_in_registers::<T, 2>(k, base, factors, out),
-                3 => window_in_registers::<T, 3>(k, base, factors, out),
-                _ => window_in_registers::<T, 4>(k, base, factors, out),
-            }
-        }
-        return;
-    }
     // The doublings by less than a vector go in registers, the rest by aligned loads.
     let by_slides = top.min(SLIDES.min(T::LANES.trailing_zeros() as usize));
     for g in live() {
@@ -568,8 +581,9 @@ fn row_sums<T: Element>(
     }
 }
 
-/// Where a window's piece of one level lies, seen from the vector at `j`: in that vector and
-/// the next (`far == false`) or in the next two, moved along by `index`.
+/// Where a window's piece of one level lies, seen from the vector of window ends at `e`:
+/// ending `back` elements earlier, in the previous vector and this one (`far == false`) or
+/// in the two before, moved along by `index`.
 #[derive(Clone, Copy)]
 struct Piece<I> {
     used: bool,
@@ -577,16 +591,63 @@ struct Piece<I> {
     index: I,
 }
 
-/// The W sums of one row from its zero-padded copy `base` (level 0, `padded` long) for a
-/// window `k < 2 * LANES`, with levels `1 ..= R` of the doubling all in registers: from the
-/// row's end backwards, each vector's levels are made from it and the levels of the vector
-/// after it (kept from the step before), and its window sums add one piece per set bit of
-/// `k`, each a permute of two consecutive vectors of its level. Nothing goes through memory
-/// but the row and the sums.
+/// One row of the W pass as its zero-padded level 0 `b`, read straight from the input:
+/// `b[p] = row[p - pad]`, zero outside the row, times its factor and the row's where the
+/// terms are scaled (`terms`: the factors stored from `pad + LANES` on, so that a vector
+/// that starts before the row reads them too).
+struct RowSource<'a, T: Element> {
+    row: &'a [T],
+    pad: usize,
+    terms: Option<(&'a [T], T::Simd)>,
+}
+
+impl<T: Element> RowSource<'_, T> {
+    /// `b[p .. p + LANES]` for a vector that may start before the row (`p > -LANES`).
+    #[inline(always)]
+    fn vector(&self, p: isize) -> T::Simd {
+        let v = self.values(p - self.pad as isize);
+        match self.terms {
+            Some((f, t)) => v * T::load_full(&f[(p + T::LANES as isize) as usize..]) * t,
+            None => v,
+        }
+    }
+
+    /// `row[i .. i + LANES]` with zeros outside the row. Only a row's first and last
+    /// vectors reach outside it: the row's own first or last vector moved along by one
+    /// permute.
+    #[inline(always)]
+    fn values(&self, i: isize) -> T::Simd {
+        let (row, zero) = (self.row, T::splat(T::ZERO));
+        let (n, lanes) = (row.len() as isize, T::LANES as isize);
+        if i >= 0 && i + lanes <= n {
+            return T::load_full(&row[i as usize..]);
+        }
+        if i >= n || i + lanes <= 0 {
+            return zero;
+        }
+        if i < 0 {
+            // `T::load` fills lanes past a short row with zeros.
+            return T::slide_by(zero, T::load(row), T::slide_index((lanes + i) as usize));
+        }
+        if n >= lanes {
+            let last = T::load_full(&row[(n - lanes) as usize..]);
+            return T::slide_by(last, zero, T::slide_index((i + lanes - n) as usize));
+        }
+        T::load(&row[i as usize..])
+    }
+}
+
+/// The W sums of one row for a window `k < 2 * LANES`, every level of the doubling in
+/// registers. With sums that end at each element, `u_1 = b` and `u_{2m}[e] = u_m[e] +
+/// u_m[e - m]`, the window of output `o` (ending at `e = o + k - 1`) adds one piece per set
+/// bit of `k`, each ending where the next larger one starts. Going along the row from its
+/// start, a vector's levels come from it and the previous vector's (a permute of the two,
+/// kept from the step before), and each piece is a permute of two consecutive vectors of
+/// its level: the row is read once, in order, and nothing but the sums goes to memory.
 #[inline(always)]
 fn window_in_registers<T: Element, const R: usize>(
     k: usize,
-    base: &[T],
+    src: &RowSource<'_, T>,
     factors: Option<&[T]>,
     out: &mut [T],
 ) {
@@ -597,71 +658,80 @@ fn window_in_registers<T: Element, const R: usize>(
         far: false,
         index: T::slide_index(0),
     }; 5];
-    let mut at = 0;
+    let mut back = 0;
     for l in (0..=R).rev() {
         if k & (1 << l) != 0 {
             pieces[l] = Piece {
                 used: true,
-                far: at >= lanes,
-                index: T::slide_index(at % lanes),
+                far: back > lanes,
+                index: T::slide_index(if back > lanes {
+                    2 * lanes - back
+                } else {
+                    lanes - back
+                }),
             };
-            at += 1 << l;
+            back += 1 << l;
         }
     }
-    // Levels of the next vector (`next`) and the one after (`then`); zeros past the row.
-    let mut next = [zero; 5];
-    let mut then = [zero; 5];
+    // Levels of the previous vector (`prev`) and the one before (`pprev`); zeros before
+    // the first, which starts at or before position 0 (all zeros before it).
+    let mut prev = [zero; 5];
+    let mut pprev = [zero; 5];
     let add_piece = |acc: &mut T::Simd,
                      l: usize,
                      cur: &[T::Simd; 5],
-                     next: &[T::Simd; 5],
-                     then: &[T::Simd; 5]| {
+                     prev: &[T::Simd; 5],
+                     pprev: &[T::Simd; 5]| {
         let p = pieces[l];
         if p.used {
             *acc += if p.far {
-                T::slide_by(next[l], then[l], p.index)
+                T::slide_by(pprev[l], prev[l], p.index)
             } else {
-                T::slide_by(cur[l], next[l], p.index)
+                T::slide_by(prev[l], cur[l], p.index)
             };
         }
     };
-    for j in (0..base.len()).step_by(lanes).rev() {
+    let first_end = k - 1;
+    let warm = first_end.div_ceil(lanes);
+    for q in 0..warm + out.len().div_ceil(lanes) {
+        let p = (q * lanes) as isize - (warm * lanes) as isize + first_end as isize;
         let mut cur = [zero; 5];
-        cur[0] = T::load_full(&base[j..]);
+        cur[0] = src.vector(p);
         if R >= 1 {
-            cur[1] = cur[0] + T::slide::<1>(cur[0], next[0]);
+            cur[1] = cur[0] + T::slide_back::<1>(prev[0], cur[0]);
         }
         if R >= 2 {
-            cur[2] = cur[1] + T::slide::<2>(cur[1], next[1]);
+            cur[2] = cur[1] + T::slide_back::<2>(prev[1], cur[1]);
         }
         if R >= 3 {
-            cur[3] = cur[2] + T::slide::<4>(cur[2], next[2]);
+            cur[3] = cur[2] + T::slide_back::<4>(prev[2], cur[2]);
         }
         if R >= 4 {
-            cur[4] = cur[3] + T::slide::<8>(cur[3], next[3]);
+            cur[4] = cur[3] + T::slide_back::<8>(prev[3], cur[3]);
         }
-        if j < out.len() {
+        if q >= warm {
+            let o = (q - warm) * lanes;
             let mut acc = zero;
-            add_piece(&mut acc, 0, &cur, &next, &then);
+            add_piece(&mut acc, 0, &cur, &prev, &pprev);
             if R >= 1 {
-                add_piece(&mut acc, 1, &cur, &next, &then);
+                add_piece(&mut acc, 1, &cur, &prev, &pprev);
             }
             if R >= 2 {
-                add_piece(&mut acc, 2, &cur, &next, &then);
+                add_piece(&mut acc, 2, &cur, &prev, &pprev);
             }
             if R >= 3 {
-                add_piece(&mut acc, 3, &cur, &next, &then);
+                add_piece(&mut acc, 3, &cur, &prev, &pprev);
             }
             if R >= 4 {
-                add_piece(&mut acc, 4, &cur, &next, &then);
+                add_piece(&mut acc, 4, &cur, &prev, &pprev);
             }
             if let Some(f) = factors {
-                acc = acc * T::load_full(&f[j..]);
+                acc = acc * T::load_full(&f[o..]);
             }
-            T::store(acc, &mut out[j..]);
+            T::store(acc, &mut out[o..]);
         }
-        then = next;
-        next = cur;
+        pprev = prev;
+        prev = cur;
     }
 }
 
@@ -772,7 +842,10 @@ mod tests {
                 }
                 let [plain, streamed] = outs.map(|mut o| aligned(&mut o, dst_len).to_vec());
                 assert!(
-                    plain.iter().zip(&streamed).all(|(a, b)| a.to_f64().to_bits() == b.to_f64().to_bits()),
+                    plain
+                        .iter()
+                        .zip(&streamed)
+                        .all(|(a, b)| a.to_f64().to_bits() == b.to_f64().to_bits()),
                     "w {w} k {k} backward {backward}"
                 );
             }
