@@ -38,7 +38,7 @@
 //!
 //! One thread, n8 c64 112x112, 15x15 padding 7 (AMD EPYC Zen 4; PyTorch 2.15: forward
 //! 897 ms, backward 240 ms): the transposing passes took 8.4 ms each way; this module 6.8 ms
-//! with plain stores, 5.1-5.5 with the output streamed past the caches ([`STREAM_BYTES`]),
+//! with plain stores, 5.1-5.5 with the output streamed past the caches ([`crate::element::STREAM_BYTES`]),
 //! 4.3-4.9 reading the rows in order straight from the input (the register path walked them
 //! backwards from a copy). Two threads: 2.3-2.7 ms. Software prefetch (the next block, the
 //! next plane, the output rows) did not help.
@@ -47,7 +47,7 @@ use super::PoolKind;
 use super::geometry::PoolShape;
 use super::prefix_sum::average_factor;
 use crate::Element;
-use crate::element::vector_aligned;
+use crate::element::{streams, vector_aligned};
 use crate::window::Axis;
 
 /// Whether the sums of `s` go by planes here: no D pass, stride and dilation 1 along H and W.
@@ -230,19 +230,6 @@ pub(crate) fn backward<T: Element>(
     scratch: &mut [T],
 ) {
     run(s, kind, true, streams::<T>(s.input_len), dy, dx, scratch);
-}
-
-/// Output bytes from which a call writes its results past the caches
-/// ([`Element::store_streaming`]): a quarter of a 32 MiB L3. Above it, plain stores read
-/// every output line from memory before writing it, and that traffic did not overlap the
-/// arithmetic: one thread, n8 c64 112x112 15x15 (25.7 MB out) 6.8 -> 5.0 ms, n8 c32 2.9 ->
-/// 2.2 ms; below it the outputs stay in L3 for whatever reads them next, and streaming cost
-/// ~5% (n8 c8, c16).
-const STREAM_BYTES: usize = 8 << 20;
-
-/// Whether an output of `len` elements is written past the caches.
-fn streams<T: Element>(len: usize) -> bool {
-    len.saturating_mul(core::mem::size_of::<T>()) >= STREAM_BYTES
 }
 
 fn run<T: Element>(
