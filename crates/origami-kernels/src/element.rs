@@ -67,18 +67,15 @@ pub trait Element:
     /// `a` and `b` interleaved, `a0 b0 a1 b1 ..`: the first `LANES` elements, then the rest
     /// (two two-source permutes with AVX-512).
     fn zip(a: Self::Simd, b: Self::Simd) -> (Self::Simd, Self::Simd);
-    /// Lanes `N .. N + LANES` of `a` followed by `b`: the vector `N` elements further along
-    /// a row whose consecutive vectors are `a` and `b` (one lane-shifting permute with
-    /// AVX-512; `N <= LANES`).
-    fn slide<const N: usize>(a: Self::Simd, b: Self::Simd) -> Self::Simd;
     /// The vector `M` elements back along a row whose consecutive vectors are `prev` and
     /// `cur`: the last `M` lanes of `prev`, then the first `LANES - M` of `cur` (one
     /// lane-shifting permute with AVX-512; `M <= LANES`).
     fn slide_back<const M: usize>(prev: Self::Simd, cur: Self::Simd) -> Self::Simd;
     /// The indices that make [`Element::slide_by`] move `n <= LANES` elements along.
     fn slide_index(n: usize) -> Self::SlideIndex;
-    /// [`Element::slide`] by a distance known only at run time (one two-source permute with
-    /// AVX-512).
+    /// The vector `n <= LANES` elements further along a row whose consecutive vectors are `a`
+    /// and `b` (lanes `n .. n + LANES` of the two), `n` known only at run time: one
+    /// two-source permute with AVX-512.
     fn slide_by(a: Self::Simd, b: Self::Simd, index: Self::SlideIndex) -> Self::Simd;
     /// A mask for [`Element::select`]: lanes `lo..hi` set.
     fn lane_mask(lo: usize, hi: usize) -> Self::Simd;
@@ -306,16 +303,6 @@ macro_rules! impl_element {
                     <$simd>::new(core::array::from_fn(pick)),
                     <$simd>::new(core::array::from_fn(|i| pick(i + $lanes))),
                 )
-            }
-
-            #[inline(always)]
-            fn slide<const N: usize>(a: Self::Simd, b: Self::Simd) -> Self::Simd {
-                // An index map with constant indices, which the compiler turns into one
-                // shuffle.
-                let (a, b) = (a.to_array(), b.to_array());
-                <$simd>::new(core::array::from_fn(|i| {
-                    if i + N < $lanes { a[i + N] } else { b[i + N - $lanes] }
-                }))
             }
 
             #[inline(always)]
@@ -615,12 +602,6 @@ mod tests {
         let row: [T; 32] = core::array::from_fn(|i| T::from_usize(i));
         let (a, b) = (T::load(&row), T::load(&row[T::LANES..]));
         let mut out = [T::ZERO; 16];
-        T::store(T::slide::<1>(a, b), &mut out);
-        assert_eq!(out[..T::LANES], row[1..=T::LANES]);
-        T::store(T::slide::<3>(a, b), &mut out);
-        assert_eq!(out[..T::LANES], row[3..T::LANES + 3]);
-        T::store(T::slide::<0>(a, b), &mut out);
-        assert_eq!(out[..T::LANES], row[..T::LANES]);
         T::store(T::slide_back::<2>(a, b), &mut out);
         assert_eq!(out[..T::LANES], row[T::LANES - 2..2 * T::LANES - 2]);
         for n in 0..=T::LANES {

@@ -823,7 +823,7 @@ fn forward_layout<T: Element>(s: &PoolShape, kind: PoolKind) -> [usize; 8] {
 
 /// Elements of scratch for the forward pass of `kind`.
 pub(crate) fn forward_scratch_len<T: Element>(s: &PoolShape, kind: PoolKind) -> usize {
-    if kind != PoolKind::Max && window_sum::applies(s) {
+    if kind != PoolKind::Max && window_sum::applies::<T>(s) {
         return window_sum::scratch_len::<T>(s);
     }
     layout_len::<T>(&forward_layout::<T>(s, kind))
@@ -840,7 +840,7 @@ pub(crate) fn forward<T: Element>(
     scratch: &mut [T],
 ) {
     match (kind, indices) {
-        (PoolKind::Avg | PoolKind::Sum, _) if window_sum::applies(s) => {
+        (PoolKind::Avg | PoolKind::Sum, _) if window_sum::applies::<T>(s) => {
             window_sum::forward(s, kind, x, y, scratch);
         }
         (PoolKind::Max, Some(ix)) => forward_by::<T, ArgMax>(s, kind, x, y, Some(ix), scratch),
@@ -1238,7 +1238,7 @@ fn backward_layout<T: Element>(s: &PoolShape) -> [usize; 7] {
 
 /// Elements of scratch for the backward pass of average or sum pooling.
 pub(crate) fn backward_scratch_len<T: Element>(s: &PoolShape) -> usize {
-    if window_sum::applies(s) {
+    if window_sum::applies::<T>(s) {
         return window_sum::scratch_len::<T>(s);
     }
     layout_len::<T>(&backward_layout::<T>(s))
@@ -1254,7 +1254,7 @@ pub(crate) fn backward<T: Element>(
     dx: &mut [T],
     scratch: &mut [T],
 ) {
-    if window_sum::applies(s) {
+    if window_sum::applies::<T>(s) {
         window_sum::backward(s, kind, dy, dx, scratch);
         return;
     }

@@ -17,11 +17,10 @@
 //!
 //!   `log2 k` doublings and `popcount k` terms per output, no transposes; each sum adds
 //!   disjoint pieces of the window pairwise, which is at least as accurate as adding the taps
-//!   in order. Windows narrower than two vectors (`k < 2 * LANES`: up to 31 for `f32` with
-//!   AVX-512) go entirely in registers ([`window_in_registers`]), reading each row once
-//!   from the input, in order: a doubling by `m < LANES` is a lane slide of a vector and the
-//!   previous one, a piece at any offset a two-source permute. Wider windows copy the row
-//!   into a zero-padded buffer and keep their levels in memory (O(log k) passes a row).
+//!   in order. For windows narrower than two vectors (`k < 2 * LANES`: up to 31 for `f32`
+//!   with AVX-512, see [`applies`]) it all goes in registers ([`row_sums`]), reading each
+//!   row once from the input, in order: a doubling by `m < LANES` is a lane slide of a
+//!   vector and the previous one, a piece at any offset a two-source permute.
 //! - **Along H, by block-restarted running sums** (van Herk / Gil-Werman, as in
 //!   [`super::prefix_sum`]): the padded rows are cut into blocks of `k`; while the rows of
 //!   block `b` arrive from the W pass, a running sum `pre` from the block's start gives, with
@@ -37,11 +36,11 @@
 //!   elements are ever added, so infinities and NaN stay in the windows that hold them.
 //!
 //! One thread, n8 c64 112x112, 15x15 padding 7 (AMD EPYC Zen 4; PyTorch 2.15: forward
-//! 897 ms, backward 240 ms): the transposing passes took 8.4 ms each way; this module 6.8 ms
-//! with plain stores, 5.1-5.5 with the output streamed past the caches ([`crate::element::STREAM_BYTES`]),
-//! 4.3-4.9 reading the rows in order straight from the input (the register path walked them
-//! backwards from a copy). Two threads: 2.3-2.7 ms. Software prefetch (the next block, the
-//! next plane, the output rows) did not help.
+//! 897 ms, backward 240 ms): the transposing passes took 8.4-8.9 ms each way; this module
+//! 6.8 ms with plain stores, 5.1-5.5 with the output streamed past the caches
+//! ([`crate::element::STREAM_BYTES`]), 4.3-5.5 reading the rows in order straight from the
+//! input (a first version walked them backwards from a padded copy). Two threads: 2.3-2.7
+//! ms. Software prefetch (the next block, the next plane, the output rows) did not help.
 
 use super::PoolKind;
 use super::geometry::PoolShape;
@@ -50,11 +49,16 @@ use crate::Element;
 use crate::element::{streams, vector_aligned};
 use crate::window::Axis;
 
-/// Whether the sums of `s` go by planes here: no D pass, stride and dilation 1 along H and W.
-pub(crate) fn applies(s: &PoolShape) -> bool {
+/// Whether the sums of `s` go by planes here: no D pass, stride and dilation 1 along H and
+/// W, and windows along W narrower than two vectors (`k < 2 * LANES`: up to 31 for `f32` with
+/// AVX-512, 15 for `f64`). Wider windows keep the transposing passes, whose cost does not
+/// grow with the window: doubling through memory took twice their time at 63 x 63.
+pub(crate) fn applies<T: Element>(s: &PoolShape) -> bool {
     let [ad, ah, aw] = s.axes;
     let d_is_identity = ad.input == 1 && ad.output == 1 && ad.kernel == 1;
-    d_is_identity && [ah, aw].iter().all(|a| a.stride == 1 && a.dilation == 1)
+    d_is_identity
+        && [ah, aw].iter().all(|a| a.stride == 1 && a.dilation == 1)
+        && aw.kernel < 2 * T::LANES
 }
 
 /// The axis along which the backward pass sums: the output gradient, padded by
@@ -74,24 +78,18 @@ fn whole<T: Element>(n: usize) -> usize {
     n.div_ceil(T::LANES).saturating_mul(T::LANES)
 }
 
-/// The doublings a window of `k` taps needs: `s_1 .. s_{2^top}` with `2^top <= k`.
+/// The doublings a window of `k` taps needs: `u_1 .. u_{2^top}` with `2^top <= k`.
 fn doublings(k: usize) -> usize {
     (usize::BITS - k.leading_zeros()) as usize
 }
 
 /// The scratch of one call, as buffer lengths (see [`Buffers`]).
 struct Layout {
-    /// One level of the W pass's doubling: a padded row and a window of room after it.
-    level: usize,
-    /// Level buffers: every level for each row of a group.
-    levels: usize,
-    /// Rows of the W pass in one group (see [`row_sums`]).
-    group: usize,
     /// One row of W sums, rounded up to vectors.
     row: usize,
     /// Rows per H block.
     block: usize,
-    /// The W pass's factors, padded to whole vectors.
+    /// The W pass's factors: the padded row's length and two vectors.
     w_factors: usize,
     /// The H pass's factors.
     h_factors: usize,
@@ -100,36 +98,19 @@ struct Layout {
 impl Layout {
     /// For sums along `h` and `w` (the transposed axes in the backward pass).
     fn new<T: Element>(h: &Axis, w: &Axis) -> Self {
-        // A group never holds more rows than an H block.
-        let group = h.kernel.min(GROUP);
         let row = whole::<T>(w.output);
-        let padded = whole::<T>(row.saturating_add(w.kernel - 1));
         Layout {
-            level: whole::<T>(padded.saturating_add(w.kernel)),
-            // The register path keeps only level 0 in memory.
-            levels: if in_registers::<T>(w.kernel) {
-                0
-            } else {
-                doublings(w.kernel).saturating_mul(group)
-            },
-            group,
             row,
             block: h.kernel,
-            w_factors: padded.saturating_add(2 * T::LANES),
+            w_factors: whole::<T>(row.saturating_add(w.kernel - 1)).saturating_add(2 * T::LANES),
             h_factors: h.input.max(h.output),
         }
     }
 
     /// Buffer lengths in the order [`Buffers::split`] takes them.
-    fn lens(&self) -> [usize; 5] {
+    fn lens(&self) -> [usize; 4] {
         let rows = self.block.saturating_mul(self.row);
-        [
-            self.level.saturating_mul(self.levels),
-            rows,
-            rows,
-            self.w_factors,
-            self.h_factors,
-        ]
+        [rows, rows, self.w_factors, self.h_factors]
     }
 
     /// Elements of scratch: every buffer on a vector boundary, and a vector of room to align
@@ -166,8 +147,6 @@ pub(crate) fn scratch_len<T: Element>(s: &PoolShape) -> usize {
 
 /// The buffers of one call, each starting on a vector boundary.
 struct Buffers<'a, T> {
-    /// The doubling's levels, `layout.level` apart: level 0 is the zero-padded row.
-    levels: &'a mut [T],
     /// The H block being summed (rows of W sums, then their suffix sums).
     block: &'a mut [T],
     /// The previous block's suffix sums.
@@ -186,12 +165,8 @@ impl<'a, T: Element> Buffers<'a, T> {
             rest = tail;
             &mut head[..n]
         };
-        let [levels, block, suffix, w_factors, h_factors] = layout.lens();
-        let levels = take(levels);
-        // Level 0's zero padding around each row is written once, here (see `row_sums`).
-        levels.fill(T::ZERO);
+        let [block, suffix, w_factors, h_factors] = layout.lens();
         Buffers {
-            levels,
             block: take(block),
             suffix: take(suffix),
             w_factors: take(w_factors),
@@ -252,13 +227,9 @@ fn run<T: Element>(
     if scale != Scale::None {
         // The factors belong to the pooling's outputs, which the backward pass reads.
         let [_, ah, aw] = s.axes;
-        // The register path reads the backward pass's factors as it reads the padded row,
-        // from a vector before it (see `RowSource`).
-        let at = if backward && in_registers::<T>(w.kernel) {
-            w.pad_lo + T::LANES
-        } else {
-            0
-        };
+        // The backward pass reads its factors as it reads the padded row, from a vector
+        // before it (see `RowSource`).
+        let at = if backward { w.pad_lo + T::LANES } else { 0 };
         buf.w_factors.fill(T::ZERO);
         for (o, f) in buf.w_factors[at..][..aw.output].iter_mut().enumerate() {
             *f = average_factor(s, 2, o, true);
@@ -297,28 +268,33 @@ fn plane<T: Element>(
     // Padded rows `0 .. h.output + k - 1` hold every window; row `p` is input row `p - pad`.
     let padded_rows = h.output + k - 1;
     for b in 0..padded_rows.div_ceil(k) {
-        for t0 in (0..k).step_by(layout.group) {
-            let t1 = (t0 + layout.group).min(k);
-            let rows: [Option<(usize, T)>; GROUP] = core::array::from_fn(|g| {
-                let p = b * k + t0 + g;
-                let i = p.checked_sub(h.pad_lo)?;
-                (t0 + g < t1 && i < h.input && p < padded_rows).then(|| match scale {
-                    Scale::Terms => (i, buf.h_factors[i]),
-                    _ => (i, T::ONE),
-                })
-            });
-            let out = &mut buf.block[t0 * row..t1 * row];
-            let (levels, factors) = (&mut *buf.levels, &*buf.w_factors);
-            row_sums(
-                w,
-                scale,
-                &rows[..t1 - t0],
-                src,
-                levels,
-                factors,
-                layout,
-                out,
-            );
+        for t in 0..k {
+            let out = &mut buf.block[t * row..][..row];
+            let p = b * k + t;
+            let Some(i) = p
+                .checked_sub(h.pad_lo)
+                .filter(|&i| i < h.input && p < padded_rows)
+            else {
+                out.fill(T::ZERO);
+                continue;
+            };
+            let term = match scale {
+                Scale::Terms => buf.h_factors[i],
+                _ => T::ONE,
+            };
+            let src = RowSource {
+                row: &src[i * w.input..][..w.input],
+                pad: w.pad_lo,
+                terms: (scale == Scale::Terms).then(|| (&*buf.w_factors, T::splat(term))),
+            };
+            let sums = (scale == Scale::Sums).then_some(&buf.w_factors[..row]);
+            match doublings(w.kernel) - 1 {
+                0 => row_sums::<T, 0>(w.kernel, &src, sums, out),
+                1 => row_sums::<T, 1>(w.kernel, &src, sums, out),
+                2 => row_sums::<T, 2>(w.kernel, &src, sums, out),
+                3 => row_sums::<T, 3>(w.kernel, &src, sums, out),
+                _ => row_sums::<T, 4>(w.kernel, &src, sums, out),
+            }
         }
         let last = (b + 1) * k >= padded_rows;
         for c0 in (0..row).step_by(STRIP * T::LANES) {
@@ -425,149 +401,6 @@ impl Strip {
     }
 }
 
-/// Rows summed along W at once through memory ([`row_sums`]).
-const GROUP: usize = 8;
-
-/// Whether the W pass of a window of `k` goes in registers ([`window_in_registers`]).
-fn in_registers<T: Element>(k: usize) -> bool {
-    k < 2 * T::LANES
-}
-
-/// The window sums along W of a group of rows into `out` (`layout.row` values a row; lanes
-/// past `w.output` hold sums over the zero padding). `rows[g]` names the input row of output
-/// row `g` and the factor of its terms (`None`: a row of the padding, all zeros). Each row
-/// is copied behind `w.pad_lo` zeros into level 0 (each value times its W factor and the
-/// row's where the terms are scaled), doubled up to the largest power of two in `k`, and each
-/// output adds one level per set bit of `k`.
-///
-/// The group goes level by level: a level's unaligned loads straddle two stores of the level
-/// below, and a row by itself read them while they were still in the store buffer (which
-/// cannot forward one load from two stores: a stall on every load, half the pass's time).
-#[allow(clippy::too_many_arguments)]
-fn row_sums<T: Element>(
-    w: &Axis,
-    scale: Scale,
-    rows: &[Option<(usize, T)>],
-    src: &[T],
-    levels: &mut [T],
-    factors: &[T],
-    layout: &Layout,
-    out: &mut [T],
-) {
-    let (k, lanes, stride, row) = (w.kernel, T::LANES, layout.level, layout.row);
-    let padded = whole::<T>(row + k - 1);
-    if in_registers::<T>(k) {
-        let top = doublings(k) - 1;
-        let sums = (scale == Scale::Sums).then_some(&factors[..row]);
-        for (g, r) in rows.iter().enumerate() {
-            let out = &mut out[g * row..][..row];
-            let Some((i, term)) = *r else {
-                out.fill(T::ZERO);
-                continue;
-            };
-            let src = RowSource {
-                row: &src[i * w.input..][..w.input],
-                pad: w.pad_lo,
-                terms: (scale == Scale::Terms).then(|| (factors, T::splat(term))),
-            };
-            match top {
-                0 => window_in_registers::<T, 0>(k, &src, sums, out),
-                1 => window_in_registers::<T, 1>(k, &src, sums, out),
-                2 => window_in_registers::<T, 2>(k, &src, sums, out),
-                3 => window_in_registers::<T, 3>(k, &src, sums, out),
-                _ => window_in_registers::<T, 4>(k, &src, sums, out),
-            }
-        }
-        return;
-    }
-    let slot = |l: usize, g: usize| (l * layout.group + g) * stride;
-    for (g, r) in rows.iter().enumerate() {
-        let Some((i, term)) = *r else {
-            out[g * row..][..row].fill(T::ZERO);
-            continue;
-        };
-        // The padding around the row in level 0 is zero from `Buffers::split` on: the last
-        // vector below writes zeros past the row (`T::load` fills lanes past its end with
-        // zero, and zero times a factor is zero).
-        let src = &src[i * w.input..][..w.input];
-        let base = &mut levels[slot(0, g) + w.pad_lo..][..whole::<T>(w.input)];
-        let t = T::splat(term);
-        for (c, b) in base.chunks_exact_mut(lanes).enumerate() {
-            let mut v = T::load(&src[c * lanes..]);
-            if scale == Scale::Terms {
-                v = v * T::load_full(&factors[c * lanes..]) * t;
-            }
-            T::store(v, b);
-        }
-    }
-    let live = || {
-        rows.iter()
-            .enumerate()
-            .filter(|(_, r)| r.is_some())
-            .map(|(g, _)| g)
-    };
-    let top = doublings(k) - 1;
-    let factors = (scale == Scale::Sums).then_some(&factors[..row]);
-    // The doublings by less than a vector go in registers, the rest by aligned loads.
-    let by_slides = top.min(SLIDES.min(T::LANES.trailing_zeros() as usize));
-    for g in live() {
-        let level = |l: usize| slot(l, g);
-        match by_slides {
-            0 => {}
-            1 => double_in_registers::<T, 1>(levels, level(0), layout.group * stride, padded),
-            2 => double_in_registers::<T, 2>(levels, level(0), layout.group * stride, padded),
-            3 => double_in_registers::<T, 3>(levels, level(0), layout.group * stride, padded),
-            _ => double_in_registers::<T, 4>(levels, level(0), layout.group * stride, padded),
-        }
-    }
-    for l in by_slides + 1..=top {
-        let half = 1 << (l - 1);
-        let (below, this) = levels.split_at_mut(slot(l, 0));
-        for g in live() {
-            // Level `l` is needed at `j < padded - 2^l + 1`; whole vectors up to `padded`
-            // read at most `half` past it, inside the level's room.
-            let below = &below[slot(l - 1, g)..][..padded + half];
-            let this = &mut this[g * stride..][..padded];
-            for ((d, a), b) in this
-                .chunks_exact_mut(lanes)
-                .zip(below.chunks_exact(lanes))
-                .zip(below[half..].chunks_exact(lanes))
-            {
-                T::store(T::load_full(a) + T::load_full(b), d);
-            }
-        }
-    }
-    // The window starting at `j` is the largest piece from `j`, then each smaller set bit's
-    // piece where the one before ends.
-    for g in live() {
-        let out = &mut out[g * row..][..row];
-        let mut pieces = [&levels[..0]; 4];
-        let mut n = 0;
-        let mut at = 0;
-        for l in (0..=top).rev().filter(|&l| k & (1 << l) != 0) {
-            pieces[n % 4] = &levels[slot(l, g) + at..][..row];
-            n += 1;
-            at += 1 << l;
-            // Four pieces a pass; more (windows over 2^4 - 1 with many set bits) add on.
-            if n % 4 == 0 {
-                add_pieces::<T, 4>(out, pieces, n > 4, None);
-            }
-        }
-        match n % 4 {
-            1 => add_pieces::<T, 1>(out, [pieces[0]], n > 4, factors),
-            2 => add_pieces::<T, 2>(out, [pieces[0], pieces[1]], n > 4, factors),
-            3 => add_pieces::<T, 3>(out, [pieces[0], pieces[1], pieces[2]], n > 4, factors),
-            _ => {
-                if let Some(f) = factors {
-                    for (o, f) in out.chunks_exact_mut(lanes).zip(f.chunks_exact(lanes)) {
-                        T::store(T::load_full(o) * T::load_full(f), o);
-                    }
-                }
-            }
-        }
-    }
-}
-
 /// Where a window's piece of one level lies, seen from the vector of window ends at `e`:
 /// ending `back` elements earlier, in the previous vector and this one (`far == false`) or
 /// in the two before, moved along by `index`.
@@ -632,7 +465,7 @@ impl<T: Element> RowSource<'_, T> {
 /// kept from the step before), and each piece is a permute of two consecutive vectors of
 /// its level: the row is read once, in order, and nothing but the sums goes to memory.
 #[inline(always)]
-fn window_in_registers<T: Element, const R: usize>(
+fn row_sums<T: Element, const R: usize>(
     k: usize,
     src: &RowSource<'_, T>,
     factors: Option<&[T]>,
@@ -719,75 +552,6 @@ fn window_in_registers<T: Element, const R: usize>(
         }
         pprev = prev;
         prev = cur;
-    }
-}
-
-/// Doublings by 1, 2, 4 and 8 elements, within a vector's reach.
-const SLIDES: usize = 4;
-
-/// Levels `1 ..= R` of the doubling (`s_2 .. s_{2^R}`, `R <= SLIDES`) from level 0 at
-/// `levels[base..]`, each `apart` further on, for positions `0 .. padded`: from the row's
-/// end backwards, so that every level of the vector after the current one is still in a
-/// register, and `s_{2m}[j] = s_m[j] + s_m[j + m]` is an add of the current vector and a
-/// slide of the two. Written out level by level: as a loop over levels the compiler kept the
-/// registers in memory and branched on each slide.
-#[inline(always)]
-fn double_in_registers<T: Element, const R: usize>(
-    levels: &mut [T],
-    base: usize,
-    apart: usize,
-    padded: usize,
-) {
-    // Level `l - 1` of the vector after the current one (past the row's end: unused zeros).
-    let zero = T::splat(T::ZERO);
-    let (mut after1, mut after2, mut after4, mut after8) = (zero, zero, zero, zero);
-    let at = |l: usize, j: usize| base + l * apart + j;
-    for j in (0..padded).step_by(T::LANES).rev() {
-        let s1 = T::load_full(&levels[at(0, j)..]);
-        let s2 = s1 + T::slide::<1>(s1, after1);
-        after1 = s1;
-        T::store(s2, &mut levels[at(1, j)..]);
-        if R >= 2 {
-            let s4 = s2 + T::slide::<2>(s2, after2);
-            after2 = s2;
-            T::store(s4, &mut levels[at(2, j)..]);
-            if R >= 3 {
-                let s8 = s4 + T::slide::<4>(s4, after4);
-                after4 = s4;
-                T::store(s8, &mut levels[at(3, j)..]);
-                if R >= 4 {
-                    let s16 = s8 + T::slide::<8>(s8, after8);
-                    after8 = s8;
-                    T::store(s16, &mut levels[at(4, j)..]);
-                }
-            }
-        }
-    }
-}
-
-/// `out = (out +) sum of pieces (* factors)`, a vector at a time (`add`: onto what `out`
-/// holds).
-#[inline(always)]
-fn add_pieces<T: Element, const N: usize>(
-    out: &mut [T],
-    pieces: [&[T]; N],
-    add: bool,
-    factors: Option<&[T]>,
-) {
-    let lanes = T::LANES;
-    for (c, o) in out.chunks_exact_mut(lanes).enumerate() {
-        let j = c * lanes;
-        let mut acc = T::load_full(&pieces[0][j..]);
-        for p in &pieces[1..] {
-            acc += T::load_full(&p[j..]);
-        }
-        if add {
-            acc += T::load_full(o);
-        }
-        if let Some(f) = factors {
-            acc = acc * T::load_full(&f[j..]);
-        }
-        T::store(acc, o);
     }
 }
 
