@@ -158,6 +158,9 @@ impl<const D: usize> PoolNd<D> {
     /// 0.31 against 3.2), max 0.63 against 1.36; `sum_window_1d` n8 c64 W4096 forward:
     /// Direct 2.6 ms against PrefixSum 5.3 at k = 3, 6.2 against 5.3 at k = 15 (Direct grows
     /// by ~0.38 ms a tap), backward PrefixSum 5.2 ms against Direct 21 already at k = 3.
+    /// Since stride-1 sums go by planes in registers (`window_sum`), PrefixSum is the faster
+    /// from k = 3 (`sum_window_1d` k = 3 forward 0.97 ms against Direct 1.85; avg 3x3 n1 c8
+    /// 0.050 ms forward, 0.053 backward).
     pub fn resolve<T: Element>(
         &self,
         kind: PoolKind,
@@ -186,6 +189,8 @@ impl<const D: usize> PoolNd<D> {
                     } else {
                         PoolAlgorithm::Fold
                     }
+                } else if kind != PoolKind::Max && window_sum::applies::<T>(s) {
+                    PoolAlgorithm::PrefixSum
                 } else if !exact_indices
                     || (op == PoolOp::Forward
                         && taps <= 9
