@@ -759,7 +759,7 @@ fn product(values: &[usize]) -> usize {
 /// Elements of scratch for buffers of the given lengths laid out by [`split`]: each rounded
 /// up to whole vectors, and a vector of room to start the first on a vector boundary.
 /// Saturates, like every scratch size.
-fn layout_len<T: Element>(lens: &[usize]) -> usize {
+pub(super) fn layout_len<T: Element>(lens: &[usize]) -> usize {
     lens.iter().fold(T::LANES, |t, &x| {
         t.saturating_add(x.div_ceil(T::LANES).saturating_mul(T::LANES))
     })
@@ -768,7 +768,10 @@ fn layout_len<T: Element>(lens: &[usize]) -> usize {
 /// Splits `scratch` into buffers of the given lengths, each starting on a vector boundary:
 /// the passes load and store whole vectors at multiples of `LANES` in them, and none of those
 /// then straddles two cache lines.
-fn split<T: Element, const N: usize>(scratch: &mut [T], lens: [usize; N]) -> [&mut [T]; N] {
+pub(super) fn split<T: Element, const N: usize>(
+    scratch: &mut [T],
+    lens: [usize; N],
+) -> [&mut [T]; N] {
     let mut scratch = vector_aligned(scratch);
     lens.map(|n| {
         let whole = n.div_ceil(T::LANES) * T::LANES;
