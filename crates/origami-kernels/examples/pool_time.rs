@@ -1,6 +1,7 @@
 //! Times one 2-D pooling, forward and backward, and prints milliseconds and GB/s per direction.
 //!
 //! `cargo run --release --example pool_time -- N C H KERNEL STRIDE PAD KIND [ALGO]`
+//! (KERNEL and PAD: one size for both axes, or `HxW`)
 //! (KIND: max, avg, sum; ALGO: auto, direct, fold, prefix_sum). For profiling single shapes;
 //! the sweep is the benchmark.
 mod common;
@@ -17,7 +18,14 @@ fn aligned(buf: &mut [f32], len: usize) -> &mut [f32] {
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let num = |i: usize| -> usize { args[i].parse().expect("a number") };
-    let (n, c, h, k, stride, pad) = (num(0), num(1), num(2), num(3), num(4), num(5));
+    // `K` or `KHxKW` (likewise for the padding): rectangular windows time each axis's pass.
+    let pair = |i: usize| -> [usize; 2] {
+        match args[i].split_once('x') {
+            Some((a, b)) => [a, b].map(|v| v.parse().expect("a number")),
+            None => [num(i); 2],
+        }
+    };
+    let (n, c, h, k, stride, pad) = (num(0), num(1), num(2), pair(3), num(4), pair(5));
     let kind = match args[6].as_str() {
         "max" => PoolKind::Max,
         "avg" => PoolKind::Avg,
@@ -27,9 +35,9 @@ fn main() {
         .get(7)
         .and_then(|a| PoolAlgorithm::from_name(a))
         .unwrap_or(PoolAlgorithm::Auto);
-    let pool = PoolSpec::new(n, c, [h, h], [k, k])
+    let pool = PoolSpec::new(n, c, [h, h], k)
         .with_stride([stride, stride])
-        .with_padding([pad, pad])
+        .with_padding(pad)
         .build()
         .expect("a valid geometry");
     // Scrambled values: a max whose branches follow a pattern would time as if predicted.
