@@ -67,6 +67,9 @@ pub trait Element:
     /// `a` and `b` interleaved, `a0 b0 a1 b1 ..`: the first `LANES` elements, then the rest
     /// (two two-source permutes with AVX-512).
     fn zip(a: Self::Simd, b: Self::Simd) -> (Self::Simd, Self::Simd);
+    /// The inverse of [`Element::zip`]: the even elements of `a` then `b`, and the odd ones
+    /// (two two-source permutes with AVX-512).
+    fn unzip(a: Self::Simd, b: Self::Simd) -> (Self::Simd, Self::Simd);
     /// The vector `M` elements back along a row whose consecutive vectors are `prev` and
     /// `cur`: the last `M` lanes of `prev`, then the first `LANES - M` of `cur` (one
     /// lane-shifting permute with AVX-512; `M <= LANES`).
@@ -302,6 +305,18 @@ macro_rules! impl_element {
                 (
                     <$simd>::new(core::array::from_fn(pick)),
                     <$simd>::new(core::array::from_fn(|i| pick(i + $lanes))),
+                )
+            }
+
+            #[inline(always)]
+            fn unzip(a: Self::Simd, b: Self::Simd) -> (Self::Simd, Self::Simd) {
+                // Two-source shuffles by constant indices (as index maps, the compiler
+                // built the vectors lane by lane).
+                let even = <$index>::new(core::array::from_fn(|i| (2 * i) as $ut));
+                let odd = <$index>::new(core::array::from_fn(|i| (2 * i + 1) as $ut));
+                (
+                    wide::ShuffleExt::shuffle([a, b], even),
+                    wide::ShuffleExt::shuffle([a, b], odd),
                 )
             }
 
@@ -596,6 +611,11 @@ mod tests {
         T::store(hi, &mut out[T::LANES..]);
         let expected: Vec<T> = (0..2 * T::LANES).map(T::from_usize).collect();
         assert_eq!(out, expected);
+        let (even, odd) = T::unzip(lo, hi);
+        T::store(even, &mut out);
+        T::store(odd, &mut out[T::LANES..]);
+        assert_eq!(out[..T::LANES], a[..]);
+        assert_eq!(out[T::LANES..], b[..]);
     }
 
     fn slide_shifts_along<T: Element>() {

@@ -86,7 +86,7 @@ pub(crate) fn forward<T: Element>(
     };
     // Strided windows: the interior from rows de-interleaved by the stride, where a gather
     // per tap would cost a load per lane.
-    let plan = PhasedPlan::<T>::new(&ax, lanes).filter(|_| vector_ok);
+    let plan = PhasedPlan::<T>::new(&ax, kind, lanes).filter(|_| vector_ok);
     let mut bufs = Phased {
         phases: [T::ZERO; PHASED_ROW],
         vals: [T::ZERO; PHASED_SPAN],
@@ -196,14 +196,26 @@ struct PhasedPlan<T: Element> {
     n_edges: usize,
     /// The axis along W (its stride above 1, at most [`PHASED_TAPS`] taps).
     axis: Axis,
+    /// Whether the rows go by [`unzipped`], edges and all (then `lo == 0`, `hi` is the
+    /// row's outputs and there are no edge outputs).
+    unzipped: bool,
 }
 
 impl<T: Element> PhasedPlan<T> {
     /// The plan for axis `ax` (W), or `None` where the phased path does not serve it: stride
     /// 1, a window wider than [`PHASED_TAPS`], rows longer than the stack rows, or an
     /// interior narrower than a vector.
-    fn new(ax: &Axis, lanes: T::Simd) -> Option<Self> {
-        let (lo, hi) = ax.interior_outputs();
+    fn new(ax: &Axis, kind: PoolKind, lanes: T::Simd) -> Option<Self> {
+        let unzipped = kind == PoolKind::Max
+            && ax.stride == 2
+            && ax.dilation == 1
+            && matches!(ax.kernel, 2 | 3)
+            && ax.pad_lo <= 1;
+        let (lo, hi) = if unzipped {
+            (0, ax.output)
+        } else {
+            ax.interior_outputs()
+        };
         let plen = ax.input.div_ceil(ax.stride) + T::LANES;
         let fits = ax.stride * plen <= PHASED_ROW && ax.output <= PHASED_OUT;
         let n_edges = lo + (ax.output - hi);
@@ -221,7 +233,7 @@ impl<T: Element> PhasedPlan<T> {
         }
         let mut base = [0; PHASED_TAPS];
         let mut column = [T::splat(T::ZERO); PHASED_TAPS];
-        for kw in 0..ax.kernel {
+        for kw in (0..ax.kernel).filter(|_| !unzipped) {
             // Interior: output `lo` reads column `c >= 0` through tap `kw`.
             let c = lo * ax.stride + kw * ax.dilation - ax.pad_lo;
             base[kw] = (c % ax.stride) * plen + c / ax.stride;
@@ -236,6 +248,7 @@ impl<T: Element> PhasedPlan<T> {
             edges,
             n_edges,
             axis: *ax,
+            unzipped,
         })
     }
 }
@@ -278,6 +291,20 @@ fn phased_row<T: Element>(
             vals, ids, held, ..
         } = bufs;
         let zero = T::splat(T::ZERO);
+        if max && first && last && edges.is_empty() {
+            // A whole window of rows at once (3 x 3 windows): the rows as a constant, so that
+            // the loop holds no branch.
+            let out = &mut out[lo..][..n];
+            let ix = indices.as_deref_mut().map(|ix| &mut ix[lo..][..n]);
+            match *slots {
+                [a, b, c] => max_rows::<T, 3>([a, b, c], held, out, ix),
+                [a, b] => max_rows::<T, 2>([a, b], held, out, ix),
+                [a] => max_rows::<T, 1>([a], held, out, ix),
+                _ => {}
+            }
+            first = false;
+            return;
+        }
         for v in (0..n).step_by(T::LANES) {
             let mut rows = slots.iter();
             let (mut best, mut best_id) = if first {
@@ -359,6 +386,32 @@ fn phased_row<T: Element>(
     combine(&group[..len], true, bufs);
 }
 
+/// The max over held rows `slots` (reduced along W: values and indices), in window order,
+/// into `out` and `indices`.
+#[inline(always)]
+fn max_rows<T: Element, const R: usize>(
+    slots: [usize; R],
+    held: &[[T; PHASED_SPAN]],
+    out: &mut [T],
+    mut indices: Option<&mut [usize]>,
+) {
+    let rows: [(&[T; PHASED_SPAN], &[T; PHASED_SPAN]); R] =
+        slots.map(|k| (&held[2 * k], &held[2 * k + 1]));
+    let n = out.len();
+    for v in (0..n).step_by(T::LANES) {
+        let (mut best, mut best_id) =
+            (T::load_full(&rows[0].0[v..]), T::load_full(&rows[0].1[v..]));
+        for (vals, ids) in &rows[1..] {
+            let (x, x_id) = (T::load_full(&vals[v..]), T::load_full(&ids[v..]));
+            (best, best_id) = T::max_update(best, best_id, x, x_id);
+        }
+        T::store(best, &mut out[v..]);
+        if let Some(ix) = indices.as_deref_mut() {
+            T::store_indices(best_id, &mut ix[v..n.min(v + T::LANES)]);
+        }
+    }
+}
+
 /// Makes sure every input row of `group` (row starts within plane `p`) is reduced along W
 /// in a slot of `bufs.held`, and returns each row's slot. A row already held is reused;
 /// the others take the slots that no row of `group` holds.
@@ -389,16 +442,113 @@ fn hold_rows<T: Element>(
         bufs.tags[k] = tag(row);
         let Phased { phases, held, .. } = bufs;
         let (vals, rest) = held[2 * k..].split_at_mut(1);
-        let x_row = &x_p[row..row + s.axes[2].input];
-        reduce_row(plan, kind, x_row, row, phases, &mut vals[0], &mut rest[0]);
+        let ahead = &x_p[row..];
+        let x_row = &ahead[..s.axes[2].input];
+        reduce_row(
+            plan,
+            kind,
+            x_row,
+            ahead,
+            row,
+            phases,
+            &mut vals[0],
+            &mut rest[0],
+        );
     }
     slots
 }
 
-/// One input row (`x_row`, starting at in-plane index `row`) reduced along W for the
-/// interior outputs: `vals[o]` (and for max `ids[o]`, the in-plane index of the first
-/// maximum or last NaN) over the taps of output `lo + o`.
-fn reduce_row<T: Element>(
+/// [`reduce_row`] for max windows of `K` (2 or 3) taps at stride 2 without dilation and
+/// padding at most 1 (ResNet's and VGG's pools), every output of the row in registers: two
+/// vectors of the row de-interleaved give the first two taps of a vector of outputs (the
+/// even and odd columns), and the third is the even one moved along by a column. Columns
+/// past the row's end read as -inf, which never wins over the window's earlier taps; a
+/// first tap in the left padding takes the second tap's value and index (a tap seen twice
+/// changes nothing). Through phase rows in memory, with the edge outputs one by one, the
+/// pass took a fifth longer.
+#[inline(always)]
+fn unzipped<T: Element, const K: usize>(
+    plan: &PhasedPlan<T>,
+    x_row: &[T],
+    ahead: &[T],
+    row: usize,
+    vals: &mut [T],
+    ids: &mut [T],
+) {
+    let (lanes, n, pad) = (T::LANES, plan.hi, plan.axis.pad_lo);
+    // Output `o` reads columns `2 o - pad + kw`; block `j` starts at column `2 lanes j - pad`.
+    let split = |j: usize| split_at::<T>(x_row, ahead, (2 * lanes * j) as isize - pad as isize);
+    let one = T::slide_index(1);
+    let step = T::splat(T::from_usize(2 * lanes));
+    let tap_step = T::splat(T::ONE);
+    // Tap 0's in-plane index per lane (exact: indices stay below `max_exact_index`).
+    let mut index = {
+        let mut first = [T::ZERO; MAX_LANES];
+        for (i, v) in first.iter_mut().enumerate() {
+            *v = T::from_usize(row + 2 * i);
+        }
+        T::load(&first) - T::splat(T::from_usize(pad))
+    };
+    let (mut even, mut odd) = split(0);
+    for (j, v) in (0..n).step_by(lanes).enumerate() {
+        let (next_even, next_odd) = split(j + 1);
+        let mut taps = [even, odd, T::slide_by(even, next_even, one)];
+        let mut taps_id = [index, index + tap_step, index + tap_step + tap_step];
+        if j == 0 && pad > 0 {
+            // Output 0's first tap is the padding.
+            let inside = T::lane_mask(1, lanes);
+            taps[0] = T::select(inside, taps[0], taps[1]);
+            taps_id[0] = T::select(inside, taps_id[0], taps_id[1]);
+        }
+        let (mut best, mut best_id) = (taps[0], taps_id[0]);
+        for (&x, &id) in taps[1..K].iter().zip(&taps_id[1..K]) {
+            (best, best_id) = T::max_update(best, best_id, x, id);
+        }
+        T::store(best, &mut vals[v..]);
+        T::store(best_id, &mut ids[v..]);
+        index += step;
+        (even, odd) = (next_even, next_odd);
+    }
+}
+
+/// Columns `at .. at + 2 LANES` of `x_row` (`at >= -LANES`), de-interleaved (even, odd),
+/// with -inf outside the row. `ahead` is the plane from the row on: whole loads where the
+/// columns lie in the row. A function rather than a closure: the closure was not inlined,
+/// and its vectors went through the stack.
+#[inline(always)]
+fn split_at<T: Element>(x_row: &[T], ahead: &[T], at: isize) -> (T::Simd, T::Simd) {
+    let (lanes, w) = (T::LANES as isize, x_row.len() as isize);
+    if at >= 0 && at + 2 * lanes <= w {
+        let at = at as usize;
+        return T::unzip(
+            T::load_full(&ahead[at..]),
+            T::load_full(&ahead[at + T::LANES..]),
+        );
+    }
+    T::unzip(columns(x_row, ahead, at), columns(x_row, ahead, at + lanes))
+}
+
+/// Columns `i .. i + LANES` of `x_row` (`i >= -LANES`), -inf outside the row (see
+/// [`split_at`]).
+#[inline(always)]
+fn columns<T: Element>(x_row: &[T], ahead: &[T], i: isize) -> T::Simd {
+    let (lanes, w) = (T::LANES as isize, x_row.len() as isize);
+    let ninf = T::splat(T::NEG_INFINITY);
+    if i >= w || i + lanes <= 0 {
+        return ninf;
+    }
+    let raw = if i < 0 {
+        T::slide_by(ninf, T::load(x_row), T::slide_index((lanes + i) as usize))
+    } else {
+        T::load(&ahead[i as usize..])
+    };
+    let (lo, hi) = ((-i).max(0) as usize, (w - i).min(lanes) as usize);
+    T::select(T::lane_mask(lo, hi), raw, ninf)
+}
+
+/// [`reduce_row`]'s interior through the row de-interleaved into its `stride` phases in
+/// memory, so that the inputs a tap reads for neighbouring outputs are neighbours.
+fn phased<T: Element>(
     plan: &PhasedPlan<T>,
     kind: PoolKind,
     x_row: &[T],
@@ -449,9 +599,33 @@ fn reduce_row<T: Element>(
         }
         offset += step;
     }
+}
+
+/// One input row (`x_row`, starting at in-plane index `row`) reduced along W for the
+/// interior outputs: `vals[o]` (and for max `ids[o]`, the in-plane index of the first
+/// maximum or last NaN) over the taps of output `lo + o`.
+#[allow(clippy::too_many_arguments)]
+fn reduce_row<T: Element>(
+    plan: &PhasedPlan<T>,
+    kind: PoolKind,
+    x_row: &[T],
+    ahead: &[T],
+    row: usize,
+    phases: &mut [T],
+    vals: &mut [T],
+    ids: &mut [T],
+) {
+    let ax = &plan.axis;
+    if plan.unzipped {
+        match ax.kernel {
+            2 => unzipped::<T, 2>(plan, x_row, ahead, row, vals, ids),
+            _ => unzipped::<T, 3>(plan, x_row, ahead, row, vals, ids),
+        }
+    } else {
+        phased(plan, kind, x_row, row, phases, vals, ids);
+    }
     // The edge outputs over their taps inside the row, in window order; a window with none
     // is empty (-inf and index 0 for max, as in [`scalar`]).
-    let ax = &plan.axis;
     for (e, &o) in plan.edges[..plan.n_edges].iter().enumerate() {
         let (mut best, mut best_id) = (None, 0);
         for kw in 0..ax.kernel {

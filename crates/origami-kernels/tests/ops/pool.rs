@@ -444,6 +444,69 @@ fn ties_and_nan_across_window_rows() {
     }
 }
 
+/// Max windows of 2 and 3 at stride 2 (ResNet's and VGG's pools), whose rows go through
+/// registers edges and all: the left padding, right ends inside and past a vector, ceil
+/// mode's windows hanging over the end, rows of -inf (the index must be the window's first
+/// element, not the padding's), ties and NaN. Values and indices equal the reference's.
+#[test]
+fn strided_max_edges_and_infinities() {
+    let mut specs = Vec::new();
+    for w in [16usize, 17, 32, 33, 47, 64, 112] {
+        for (k, pad) in [(3usize, 1usize), (3, 0), (2, 1), (2, 0)] {
+            for ceil in [false, true] {
+                specs.push(
+                    PoolSpec::new(1, 2, [7, w], [k, k])
+                        .with_stride([2, 2])
+                        .with_padding([pad, pad])
+                        .with_ceil_mode(ceil),
+                );
+            }
+        }
+    }
+    type Fill = (&'static str, fn(f64) -> f64);
+    let fills: [Fill; 3] = [
+        ("-inf", |_| f64::NEG_INFINITY),
+        ("ties, nan, -inf", |r| match (r.abs() * 1000.0) as u32 % 8 {
+            0 => f64::NAN,
+            1 | 2 => f64::NEG_INFINITY,
+            k => f64::from(k % 2),
+        }),
+        ("random", |r| r),
+    ];
+    for spec in specs {
+        let pool = spec.build().unwrap();
+        for (i, (name, fill)) in fills.iter().enumerate() {
+            let x64: Vec<f64> = random(pool.input_len(), 70 + i as u64)
+                .iter()
+                .map(|&r| fill(r))
+                .collect();
+            let mut expected = vec![0.0f64; pool.output_len()];
+            let mut expected_idx = vec![0usize; pool.output_len()];
+            reference::pool_forward(
+                &pool,
+                PoolKind::Max,
+                &x64,
+                &mut expected,
+                Some(&mut expected_idx),
+            )
+            .unwrap();
+            let x = cast::<f32>(&x64);
+            for algo in [PoolAlgorithm::Direct, PoolAlgorithm::Auto] {
+                let (y, idx) = max_with_indices(&pool, algo, &x).expect("Direct serves max");
+                let ctx = format!("{} {name} {spec:?}", algo.name());
+                assert_eq!(idx, expected_idx, "indices ({ctx})");
+                // The max of the values rounded to f32 is the rounded max.
+                for (&got, &want) in y.iter().zip(&expected) {
+                    assert!(
+                        got.to_f64() == f64::from(want as f32) || (got.is_nan() && want.is_nan()),
+                        "{ctx}"
+                    );
+                }
+            }
+        }
+    }
+}
+
 /// A bad max index is reported by value, the first one in memory order, whichever planes
 /// (and threads) come before it.
 #[test]
