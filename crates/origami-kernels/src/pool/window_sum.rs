@@ -176,6 +176,45 @@ enum Scale {
     None,
     Sums,
     Terms,
+    /// [`Scale::Terms`] where every output has the same factor.
+    UniformTerms,
+}
+
+/// How [`RowSource`] scales the terms, as a constant of [`row_sums`].
+const PLAIN: u8 = 0;
+const BY_POSITION: u8 = 1;
+const UNIFORM: u8 = 2;
+
+/// [`row_sums`] for `scale` and the levels a window of `k` needs: the dispatch from run-time
+/// values to the constants the W pass is compiled for.
+#[inline(always)]
+fn row_sums_by<T: Element, const N: usize>(
+    scale: Scale,
+    k: usize,
+    srcs: &[RowSource<'_, T>; N],
+    outs: [&mut [T]; N],
+) {
+    match scale {
+        Scale::Terms => by_levels::<T, N, BY_POSITION>(k, srcs, outs),
+        Scale::UniformTerms => by_levels::<T, N, UNIFORM>(k, srcs, outs),
+        Scale::None | Scale::Sums => by_levels::<T, N, PLAIN>(k, srcs, outs),
+    }
+}
+
+/// [`row_sums`] for the levels a window of `k` needs.
+#[inline(always)]
+fn by_levels<T: Element, const N: usize, const TERMS: u8>(
+    k: usize,
+    srcs: &[RowSource<'_, T>; N],
+    outs: [&mut [T]; N],
+) {
+    match doublings(k) - 1 {
+        0 => row_sums::<T, 0, N, TERMS>(k, srcs, outs),
+        1 => row_sums::<T, 1, N, TERMS>(k, srcs, outs),
+        2 => row_sums::<T, 2, N, TERMS>(k, srcs, outs),
+        3 => row_sums::<T, 3, N, TERMS>(k, srcs, outs),
+        _ => row_sums::<T, 4, N, TERMS>(k, srcs, outs),
+    }
 }
 
 /// Forward average or sum pooling over every plane of `s` ([`applies`] holds).
@@ -213,23 +252,30 @@ fn run<T: Element>(
     let (h, w) = pass_axes(s, backward);
     let layout = Layout::new::<T>(&h, &w);
     let mut buf = Buffers::split(scratch, &layout);
+    let [_, ah, aw] = s.axes;
+    let factor = |a: usize, o: usize| average_factor::<T>(s, a, o, a == 2);
+    // One factor for every output (count_include_pad's windows inside the padded input, or
+    // an override): the backward pass then scales each term by one multiply, with no
+    // factors to load.
+    let uniform = |a: usize, n: usize| (1..n).all(|o| factor(a, o) == factor(a, 0));
     let scale = match (kind, backward) {
         (PoolKind::Avg, false) => Scale::Sums,
+        (PoolKind::Avg, true) if uniform(1, ah.output) && uniform(2, aw.output) => {
+            Scale::UniformTerms
+        }
         (PoolKind::Avg, true) => Scale::Terms,
         _ => Scale::None,
     };
     if scale != Scale::None {
-        // The factors belong to the pooling's outputs, which the backward pass reads.
-        let [_, ah, aw] = s.axes;
-        // The backward pass reads its factors as it reads the padded row, from a vector
-        // before it (see `RowSource`).
+        // The factors belong to the pooling's outputs. The backward pass reads them as it
+        // reads the padded row, from a vector before it (see `RowSource`).
         let at = if backward { w.pad_lo + T::LANES } else { 0 };
         buf.w_factors.fill(T::ZERO);
         for (o, f) in buf.w_factors[at..][..aw.output].iter_mut().enumerate() {
-            *f = average_factor(s, 2, o, true);
+            *f = factor(2, o);
         }
         for (o, f) in buf.h_factors[..ah.output].iter_mut().enumerate() {
-            *f = average_factor(s, 1, o, false);
+            *f = factor(1, o);
         }
     }
     let (in_plane, out_plane) = (h.input * w.input, h.output * w.output);
@@ -278,6 +324,7 @@ fn plane<T: Element>(
                 row: &src[i * w.input..][..w.input],
                 pad: w.pad_lo,
                 terms: (&*buf.w_factors, T::splat(buf.h_factors[i])),
+                uniform: T::splat(buf.h_factors[i] * buf.w_factors[w.pad_lo + T::LANES]),
             }
         };
         // Two rows at a time: twice the independent work per step, and the step's
@@ -290,34 +337,10 @@ fn plane<T: Element>(
                 break;
             };
             let srcs = [source(t), source(t + 1)];
-            let r = doublings(w.kernel) - 1;
-            match (scale == Scale::Terms, r) {
-                (false, 0) => row_sums::<T, 0, 2, false>(w.kernel, &srcs, [a, c]),
-                (false, 1) => row_sums::<T, 1, 2, false>(w.kernel, &srcs, [a, c]),
-                (false, 2) => row_sums::<T, 2, 2, false>(w.kernel, &srcs, [a, c]),
-                (false, 3) => row_sums::<T, 3, 2, false>(w.kernel, &srcs, [a, c]),
-                (false, _) => row_sums::<T, 4, 2, false>(w.kernel, &srcs, [a, c]),
-                (true, 0) => row_sums::<T, 0, 2, true>(w.kernel, &srcs, [a, c]),
-                (true, 1) => row_sums::<T, 1, 2, true>(w.kernel, &srcs, [a, c]),
-                (true, 2) => row_sums::<T, 2, 2, true>(w.kernel, &srcs, [a, c]),
-                (true, 3) => row_sums::<T, 3, 2, true>(w.kernel, &srcs, [a, c]),
-                (true, _) => row_sums::<T, 4, 2, true>(w.kernel, &srcs, [a, c]),
-            }
+            row_sums_by::<T, 2>(scale, w.kernel, &srcs, [a, c]);
         }
         for (t, out) in (lo + 2 * pairs..hi).zip(rows) {
-            let srcs = [source(t)];
-            match (scale == Scale::Terms, doublings(w.kernel) - 1) {
-                (false, 0) => row_sums::<T, 0, 1, false>(w.kernel, &srcs, [out]),
-                (false, 1) => row_sums::<T, 1, 1, false>(w.kernel, &srcs, [out]),
-                (false, 2) => row_sums::<T, 2, 1, false>(w.kernel, &srcs, [out]),
-                (false, 3) => row_sums::<T, 3, 1, false>(w.kernel, &srcs, [out]),
-                (false, _) => row_sums::<T, 4, 1, false>(w.kernel, &srcs, [out]),
-                (true, 0) => row_sums::<T, 0, 1, true>(w.kernel, &srcs, [out]),
-                (true, 1) => row_sums::<T, 1, 1, true>(w.kernel, &srcs, [out]),
-                (true, 2) => row_sums::<T, 2, 1, true>(w.kernel, &srcs, [out]),
-                (true, 3) => row_sums::<T, 3, 1, true>(w.kernel, &srcs, [out]),
-                (true, _) => row_sums::<T, 4, 1, true>(w.kernel, &srcs, [out]),
-            }
+            row_sums_by::<T, 1>(scale, w.kernel, &[source(t)], [out]);
         }
         let last = (b + 1) * k >= padded_rows;
         for c0 in (0..row).step_by(STRIP * T::LANES) {
@@ -469,18 +492,22 @@ struct RowSource<'a, T: Element> {
     row: &'a [T],
     pad: usize,
     terms: (&'a [T], T::Simd),
+    /// The one factor of every term where all are the same ([`Scale::UniformTerms`]).
+    uniform: T::Simd,
 }
 
 impl<T: Element> RowSource<'_, T> {
     /// `b[p .. p + LANES]` for a vector that may start before the row (`p > -LANES`).
     #[inline(always)]
-    fn vector<const TERMS: bool>(&self, p: isize) -> T::Simd {
+    fn vector<const TERMS: u8>(&self, p: isize) -> T::Simd {
         let v = self.values(p - self.pad as isize);
-        if TERMS {
-            let (f, t) = self.terms;
-            v * T::load_full(&f[(p + T::LANES as isize) as usize..]) * t
-        } else {
-            v
+        match TERMS {
+            BY_POSITION => {
+                let (f, t) = self.terms;
+                v * T::load_full(&f[(p + T::LANES as isize) as usize..]) * t
+            }
+            UNIFORM => v * self.uniform,
+            _ => v,
         }
     }
 
@@ -517,7 +544,7 @@ impl<T: Element> RowSource<'_, T> {
 /// kept from the step before), and each piece is a permute of two consecutive vectors of
 /// its level: the row is read once, in order, and nothing but the sums goes to memory.
 #[inline(always)]
-fn row_sums<T: Element, const R: usize, const N: usize, const TERMS: bool>(
+fn row_sums<T: Element, const R: usize, const N: usize, const TERMS: u8>(
     k: usize,
     srcs: &[RowSource<'_, T>; N],
     outs: [&mut [T]; N],
