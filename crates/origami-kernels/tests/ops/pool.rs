@@ -503,6 +503,25 @@ fn strided_max_edges_and_infinities() {
                     );
                 }
             }
+            // f64's vectors are half as wide: other rows end inside them.
+            let mut y = vec![0.0f64; pool.output_len()];
+            let mut idx = vec![usize::MAX; pool.output_len()];
+            pool.forward(
+                PoolKind::Max,
+                PoolAlgorithm::Direct,
+                &x64,
+                &mut y,
+                Some(&mut idx),
+                &mut [],
+            )
+            .unwrap();
+            assert_eq!(idx, expected_idx, "f64 indices ({name} {spec:?})");
+            assert!(
+                y.iter()
+                    .zip(&expected)
+                    .all(|(&g, &e)| g == e || (g.is_nan() && e.is_nan())),
+                "f64 values ({name} {spec:?})"
+            );
         }
     }
 }
