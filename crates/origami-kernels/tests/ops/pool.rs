@@ -363,6 +363,14 @@ fn max_with_indices<const D: usize>(
     Some((y, idx))
 }
 
+/// The reference's max pooling of `x`: values and indices, each window walked in order.
+fn reference_max<const D: usize>(pool: &PoolNd<D>, x: &[f64]) -> (Vec<f64>, Vec<usize>) {
+    let mut y = vec![0.0f64; pool.output_len()];
+    let mut idx = vec![0usize; pool.output_len()];
+    reference::pool_forward(pool, PoolKind::Max, x, &mut y, Some(&mut idx)).unwrap();
+    (y, idx)
+}
+
 /// Max pooling's ties and NaN follow PyTorch: the first maximum, or the last NaN.
 #[test]
 fn ties_pick_the_first_maximum_and_nan_propagates() {
@@ -411,16 +419,7 @@ fn ties_and_nan_across_window_rows() {
                 k => f64::from(k % 3),
             })
             .collect();
-        let mut expected = vec![0.0f64; pool.output_len()];
-        let mut expected_idx = vec![0usize; pool.output_len()];
-        reference::pool_forward(
-            &pool,
-            PoolKind::Max,
-            &x64,
-            &mut expected,
-            Some(&mut expected_idx),
-        )
-        .unwrap();
+        let (expected, expected_idx) = reference_max(&pool, &x64);
         let x = cast::<f32>(&x64);
         for algo in PoolAlgorithm::ALL {
             let Some((y, idx)) = max_with_indices(&pool, algo, &x) else {
@@ -480,16 +479,7 @@ fn strided_max_edges_and_infinities() {
                 .iter()
                 .map(|&r| fill(r))
                 .collect();
-            let mut expected = vec![0.0f64; pool.output_len()];
-            let mut expected_idx = vec![0usize; pool.output_len()];
-            reference::pool_forward(
-                &pool,
-                PoolKind::Max,
-                &x64,
-                &mut expected,
-                Some(&mut expected_idx),
-            )
-            .unwrap();
+            let (expected, expected_idx) = reference_max(&pool, &x64);
             let x = cast::<f32>(&x64);
             for algo in [PoolAlgorithm::Direct, PoolAlgorithm::Auto] {
                 let (y, idx) = max_with_indices(&pool, algo, &x).expect("Direct serves max");
