@@ -445,16 +445,20 @@ fn ties_and_nan_across_window_rows() {
 
 /// Max windows of 2 and 3 at stride 2 (ResNet's and VGG's pools), whose rows go through
 /// registers edges and all: the left padding, right ends inside and past a vector, ceil
-/// mode's windows hanging over the end, rows of -inf (the index must be the window's first
+/// mode's windows hanging over the end (along W and, with odd and even heights, along H,
+/// where 3-row windows share rows), rows of -inf (the index must be the window's first
 /// element, not the padding's), ties and NaN. Values and indices equal the reference's.
 #[test]
 fn strided_max_edges_and_infinities() {
     let mut specs = Vec::new();
-    for w in [16usize, 17, 32, 33, 47, 64, 112] {
+    for (h, w) in [16usize, 17, 32, 33, 47, 64, 112]
+        .into_iter()
+        .flat_map(|w| [(7, w), (8, w)])
+    {
         for (k, pad) in [(3usize, 1usize), (3, 0), (2, 1), (2, 0)] {
             for ceil in [false, true] {
                 specs.push(
-                    PoolSpec::new(1, 2, [7, w], [k, k])
+                    PoolSpec::new(1, 2, [h, w], [k, k])
                         .with_stride([2, 2])
                         .with_padding([pad, pad])
                         .with_ceil_mode(ceil),
