@@ -180,9 +180,11 @@ enum Scale {
     UniformTerms,
 }
 
-/// How [`RowSource`] scales the terms, as a constant of [`row_sums`].
+/// How [`RowSource`] scales the terms, as a constant of [`row_sums`]: not at all,
 const PLAIN: u8 = 0;
+/// by each position's factor along W and the row's along H ([`Scale::Terms`]),
 const BY_POSITION: u8 = 1;
+/// or by the one factor of every term ([`Scale::UniformTerms`]).
 const UNIFORM: u8 = 2;
 
 /// [`row_sums`] for `scale` and the levels a window of `k` needs: the dispatch from run-time
