@@ -259,7 +259,10 @@ fn run<T: Element>(
     // One factor for every output (count_include_pad's windows inside the padded input, or
     // an override): the backward pass then scales each term by one multiply, with no
     // factors to load.
-    let uniform = |a: usize, n: usize| (1..n).all(|o| factor(a, o) == factor(a, 0));
+    let uniform = |a: usize, n: usize| {
+        let first = factor(a, 0);
+        (1..n).all(|o| factor(a, o) == first)
+    };
     let scale = match (kind, backward) {
         (PoolKind::Avg, false) => Scale::Sums,
         (PoolKind::Avg, true) if uniform(1, ah.output) && uniform(2, aw.output) => {
@@ -494,7 +497,9 @@ struct RowSource<'a, T: Element> {
     row: &'a [T],
     pad: usize,
     terms: (&'a [T], T::Simd),
-    /// The one factor of every term where all are the same ([`Scale::UniformTerms`]).
+    /// The one factor of every term where all are the same ([`Scale::UniformTerms`]). A
+    /// field of its own: folded into `terms`' row factor (one field fewer), the backward
+    /// pass ran 10% slower.
     uniform: T::Simd,
 }
 
