@@ -237,7 +237,9 @@ impl<const D: usize> ConvNd<D> {
 
     /// Independent units `op` splits into over threads: images for the forward pass and the
     /// input gradient (input channels for a single depthwise image under `Direct`, so that
-    /// batch-1 inference uses every thread: [`ConvNd::over_depthwise_channels`]), rows of
+    /// batch-1 inference uses every thread: [`ConvNd::over_depthwise_channels`]; blocks of
+    /// output channels for `Unrolled`'s forward pass over a single ungrouped image, and of
+    /// input channels for its input gradient where that is a product by channels), rows of
     /// the weight gradient (output channels) for `Unrolled`, whose rows are separate
     /// products, and input channels for a depthwise `Direct` weight gradient, whose output
     /// channels are separate sums; one for the rest.
@@ -248,6 +250,9 @@ impl<const D: usize> ConvNd<D> {
             (ConvAlgorithm::Direct, ConvOp::Forward | ConvOp::BackwardInput, Some((u, _))) => u,
             (ConvAlgorithm::Unrolled, ConvOp::Forward, _) if self.forward_by_channels() => {
                 s.out_channels.div_ceil(CHANNEL_BLOCK)
+            }
+            (ConvAlgorithm::Unrolled, ConvOp::BackwardInput, _) if self.backward_by_channels() => {
+                s.in_channels.div_ceil(CHANNEL_BLOCK)
             }
             (_, ConvOp::Forward | ConvOp::BackwardInput, _) => s.batch,
             (ConvAlgorithm::Unrolled, ConvOp::BackwardWeight, _) if self.weight_by_columns() => {
@@ -307,6 +312,49 @@ impl<const D: usize> ConvNd<D> {
             let w = &weight[k.start * rows..k.end * rows];
             let b = bias.map(|b| &b[k.clone()]);
             unrolled::forward(&sub, input, w, b, out.data, sc);
+        });
+        true
+    }
+
+    /// Whether `Unrolled`'s input gradient may split over threads by blocks of input
+    /// channels: a single ungrouped image whose input gradient is a product with a row per
+    /// input channel (stride 1 or a 1x1 kernel: [`unrolled::by_input_channels`]), which split
+    /// by images would run on one thread. Each part multiplies its rows of the flipped,
+    /// transposed weights with the whole output gradient.
+    #[cfg(feature = "rayon")]
+    fn backward_by_channels(&self) -> bool {
+        let s = &self.shape;
+        s.batch == 1 && s.groups == 1 && unrolled::by_input_channels(s)
+    }
+
+    /// Runs `Unrolled`'s input gradient over threads by blocks of [`CHANNEL_BLOCK`] input
+    /// channels where [`ConvNd::backward_by_channels`] and the weights allow it (finite, unless
+    /// the kernel is 1x1); returns whether it ran.
+    #[cfg(feature = "rayon")]
+    fn backward_input_over_channels<T: Element>(
+        &self,
+        algo: ConvAlgorithm,
+        (grad_output, weight): (&[T], &[T]),
+        grad_input: &mut [T],
+        scratch: &mut [T],
+    ) -> bool {
+        let s = &self.shape;
+        if algo != ConvAlgorithm::Unrolled
+            || !self.backward_by_channels()
+            || !(unrolled::unroll_is_identity(s) || crate::element::all_finite(weight))
+        {
+            return false;
+        }
+        let units = s.in_channels.div_ceil(CHANNEL_BLOCK);
+        let parts = self.parts_for::<T>(ConvOp::BackwardInput, algo, scratch.len());
+        let per_part = self.part_scratch_len::<T>(ConvOp::BackwardInput, algo);
+        let out = crate::split::Units {
+            data: grad_input,
+            unit: CHANNEL_BLOCK * s.in_plane,
+        };
+        par::run(units, parts, out, scratch, per_part, |u, out, sc| {
+            let c = u.start * CHANNEL_BLOCK..(u.end * CHANNEL_BLOCK).min(s.in_channels);
+            unrolled::backward_input_channels(s, c, grad_output, weight, out.data, sc);
         });
         true
     }
@@ -421,6 +469,10 @@ impl<const D: usize> ConvNd<D> {
         if self.over_depthwise_channels(ConvOp::BackwardInput, algo, grad_input, scratch, {
             |c, dx, sc| depthwise::backward_input_channels(s, grad_output, weight, dx, c, sc)
         }) {
+            return Ok(());
+        }
+        #[cfg(feature = "rayon")]
+        if self.backward_input_over_channels(algo, (grad_output, weight), grad_input, scratch) {
             return Ok(());
         }
         let (dy_image, dx_image) = (s.out_channels * s.out_plane, s.in_channels * s.in_plane);

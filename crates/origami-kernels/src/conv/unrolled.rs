@@ -27,6 +27,8 @@
 //! most whatever the image size, and for the grid one image's phase planes (about the size
 //! of a group's input, or of its output gradient).
 
+use core::ops::Range;
+
 use super::geometry::ConvShape;
 use super::grid::{Grid, GridB, GridBT, GridOut, OntoPlanes, spread_onto_grid};
 use super::im2col::{Col2im, ImageColumns, Unrolled, UnrolledT};
@@ -243,60 +245,108 @@ pub(crate) fn backward_input<T: Element>(
     dx: &mut [T],
     pack: &mut [T],
 ) {
-    let (r, p) = (s.unrolled_rows, s.out_plane);
-    let identity = unroll_is_identity(s);
-    if let Some((t, grid)) = backward_input_grid(s)
-        && all_finite(w)
-    {
-        return backward_input_on_grid(s, &t, &grid, dy, w, dx, pack);
-    }
-    if let Some(t) = backward_input_batched(s)
-        && all_finite(w)
-    {
-        return backward_input_side_by_side(s, &t, dy, w, dx, pack);
+    if by_input_channels(s) && (unroll_is_identity(s) || all_finite(w)) {
+        return backward_input_channels(s, 0..s.cg, dy, w, dx, pack);
     }
     if let Some(grid) = forward_grid(s)
         && all_finite(w)
     {
         return backward_input_onto_planes(s, &grid, dy, w, dx, pack);
     }
-    if !identity {
-        dx.fill(T::ZERO);
-    }
+    let (r, p) = (s.unrolled_rows, s.out_plane);
+    dx.fill(T::ZERO);
     for n in 0..s.batch {
         for g in 0..s.groups {
             let a = MatRef::from_parts(&w[group_weight_range(s, g)], r, s.kg, 1, r);
             let b = MatRef::from_parts(&dy[group_output_range(s, n, g)], s.kg, p, p, 1);
-            let start = (n * s.in_channels + g * s.cg) * s.in_plane;
+            let start = group_input_start(s, n, g);
             let dx_g = &mut dx[start..start + s.cg * s.in_plane];
-            if identity {
-                let mut c = MatMut::from_parts(dx_g, r, p, p, 1);
-                gemm_with(r, p, s.kg, &a, &b, &mut c, false, pack);
-            } else {
-                gemm_with(r, p, s.kg, &a, &b, &mut Col2im { s, dx_g }, true, pack);
-            }
+            gemm_with(r, p, s.kg, &a, &b, &mut Col2im { s, dx_g }, true, pack);
         }
     }
 }
 
-/// The input gradient as the forward pass of `t = s.transposed()` over a grid.
-fn backward_input_on_grid<T: Element>(
+/// Whether the input gradient of `s` is a product whose rows are a group's input channels,
+/// given finite weights where the kernel is not 1x1 — the transposed forward pass (stride 1)
+/// on a grid or side by side, or a 1x1 kernel's plain product — so that any of its channels
+/// can be computed apart from the others ([`backward_input_channels`]). The input gradients
+/// of strided kernels (added onto phase planes, by unrolled rows) and of non-finite weights
+/// (col2im) are not.
+pub(crate) fn by_input_channels(s: &ConvShape) -> bool {
+    unroll_is_identity(s) || backward_input_grid(s).is_some() || backward_input_batched(s).is_some()
+}
+
+/// The input gradient's channels `channels` of every group, where [`by_input_channels`]
+/// and the weights are finite (unless the kernel is 1x1). `dx` is the input gradient from
+/// channel `channels.start` of the first image on: the whole tensor for `0..cg`, a part's
+/// own slice where one ungrouped image is split by channels.
+pub(crate) fn backward_input_channels<T: Element>(
     s: &ConvShape,
-    t: &ConvShape,
-    grid: &Grid,
+    channels: Range<usize>,
     dy: &[T],
     w: &[T],
     dx: &mut [T],
     pack: &mut [T],
 ) {
-    let (pa, planes) = pack.split_at_mut(prepacked_len(t.kg, t.unrolled_rows));
+    if let Some((t, grid)) = backward_input_grid(s) {
+        backward_input_on_grid(s, &t, &grid, channels, dy, w, dx, pack);
+    } else if let Some(t) = backward_input_batched(s) {
+        backward_input_side_by_side(s, &t, channels, dy, w, dx, pack);
+    } else {
+        backward_input_plain(s, channels, dy, w, dx, pack);
+    }
+}
+
+/// A group's weights from input channel `first` on, as [`FlippedT`] reads them.
+fn flipped_weights<'a, T>(s: &'a ConvShape, w: &'a [T], g: usize, first: usize) -> FlippedT<'a, T> {
+    let range = group_weight_range(s, g);
+    FlippedT {
+        s,
+        w_g: &w[range.start + first * s.taps..range.end],
+    }
+}
+
+/// The input gradient of a 1x1 kernel with stride 1 and no padding: `dX_g = W_g^T x dY_g`,
+/// written straight to the input gradient (its unrolled matrix is the input itself).
+fn backward_input_plain<T: Element>(
+    s: &ConvShape,
+    channels: Range<usize>,
+    dy: &[T],
+    w: &[T],
+    dx: &mut [T],
+    pack: &mut [T],
+) {
+    let (r, p, rows) = (s.unrolled_rows, s.out_plane, channels.len());
+    for n in 0..s.batch {
+        for g in 0..s.groups {
+            let w_g = &w[group_weight_range(s, g).start + channels.start..];
+            let a = MatRef::from_parts(w_g, rows, s.kg, 1, r);
+            let b = MatRef::from_parts(&dy[group_output_range(s, n, g)], s.kg, p, p, 1);
+            let start = group_input_start(s, n, g);
+            let mut c = MatMut::from_parts(&mut dx[start..start + rows * p], rows, p, p, 1);
+            gemm_with(rows, p, s.kg, &a, &b, &mut c, false, pack);
+        }
+    }
+}
+
+/// The input gradient as the forward pass of `t = s.transposed()` over a grid.
+#[allow(clippy::too_many_arguments)]
+fn backward_input_on_grid<T: Element>(
+    s: &ConvShape,
+    t: &ConvShape,
+    grid: &Grid,
+    channels: Range<usize>,
+    dy: &[T],
+    w: &[T],
+    dx: &mut [T],
+    pack: &mut [T],
+) {
+    let rows = channels.len();
+    let (pa, planes) = pack.split_at_mut(prepacked_len(rows, t.unrolled_rows));
     let planes = &mut planes[..grid.planes_len::<T>()];
     for g in 0..s.groups {
-        let w_g = FlippedT {
-            s,
-            w_g: &w[group_weight_range(s, g)],
-        };
-        let a = Prepacked::pack(t.kg, t.unrolled_rows, &w_g, pa);
+        let w_g = flipped_weights(s, w, g, channels.start);
+        let a = Prepacked::pack(rows, t.unrolled_rows, &w_g, pa);
         for n in 0..s.batch {
             grid.fill(&dy[group_output_range(s, n, g)], planes);
             let b = GridB {
@@ -304,14 +354,14 @@ fn backward_input_on_grid<T: Element>(
                 grid,
                 planes: &*planes,
             };
-            let start = (n * s.in_channels + g * s.cg) * s.in_plane;
+            let start = group_input_start(s, n, g);
             let mut c = GridOut {
                 grid,
                 out_plane: s.in_plane,
-                y_g: &mut dx[start..start + s.cg * s.in_plane],
+                y_g: &mut dx[start..start + rows * s.in_plane],
                 bias: None,
             };
-            gemm_indexed(t.kg, grid.cols(), t.unrolled_rows, &a, &b, &mut c, false);
+            gemm_indexed(rows, grid.cols(), t.unrolled_rows, &a, &b, &mut c, false);
         }
     }
 }
@@ -360,16 +410,14 @@ fn backward_input_onto_planes<T: Element>(
 fn backward_input_side_by_side<T: Element>(
     s: &ConvShape,
     t: &ConvShape,
+    channels: Range<usize>,
     dy: &[T],
     w: &[T],
     dx: &mut [T],
     pack: &mut [T],
 ) {
     for g in 0..s.groups {
-        let a = FlippedT {
-            s,
-            w_g: &w[group_weight_range(s, g)],
-        };
+        let a = flipped_weights(s, w, g, channels.start);
         let b = Unrolled {
             s: t,
             x_g: &dy[group_output_range(s, 0, g).start..],
@@ -381,7 +429,16 @@ fn backward_input_side_by_side<T: Element>(
             image_stride: s.in_channels * s.in_plane,
         };
         let cols = s.batch * s.in_plane;
-        gemm_with(t.kg, cols, t.unrolled_rows, &a, &b, &mut c, false, pack);
+        gemm_with(
+            channels.len(),
+            cols,
+            t.unrolled_rows,
+            &a,
+            &b,
+            &mut c,
+            false,
+            pack,
+        );
     }
 }
 

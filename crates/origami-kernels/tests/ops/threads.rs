@@ -13,8 +13,16 @@ fn in_pool<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
         .install(f)
 }
 
-fn bits(v: &[f32]) -> Vec<u32> {
-    v.iter().map(|x| x.to_bits()).collect()
+/// Asserts `a` and `b` are the same bits, naming the first element that differs (a whole
+/// tensor in the message would bury it).
+fn assert_same_bits(a: &[f32], b: &[f32], what: &str) {
+    assert_eq!(a.len(), b.len(), "{what}: lengths");
+    if let Some(i) = (0..a.len()).find(|&i| a[i].to_bits() != b[i].to_bits()) {
+        panic!(
+            "{what}: element {i} is {:e} on one thread, {:e}",
+            a[i], b[i]
+        );
+    }
 }
 
 /// Forward, input gradient and weight gradient of `spec` with `algo`, on the current pool.
@@ -52,6 +60,16 @@ fn convolution_is_identical_on_any_thread_count() {
         // One ungrouped image: the forward pass splits by blocks of output channels (21: two
         // whole blocks of 8 and a partial one).
         ConvSpec::new(1, 5, 21, [9, 11], [3, 3]).with_padding([1, 1]),
+        // One ungrouped image: the input gradient splits by blocks of input channels (21:
+        // two whole blocks and a partial one), on a grid (16 x 20 positions), side by side
+        // (9 x 11) and as a 1x1 kernel's plain product.
+        ConvSpec::new(1, 21, 6, [16, 20], [3, 3]).with_padding([1, 1]),
+        ConvSpec::new(1, 21, 6, [9, 11], [3, 3]).with_padding([1, 1]),
+        ConvSpec::new(1, 21, 6, [5, 7], [1, 1]),
+        // ... and a strided kernel's, added onto phase planes, on one thread.
+        ConvSpec::new(1, 21, 6, [17, 20], [3, 3])
+            .with_stride([2, 2])
+            .with_padding([1, 1]),
         // Depthwise with stride 2.
         ConvSpec::new(3, 8, 8, [13, 18], [3, 3])
             .with_stride([2, 2])
@@ -103,12 +121,8 @@ fn convolution_is_identical_on_any_thread_count() {
                     .iter()
                     .zip(one.iter().zip(&many))
                 {
-                    assert_eq!(
-                        bits(a),
-                        bits(b),
-                        "{what} {} on {threads} threads",
-                        algo.name()
-                    );
+                    let what = format!("{what} {} on {threads} threads", algo.name());
+                    assert_same_bits(a, b, &what);
                 }
             }
         }
@@ -153,9 +167,9 @@ fn pooling_is_identical_on_any_thread_count() {
             for threads in 2..=4 {
                 let many = in_pool(threads, || pool_all(spec, kind, algo));
                 let what = format!("{kind:?} {} on {threads} threads", algo.name());
-                assert_eq!(bits(&one.0), bits(&many.0), "forward {what}");
+                assert_same_bits(&one.0, &many.0, &format!("forward {what}"));
                 assert_eq!(one.1, many.1, "indices {what}");
-                assert_eq!(bits(&one.2), bits(&many.2), "backward {what}");
+                assert_same_bits(&one.2, &many.2, &format!("backward {what}"));
             }
         }
     }
