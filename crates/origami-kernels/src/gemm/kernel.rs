@@ -47,6 +47,59 @@ pub(crate) unsafe fn micro_tile_indexed<T: Element>(
     by_width(cols, a, || starts[..kc].iter(), b_of)
 }
 
+/// [`micro_tile`] with the left operand read in place: row `i` of the sliver at depth step
+/// `p` is `data[rows[i] + p]`.
+///
+/// # Safety
+/// `rows[i] + kc <= data.len()` for every `i`. The caller checks it once per product.
+#[inline(always)]
+#[allow(unsafe_code)]
+pub(crate) unsafe fn micro_tile_rows<T: Element>(
+    kc: usize,
+    data: &[T],
+    rows: &[usize; MR],
+    b: &[T],
+    cols: usize,
+) -> Tile<T> {
+    // SAFETY: the caller guarantees every row's `kc` steps are inside `data`.
+    let ptrs: [*const T; MR] = rows.map(|r| unsafe { data.as_ptr().add(r) });
+    match cols.div_ceil(T::LANES) {
+        // SAFETY: as above.
+        1 if NV > 1 => unsafe { micro_tile_rows_by::<T, 1>(kc, &ptrs, b) },
+        // SAFETY: as above.
+        2 if NV > 2 => unsafe { micro_tile_rows_by::<T, 2>(kc, &ptrs, b) },
+        // SAFETY: as above.
+        _ => unsafe { micro_tile_rows_by::<T, NV>(kc, &ptrs, b) },
+    }
+}
+
+/// The loop of [`micro_tile_rows`], `W` vectors of B wide.
+///
+/// # Safety
+/// `ptrs[i].add(p)` is readable for every `p < kc`.
+#[inline(always)]
+#[allow(unsafe_code)]
+unsafe fn micro_tile_rows_by<T: Element, const W: usize>(
+    kc: usize,
+    ptrs: &[*const T; MR],
+    b: &[T],
+) -> Tile<T> {
+    let nr = NV * T::LANES;
+    let mut acc = [[T::splat(T::ZERO); W]; MR];
+    for (p, b) in b.chunks_exact(nr).take(kc).enumerate() {
+        let bv: [T::Simd; W] = core::array::from_fn(|j| T::load_full(&b[j * T::LANES..]));
+        for (row, ptr) in acc.iter_mut().zip(ptrs) {
+            // SAFETY: the caller guarantees `p < kc` steps are readable from each row.
+            let av = T::splat(unsafe { *ptr.add(p) });
+            for (r, &bj) in row.iter_mut().zip(&bv) {
+                *r = T::mul_add(av, bj, *r);
+            }
+        }
+    }
+    let zero = T::splat(T::ZERO);
+    core::array::from_fn(|i| core::array::from_fn(|v| if v < W { acc[i][v] } else { zero }))
+}
+
 /// [`micro_tile_by`] as wide as the tile's first `cols` columns need: one or two vectors, or
 /// all `NV`.
 #[inline(always)]

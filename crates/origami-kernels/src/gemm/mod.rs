@@ -5,7 +5,9 @@
 //! every operand is a strided view and packing reads any strides: `A` is copied into
 //! `MR`-row slivers and `B` into `NR`-column slivers (zero-padded at the edges), so the
 //! micro-kernel (`kernel.rs`) always runs full tiles and only the write-back to `C` handles
-//! edge tiles. Block sizes live in [`params`].
+//! edge tiles. A product with few columns reads a row-major `A` in place instead
+//! ([`params::IN_PLACE_A_SLIVERS`]): its edge slivers repeat the last row, whose tile rows
+//! the write-back drops. Block sizes live in [`params`].
 //!
 //! The packing buffers come from the caller: [`pack_len`] says how many elements.
 
@@ -18,12 +20,12 @@ use crate::element::vector_aligned;
 use crate::error::check_scratch;
 use crate::{Element, Error};
 pub(crate) use kernel::Tile;
-use kernel::{micro_tile, micro_tile_indexed};
+use kernel::{micro_tile, micro_tile_indexed, micro_tile_rows};
 pub(crate) use operand::{
     IndexB, PackA, PackB, StoreC, copy_over, eight_row_groups, put_columns8, put_lanes, spread_row,
     tile_row, zero_b_tail,
 };
-use params::{KC, KC_INDEXED, MC, MR, NC, NC_INDEXED, NV};
+use params::{IN_PLACE_A_SLIVERS, KC, KC_INDEXED, MC, MR, NC, NC_INDEXED, NV};
 
 /// A read-only matrix view: element `(i, j)` is `data[i * row_stride + j * col_stride]`.
 #[derive(Clone, Copy, Debug)]
@@ -250,7 +252,7 @@ pub(crate) fn gemm_unchecked<T: Element>(
 /// can take a tile: `C (m x n) = A (m x k) B (k x n)`, added to C when `accumulate` is set.
 ///
 /// `pack` holds at least [`pack_len`]`(m, n, k)` elements.
-#[allow(clippy::too_many_arguments)]
+#[allow(clippy::too_many_arguments, unsafe_code)]
 pub(crate) fn gemm_with<T: Element>(
     m: usize,
     n: usize,
@@ -278,6 +280,15 @@ pub(crate) fn gemm_with<T: Element>(
     }
     // Packed slivers of B are read a vector at a time: from a vector boundary none of those
     // loads straddles two cache lines (the A block before them is whole vectors long).
+    let in_place = a
+        .rows_in_place()
+        .filter(|_| n.min(NC).div_ceil(nr) <= IN_PLACE_A_SLIVERS);
+    if let Some((data, rs)) = in_place {
+        assert!(
+            (m - 1) * rs + k <= data.len(),
+            "left operand shorter than its rows"
+        );
+    }
     let pack = vector_aligned(pack);
     let (pa, rest) = pack.split_at_mut(a_block_len::<T>(m, k));
     let (pb, work) = rest.split_at_mut(k.min(KC) * round_up(n.min(NC), nr));
@@ -291,6 +302,22 @@ pub(crate) fn gemm_with<T: Element>(
             let add = accumulate || p0 > 0;
             for i0 in (0..m).step_by(MC) {
                 let mc = MC.min(m - i0);
+                if let Some((data, rs)) = in_place {
+                    for (jr, b_sliver) in pb.chunks_exact(nr * kc).enumerate() {
+                        let j = jr * nr;
+                        let cols = nr.min(nc - j);
+                        for i in (0..mc).step_by(MR) {
+                            let last = MR.min(mc - i) - 1;
+                            let rows: [usize; MR] =
+                                core::array::from_fn(|r| (i0 + i + r.min(last)) * rs + p0);
+                            // SAFETY: every row is below `m`, whose `k` steps are in `data`.
+                            let tile =
+                                unsafe { micro_tile_rows::<T>(kc, data, &rows, b_sliver, cols) };
+                            c.store_tile(&tile, i0 + i, j0 + j, MR.min(mc - i), cols, add);
+                        }
+                    }
+                    continue;
+                }
                 let pa = &mut pa[..round_up(mc, MR) * kc];
                 a.pack_a(i0, mc, p0, kc, pa);
                 for (jr, b_sliver) in pb.chunks_exact(nr * kc).enumerate() {
@@ -495,6 +522,10 @@ mod tests {
                 (13, 47, 300),
                 (121, 17, 5),
                 (3, 1030, 4),
+                // Up to `IN_PLACE_A_SLIVERS` slivers of columns (the shapes above, but
+                // 1030 columns), an untransposed A is read in place; a column past them it
+                // is packed.
+                (9, IN_PLACE_A_SLIVERS * NV * 16 + 1, 7),
                 // More rows than one packed A block, more columns than one packed B block.
                 (MC + 7, 9, 3),
                 (2, NC + 45, 5),

@@ -23,6 +23,12 @@ use crate::element::{MAX_LANES, transpose};
 /// (`out` holds exactly `mc.div_ceil(MR) * MR * kc` elements).
 pub(crate) trait PackA<T: Element> {
     fn pack_a(&self, i0: usize, mc: usize, p0: usize, kc: usize, out: &mut [T]);
+
+    /// The operand's data and row stride where its rows are contiguous along the depth, so
+    /// that the micro-kernel can read it in place: element `(i, p)` at `data[i * rs + p]`.
+    fn rows_in_place(&self) -> Option<(&[T], usize)> {
+        None
+    }
 }
 
 /// A right operand: packs depth `p0..p0 + kc`, columns `j0..j0 + nc` into `NR`-column
@@ -178,6 +184,10 @@ pub(crate) fn zero_b_tail<T: Element>(out: &mut [T], kc: usize, nc: usize) {
 }
 
 impl<T: Element> PackA<T> for MatRef<'_, T> {
+    fn rows_in_place(&self) -> Option<(&[T], usize)> {
+        (self.cs == 1).then_some((self.data, self.rs))
+    }
+
     fn pack_a(&self, i0: usize, mc: usize, p0: usize, kc: usize, out: &mut [T]) {
         for (s, sliver) in out.chunks_exact_mut(MR * kc).enumerate() {
             let r0 = s * MR;
