@@ -126,6 +126,8 @@ pub type Conv3d = ConvNd<3>;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct ConvShape {
     pub batch: usize,
+    /// Images of the whole operation: `batch` is a part of them where threads split it.
+    pub whole_batch: usize,
     pub in_channels: usize,
     pub out_channels: usize,
     pub groups: usize,
@@ -281,6 +283,7 @@ impl<const D: usize> ConvNd<D> {
         let taps = checked_product(&spec.kernel_size, "kernel taps")?;
         let shape = ConvShape {
             batch: spec.batch,
+            whole_batch: spec.batch,
             in_channels: spec.in_channels,
             out_channels: spec.out_channels,
             groups: spec.groups,

@@ -243,6 +243,12 @@ pub(crate) struct Unrolled<'a, T> {
 }
 
 impl<T: Element> PackB<T> for Unrolled<'_, T> {
+    /// Only for a single image: threads split a batch into parts of images side by side,
+    /// each with its own edge tile.
+    fn tail_by_dots(&self) -> bool {
+        self.s.whole_batch == 1
+    }
+
     fn pack_b(&self, p0: usize, kc: usize, j0: usize, nc: usize, out: &mut [T], work: &mut [T]) {
         // Each depth step is built as one contiguous row (runs copied in whole vectors, each
         // spilling into the next run's place, the next image's included), then spread over

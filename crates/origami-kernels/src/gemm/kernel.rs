@@ -5,10 +5,13 @@
 //! issues `MR * NV` fused multiply-adds into accumulators that never leave registers. A tile
 //! at the right edge whose columns fit fewer vectors computes only those: the stem's weight
 //! gradient has 147 columns, three tiles of 48 and 3 columns, whose tile of 48 would cost a
-//! quarter of the product for 2% of its results.
+//! quarter of the product for 2% of its results. An edge tile of a few columns (a quarter of
+//! a vector) is a handful of dot products along the depth instead (`tail_dots_*`), where
+//! one vector per step would still cost a third of the product on 49 columns.
 
 use super::params::{MR, NV};
 use crate::Element;
+use crate::element::MAX_LANES;
 
 /// The accumulators of one micro-tile: `MR` rows of `NV` vectors.
 pub(crate) type Tile<T> = [[<T as Element>::Simd; NV]; MR];
@@ -71,6 +74,94 @@ pub(crate) unsafe fn micro_tile_rows<T: Element>(
         // SAFETY: as above.
         _ => unsafe { micro_tile_rows_by::<T, NV>(kc, &ptrs, b) },
     }
+}
+
+/// The first `cols` columns of a tile (at most one vector's lanes) as dot products along
+/// the depth, for an edge tile of few columns: row `i` of A is read in place at
+/// `data[rows[i]..][..kc]`, column `j` of B is `bt[j * kc..][..kc]`. [`micro_tile_rows`]
+/// would spend `MR` multiply-adds per depth step on a vector of B holding `cols` columns;
+/// this spends `MR * cols` per `LANES` steps.
+///
+/// # Safety
+/// `rows[i] + kc <= data.len()` for every `i`. The caller checks it once per product.
+#[inline(always)]
+#[allow(unsafe_code)]
+pub(crate) unsafe fn tail_dots_rows<T: Element>(
+    kc: usize,
+    data: &[T],
+    rows: &[usize; MR],
+    bt: &[T],
+    cols: usize,
+) -> Tile<T> {
+    let whole = kc / T::LANES * T::LANES;
+    let mut sums = [[T::ZERO; MAX_LANES]; MR];
+    for j in 0..cols {
+        let b = &bt[j * kc..][..kc];
+        // One chain of sums per row, so that the rows' multiply-adds overlap.
+        let mut acc = [T::splat(T::ZERO); MR];
+        for p in (0..whole).step_by(T::LANES) {
+            let bv = T::load_full(&b[p..]);
+            for (acc, &r) in acc.iter_mut().zip(rows) {
+                // SAFETY: the caller guarantees `data[r..r + kc]` is in bounds.
+                let a = unsafe { data.get_unchecked(r + p..r + p + T::LANES) };
+                *acc = T::mul_add(T::load_full(a), bv, *acc);
+            }
+        }
+        if whole < kc {
+            // The last steps: `load` fills the lanes past the depth with zeros.
+            let bv = T::load(&b[whole..]);
+            for (acc, &r) in acc.iter_mut().zip(rows) {
+                // SAFETY: as above.
+                let a = unsafe { data.get_unchecked(r + whole..r + kc) };
+                *acc = T::mul_add(T::load(a), bv, *acc);
+            }
+        }
+        for (row, acc) in sums.iter_mut().zip(acc) {
+            row[j] = T::reduce_add(acc);
+        }
+    }
+    let zero = T::splat(T::ZERO);
+    core::array::from_fn(|i| {
+        core::array::from_fn(|v| if v == 0 { T::load(&sums[i]) } else { zero })
+    })
+}
+
+/// The first `cols` columns of a tile (at most one vector's lanes) as dot products along a
+/// packed sliver of A (`MR` values per depth step): column `j` of B is `spread[j * len..]
+/// [..len]` with `len = a.len()`, each depth step's value repeated `MR` times, so that lane
+/// `l` of the sums belongs to row `l % MR` (`LANES` a multiple of `MR`).
+#[inline(always)]
+pub(crate) fn tail_dots_packed<T: Element>(a: &[T], spread: &[T], cols: usize) -> Tile<T> {
+    let len = a.len();
+    let whole = len / (4 * T::LANES) * (4 * T::LANES);
+    let mut sums = [[T::ZERO; MAX_LANES]; MR];
+    for j in 0..cols {
+        let b = &spread[j * len..][..len];
+        // Four chains of sums, so that the multiply-adds overlap.
+        let mut acc = [T::splat(T::ZERO); 4];
+        for (a, b) in a[..whole]
+            .chunks_exact(4 * T::LANES)
+            .zip(b[..whole].chunks_exact(4 * T::LANES))
+        {
+            for (q, acc) in acc.iter_mut().enumerate() {
+                let at = q * T::LANES;
+                *acc = T::mul_add(T::load_full(&a[at..]), T::load_full(&b[at..]), *acc);
+            }
+        }
+        // The rest: `load` fills the lanes past the end with zeros.
+        for at in (whole..len).step_by(T::LANES) {
+            acc[0] = T::mul_add(T::load(&a[at..]), T::load(&b[at..]), acc[0]);
+        }
+        let mut lanes = [T::ZERO; MAX_LANES];
+        T::store(acc[0] + acc[1] + (acc[2] + acc[3]), &mut lanes);
+        for (l, &x) in lanes[..T::LANES].iter().enumerate() {
+            sums[l % MR][j] += x;
+        }
+    }
+    let zero = T::splat(T::ZERO);
+    core::array::from_fn(|i| {
+        core::array::from_fn(|v| if v == 0 { T::load(&sums[i]) } else { zero })
+    })
 }
 
 /// The loop of [`micro_tile_rows`], `W` vectors of B wide.

@@ -36,6 +36,13 @@ pub(crate) trait PackA<T: Element> {
 /// at least `nc.div_ceil(NR) * NR + NR` elements.
 pub(crate) trait PackB<T: Element> {
     fn pack_b(&self, p0: usize, kc: usize, j0: usize, nc: usize, out: &mut [T], work: &mut [T]);
+
+    /// Whether an edge tile of few columns may be computed as dot products along the depth,
+    /// which sum in another order than the micro-kernel: not where which columns make the
+    /// edge tile depends on how threads split the work (results must not).
+    fn tail_by_dots(&self) -> bool {
+        true
+    }
 }
 
 /// A right operand read in place rather than packed: depth step `p`, columns `j..j + NR`
