@@ -576,7 +576,7 @@ mod tests {
                 (121, 17, 5),
                 // Edge tiles of one and two columns past whole slivers, computed as dot
                 // products; depths past one block and not a whole number of vectors.
-                (13, 49, 300),
+                (13, 49, KC + 44),
                 (9, 50, 131),
                 (3, 1030, 4),
                 // Up to `IN_PLACE_A_SLIVERS` slivers of columns (the shapes above, but

@@ -24,16 +24,28 @@ pub const NV: usize = 3;
 #[cfg(not(target_feature = "avx512f"))]
 pub const NV: usize = 2;
 
-/// Depth of one packed block: an A sliver is `MR * KC` elements and a B sliver `KC * NR`
-/// (4 and 24 KiB of `f32` with AVX-512), so the B sliver stays in a 32 KiB L1 while the A
-/// slivers stream past it from L2.
+/// Depth of one packed block: an A sliver is `MR * KC` elements and a B sliver `KC * NR`.
+/// With AVX-512 the B sliver (72 KiB of `f32`) does not stay in a 32 KiB L1, and need not:
+/// its three vectors a step come from L2 far faster than the step's 24 multiply-adds use
+/// them, while a deeper block writes each tile of C fewer times and packs less per
+/// multiply-add. On a Zen 4 core 384 ran 3-10% faster than 128 (m x n x k: 1024^3 105 ->
+/// 110 GFLOP/s, 256 x 196 x 2304 102 -> 108, 512 x 49 x 4608 93 -> 102, 64 x 3136 x 576
+/// 96 -> 98), 576 the same as 384 but for the last shape (95); `NC` 512 or 1024 with it
+/// was slower. Elsewhere 128: A and B slivers of 3 and 8 KiB (`f32`, 6 x 16 with AVX2)
+/// stay in L1, and the packing buffers stay small for the embedded targets.
+#[cfg(target_feature = "avx512f")]
+pub const KC: usize = 384;
+/// Depth of one packed block (see the AVX-512 definition).
+#[cfg(not(target_feature = "avx512f"))]
 pub const KC: usize = 128;
 
-/// Rows of A packed at a time (`MC * KC` elements, 480 KiB of `f32`): as large as a convolution's
-/// output channels usually are, so B is packed once.
+/// Rows of A packed at a time (`MC * KC` elements: 240 KiB of `f32` at a depth of 128, 720
+/// KiB at 384): as large as a convolution's output channels usually are, so B is packed once.
 pub const MC: usize = 480;
 
-/// Columns of B packed at a time: `KC * NC` elements (384 KiB of `f32`) stay in a 1 MiB L2.
+/// Columns of B packed at a time: `KC * NC` elements (1 MiB of `f32` at a depth of 128, 3 MiB
+/// at 384). The micro-kernel walks the block one sliver at a time, which is what must stay
+/// near; at a depth of 384, blocks of 512 or 1024 columns measured slower (Zen 4).
 pub const NC: usize = 2048;
 
 /// Column slivers (`NR` columns each) of a block of B up to which a left operand whose rows
