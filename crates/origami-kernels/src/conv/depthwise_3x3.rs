@@ -16,8 +16,8 @@
 //! `R` output rows are computed together, each input vector loaded once for the up to three
 //! of them whose windows hold it: `(R + 2) * 3` loads per `R * 9` multiply-adds. Loading
 //! every tap of every output row takes nine loads per output vector, and the loads, not the
-//! multiply-adds, set the pace. On 56 x 56 planes (Zen 4, one thread) a plane takes 1.25 us
-//! against 2.1 through the padded copy.
+//! multiply-adds, set the pace. On 56 x 56 planes (Zen 4, one thread) a plane takes 1.0 us
+//! against 2.1 through the padded copy (1.25 while the edge vectors loaded each tap apart).
 //!
 //! Products with the padding are skipped, not computed as `w * 0`: where a weight is not
 //! finite PyTorch's NaN at the outputs that meet padding would be lost, so such kernels take
@@ -234,13 +234,19 @@ fn feed_row<T: Element, const U: usize, const R: usize>(
         }
         Some(_) => &[],
     };
+    let mut edge = [[T::splat(T::ZERO); 3]; U];
+    if let Some(e) = edges {
+        for (u, taps) in edge.iter_mut().enumerate() {
+            *taps = edge_taps(x, row.wrapping_add(cols[u]), &e[u]);
+        }
+    }
     for kw in 0..3 {
         // A loop rather than `array::from_fn`, which the compiler declined to inline.
         let mut v = [T::splat(T::ZERO); U];
         for (u, v) in v.iter_mut().enumerate() {
             *v = match edges {
                 None => T::load_full(&inner[u * l + kw..][..l]),
-                Some(e) => edge_tap(x, row.wrapping_add(cols[u]), kw, &e[u]),
+                Some(_) => edge[u][kw],
             };
         }
         for (r, acc_r) in acc.iter_mut().enumerate() {
@@ -255,15 +261,33 @@ fn feed_row<T: Element, const U: usize, const R: usize>(
     acc
 }
 
-/// Tap `kw` of an edge vector whose left tap reads from `x[from..]` (`from` wrapped below 0
-/// where that is the left padding of the first row of `x`), its lanes outside the row zero.
+/// The three taps of an edge vector whose left tap reads from `x[from..]` (`from` wrapped
+/// below 0 where that is the left padding of the first row of `x`), their lanes outside the
+/// row zero. All three from one bounds check, straight into registers: a tap at a time, the
+/// two ways of loading met through the stack (a store and a reload per tap, which made the
+/// edge vectors of 56-wide rows cost more than the inner ones).
 #[inline(always)]
-fn edge_tap<T: Element>(x: &[T], from: usize, kw: usize, edges: &Edges<T>) -> T::Simd {
-    let v = match x.get(from..from.wrapping_add(T::LANES + 2)) {
-        Some(src) => T::load_full(&src[kw..][..T::LANES]),
-        None => load_short(x, from.wrapping_add(kw)),
-    };
-    T::select(edges.inside[kw], v, T::splat(T::ZERO))
+fn edge_taps<T: Element>(x: &[T], from: usize, edges: &Edges<T>) -> [T::Simd; 3] {
+    match x.get(from..from.wrapping_add(T::LANES + 2)) {
+        Some(src) => core::array::from_fn(|kw| {
+            T::select(
+                edges.inside[kw],
+                T::load_full(&src[kw..][..T::LANES]),
+                T::splat(T::ZERO),
+            )
+        }),
+        None => edge_taps_short(x, from, edges),
+    }
+}
+
+/// [`edge_taps`] near the ends of `x`, where a tap's vector would read past them.
+#[cold]
+#[inline(never)]
+fn edge_taps_short<T: Element>(x: &[T], from: usize, edges: &Edges<T>) -> [T::Simd; 3] {
+    core::array::from_fn(|kw| {
+        let v = load_short(x, from.wrapping_add(kw));
+        T::select(edges.inside[kw], v, T::splat(T::ZERO))
+    })
 }
 
 /// `dw_k[t] += sum_o dy_k[o] * x[o + t - pad]` for the nine taps `t` of one output channel,
@@ -351,7 +375,7 @@ fn weight_strip<T: Element, const R: usize, const EDGE: bool>(
                             let src = &x[from..from + l + 2];
                             [0, 1, 2].map(|kw| T::load_full(&src[kw..][..l]))
                         }
-                        Some(e) => [0, 1, 2].map(|kw| edge_tap(x, from, kw, e)),
+                        Some(e) => edge_taps(x, from, e),
                     };
                     for (r, &g) in dy.iter().enumerate() {
                         if r <= $j && $j - r < 3 {
