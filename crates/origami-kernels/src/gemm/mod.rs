@@ -200,8 +200,9 @@ pub fn pack_len<T: Element>(m: usize, n: usize, k: usize) -> usize {
 /// 7 x 7 planes: 392 = 8 x 48 + 8) measured 1-2% slower by dots than by the micro-kernel.
 const SPREAD_TAIL_FRACTION: usize = 4;
 
-/// Elements of the spread edge columns of [`kernel::tail_dots_packed`]: each of up to
-/// `LANES / SPREAD_TAIL_FRACTION` columns, each depth step's value `MR` times.
+/// Elements of the spread edge columns of [`kernel::tail_dots_packed`] (each of up to
+/// `LANES / SPREAD_TAIL_FRACTION` columns, each depth step's value `MR` times), which also
+/// hold those of [`kernel::tail_dots_rows`] (each column's values once).
 fn spread_tail_len<T: Element>(k: usize) -> usize {
     T::LANES / SPREAD_TAIL_FRACTION * MR * k.min(KC)
 }
@@ -320,69 +321,129 @@ pub(crate) fn gemm_with<T: Element>(
             // Later depth blocks add to what the first one wrote.
             let add = accumulate || p0 > 0;
             for i0 in (0..m).step_by(MC) {
-                let mc = MC.min(m - i0);
-                if let Some((data, rs)) = in_place {
-                    for (jr, b_sliver) in pb.chunks_exact(nr * kc).enumerate() {
-                        let j = jr * nr;
-                        let cols = nr.min(nc - j);
-                        // A tail of few columns: dot products along the depth, from the
-                        // columns laid out along it (in the unused A block).
-                        let dots =
-                            tail_by_dots && cols * SPREAD_TAIL_FRACTION <= T::LANES && cols <= MR;
-                        if dots {
-                            for (jj, col) in pa.chunks_exact_mut(kc).take(cols).enumerate() {
-                                for (v, step) in col.iter_mut().zip(b_sliver.chunks_exact(nr)) {
-                                    *v = step[jj];
-                                }
-                            }
-                        }
-                        for i in (0..mc).step_by(MR) {
-                            let last = MR.min(mc - i) - 1;
-                            let rows: [usize; MR] =
-                                core::array::from_fn(|r| (i0 + i + r.min(last)) * rs + p0);
-                            // SAFETY: every row is below `m`, whose `k` steps are in `data`.
-                            let tile = unsafe {
-                                if dots {
-                                    tail_dots_rows::<T>(kc, data, &rows, pa, cols)
-                                } else {
-                                    micro_tile_rows::<T>(kc, data, &rows, b_sliver, cols)
-                                }
-                            };
-                            c.store_tile(&tile, i0 + i, j0 + j, MR.min(mc - i), cols, add);
-                        }
-                    }
-                    continue;
-                }
-                let pa = &mut pa[..round_up(mc, MR) * kc];
-                a.pack_a(i0, mc, p0, kc, pa);
-                for (jr, b_sliver) in pb.chunks_exact(nr * kc).enumerate() {
-                    let j = jr * nr;
-                    let cols = nr.min(nc - j);
-                    // A tail of few columns: dot products along the packed slivers, each
-                    // column's values spread to match them.
-                    let dots = tail_by_dots
-                        && cols * SPREAD_TAIL_FRACTION <= T::LANES
-                        && T::LANES.is_multiple_of(MR);
-                    if dots {
-                        for (jj, col) in spread.chunks_exact_mut(MR * kc).take(cols).enumerate() {
-                            for (to, step) in
-                                col.chunks_exact_mut(MR).zip(b_sliver.chunks_exact(nr))
-                            {
-                                to.fill(step[jj]);
-                            }
-                        }
-                    }
-                    for (ir, a_sliver) in pa.chunks_exact(MR * kc).enumerate() {
-                        let i = ir * MR;
-                        let tile = if dots {
-                            tail_dots_packed::<T>(a_sliver, spread, cols)
-                        } else {
-                            micro_tile::<T>(kc, a_sliver, b_sliver, cols)
-                        };
-                        c.store_tile(&tile, i0 + i, j0 + j, MR.min(mc - i), cols, add);
+                let block = Block {
+                    i0,
+                    mc: MC.min(m - i0),
+                    j0,
+                    nc,
+                    p0,
+                    kc,
+                    add,
+                    tail_by_dots,
+                };
+                match in_place {
+                    // SAFETY: checked above: every row's `k` steps are in `data`.
+                    Some((data, rs)) => unsafe { block_in_place(&block, data, rs, pb, spread, c) },
+                    None => {
+                        let pa = &mut pa[..round_up(block.mc, MR) * kc];
+                        a.pack_a(i0, block.mc, p0, kc, pa);
+                        block_packed(&block, pa, pb, spread, c);
                     }
                 }
             }
+        }
+    }
+}
+
+/// One block of [`gemm_with`]: rows `i0..i0 + mc` of C, columns `j0..j0 + nc`, depth
+/// `p0..p0 + kc`, added to C where `add`; `tail_by_dots` from the right operand.
+struct Block {
+    i0: usize,
+    mc: usize,
+    j0: usize,
+    nc: usize,
+    p0: usize,
+    kc: usize,
+    add: bool,
+    tail_by_dots: bool,
+}
+
+impl Block {
+    /// Whether an edge tile of `cols` columns is computed as dot products along the depth
+    /// ([`SPREAD_TAIL_FRACTION`]).
+    fn dots<T: Element>(&self, cols: usize) -> bool {
+        self.tail_by_dots && cols * SPREAD_TAIL_FRACTION <= T::LANES
+    }
+}
+
+/// A block with A read in place (`data`, rows `rs` apart) and B packed (`pb`). An edge tile
+/// of few columns goes by dot products, from its columns laid out along the depth in
+/// `spread`.
+///
+/// # Safety
+/// Rows `..block.i0 + block.mc` of A hold `block.p0 + block.kc` steps inside `data`.
+#[inline(always)]
+#[allow(unsafe_code)]
+unsafe fn block_in_place<T: Element>(
+    block: &Block,
+    data: &[T],
+    rs: usize,
+    pb: &[T],
+    spread: &mut [T],
+    c: &mut impl StoreC<T>,
+) {
+    let (nr, kc) = (NV * T::LANES, block.kc);
+    for (jr, b_sliver) in pb.chunks_exact(nr * kc).enumerate() {
+        let j = jr * nr;
+        let cols = nr.min(block.nc - j);
+        let dots = block.dots::<T>(cols);
+        if dots {
+            for (jj, col) in spread.chunks_exact_mut(kc).take(cols).enumerate() {
+                for (v, step) in col.iter_mut().zip(b_sliver.chunks_exact(nr)) {
+                    *v = step[jj];
+                }
+            }
+        }
+        for i in (0..block.mc).step_by(MR) {
+            // A partial sliver repeats its last row; the write-back drops those tile rows.
+            let last = MR.min(block.mc - i) - 1;
+            let rows: [usize; MR] =
+                core::array::from_fn(|r| (block.i0 + i + r.min(last)) * rs + block.p0);
+            // SAFETY: the caller guarantees every row's steps are in `data`.
+            let tile = unsafe {
+                if dots {
+                    tail_dots_rows::<T>(kc, data, &rows, spread, cols)
+                } else {
+                    micro_tile_rows::<T>(kc, data, &rows, b_sliver, cols)
+                }
+            };
+            let (rows, j) = (last + 1, block.j0 + j);
+            c.store_tile(&tile, block.i0 + i, j, rows, cols, block.add);
+        }
+    }
+}
+
+/// A block with A and B packed (`pa`, `pb`). An edge tile of few columns goes by dot
+/// products along the packed slivers, each of its columns spread to match them in `spread`.
+#[inline(always)]
+fn block_packed<T: Element>(
+    block: &Block,
+    pa: &[T],
+    pb: &[T],
+    spread: &mut [T],
+    c: &mut impl StoreC<T>,
+) {
+    let (nr, kc) = (NV * T::LANES, block.kc);
+    for (jr, b_sliver) in pb.chunks_exact(nr * kc).enumerate() {
+        let j = jr * nr;
+        let cols = nr.min(block.nc - j);
+        let dots = block.dots::<T>(cols) && T::LANES.is_multiple_of(MR);
+        if dots {
+            for (jj, col) in spread.chunks_exact_mut(MR * kc).take(cols).enumerate() {
+                for (to, step) in col.chunks_exact_mut(MR).zip(b_sliver.chunks_exact(nr)) {
+                    to.fill(step[jj]);
+                }
+            }
+        }
+        for (ir, a_sliver) in pa.chunks_exact(MR * kc).enumerate() {
+            let i = ir * MR;
+            let tile = if dots {
+                tail_dots_packed::<T>(a_sliver, spread, cols)
+            } else {
+                micro_tile::<T>(kc, a_sliver, b_sliver, cols)
+            };
+            let (rows, j) = (MR.min(block.mc - i), block.j0 + j);
+            c.store_tile(&tile, block.i0 + i, j, rows, cols, block.add);
         }
     }
 }
