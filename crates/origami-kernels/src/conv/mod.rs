@@ -318,13 +318,13 @@ impl<const D: usize> ConvNd<D> {
 
     /// Whether `Unrolled`'s input gradient may split over threads by blocks of input
     /// channels: a single ungrouped image whose input gradient is a product with a row per
-    /// input channel (stride 1 or a 1x1 kernel: [`unrolled::by_input_channels`]), which split
+    /// input channel (stride 1 or a 1x1 kernel: [`unrolled::channel_rows`]), which split
     /// by images would run on one thread. Each part multiplies its rows of the flipped,
     /// transposed weights with the whole output gradient.
     #[cfg(feature = "rayon")]
     fn backward_by_channels(&self) -> bool {
         let s = &self.shape;
-        s.batch == 1 && s.groups == 1 && unrolled::by_input_channels(s)
+        s.batch == 1 && s.groups == 1 && unrolled::channel_rows(s)
     }
 
     /// Runs `Unrolled`'s input gradient over threads by blocks of [`CHANNEL_BLOCK`] input
@@ -341,7 +341,7 @@ impl<const D: usize> ConvNd<D> {
         let s = &self.shape;
         if algo != ConvAlgorithm::Unrolled
             || !self.backward_by_channels()
-            || !(unrolled::unroll_is_identity(s) || crate::element::all_finite(weight))
+            || !unrolled::by_input_channels(s, weight)
         {
             return false;
         }

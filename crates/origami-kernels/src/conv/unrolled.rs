@@ -24,8 +24,8 @@
 //! batch's images side by side instead, one product per group.
 //!
 //! Scratch: the product's packing buffers ([`crate::gemm::pack_len`]), at most about 4 MiB of
-//! `f32` with AVX-512 and 1.3 MiB elsewhere whatever the image size, and for the grid one image's phase planes (about the size
-//! of a group's input, or of its output gradient).
+//! `f32` with AVX-512 and 1.3 MiB elsewhere whatever the image size, and for the grid one
+//! image's phase planes (about the size of a group's input, or of its output gradient).
 
 use core::ops::Range;
 
@@ -245,7 +245,7 @@ pub(crate) fn backward_input<T: Element>(
     dx: &mut [T],
     pack: &mut [T],
 ) {
-    if by_input_channels(s) && (unroll_is_identity(s) || all_finite(w)) {
+    if by_input_channels(s, w) {
         return backward_input_channels(s, 0..s.cg, dy, w, dx, pack);
     }
     if let Some(grid) = forward_grid(s)
@@ -266,18 +266,22 @@ pub(crate) fn backward_input<T: Element>(
     }
 }
 
-/// Whether the input gradient of `s` is a product whose rows are a group's input channels,
-/// given finite weights where the kernel is not 1x1 — the transposed forward pass (stride 1)
-/// on a grid or side by side, or a 1x1 kernel's plain product — so that any of its channels
-/// can be computed apart from the others ([`backward_input_channels`]). The input gradients
-/// of strided kernels (added onto phase planes, by unrolled rows) and of non-finite weights
+/// Whether the input gradient of `s` with weights `w` is a product whose rows are a group's
+/// input channels — the transposed forward pass (stride 1) on a grid or side by side, which
+/// needs finite weights, or a 1x1 kernel's plain product — so that any of its channels can be
+/// computed apart from the others ([`backward_input_channels`]). The input gradients of
+/// strided kernels (added onto phase planes, by unrolled rows) and of non-finite weights
 /// (col2im) are not.
-pub(crate) fn by_input_channels(s: &ConvShape) -> bool {
+pub(crate) fn by_input_channels<T: Element>(s: &ConvShape, w: &[T]) -> bool {
+    channel_rows(s) && (unroll_is_identity(s) || all_finite(w))
+}
+
+/// [`by_input_channels`] as far as the geometry decides it.
+pub(crate) fn channel_rows(s: &ConvShape) -> bool {
     unroll_is_identity(s) || backward_input_grid(s).is_some() || backward_input_batched(s).is_some()
 }
 
-/// The input gradient's channels `channels` of every group, where [`by_input_channels`]
-/// and the weights are finite (unless the kernel is 1x1). `dx` is the input gradient from
+/// The input gradient's channels `channels` of every group, where [`by_input_channels`]. `dx` is the input gradient from
 /// channel `channels.start` of the first image on: the whole tensor for `0..cg`, a part's
 /// own slice where one ungrouped image is split by channels.
 pub(crate) fn backward_input_channels<T: Element>(

@@ -120,10 +120,7 @@ pub(crate) unsafe fn tail_dots_rows<T: Element>(
             row[j] = T::reduce_add(acc);
         }
     }
-    let zero = T::splat(T::ZERO);
-    core::array::from_fn(|i| {
-        core::array::from_fn(|v| if v == 0 { T::load(&sums[i]) } else { zero })
-    })
+    tile_of_sums::<T>(&sums)
 }
 
 /// The first `cols` columns of a tile (at most one vector's lanes) as dot products along a
@@ -158,6 +155,12 @@ pub(crate) fn tail_dots_packed<T: Element>(a: &[T], spread: &[T], cols: usize) -
             sums[l % MR][j] += x;
         }
     }
+    tile_of_sums::<T>(&sums)
+}
+
+/// A tile whose rows' first vectors are `sums` (the edge tiles of the `tail_dots_*`).
+#[inline(always)]
+fn tile_of_sums<T: Element>(sums: &[[T; MAX_LANES]; MR]) -> Tile<T> {
     let zero = T::splat(T::ZERO);
     core::array::from_fn(|i| {
         core::array::from_fn(|v| if v == 0 { T::load(&sums[i]) } else { zero })

@@ -366,6 +366,24 @@ impl Block {
     }
 }
 
+/// Lays the first `cols` columns of a packed B sliver (`kc` steps) out along the depth in
+/// `spread`, each step's value `repeat` times: column after column, `repeat * kc` each.
+#[inline(always)]
+fn spread_columns<T: Element>(
+    b_sliver: &[T],
+    kc: usize,
+    cols: usize,
+    repeat: usize,
+    spread: &mut [T],
+) {
+    let nr = NV * T::LANES;
+    for (jj, col) in spread.chunks_exact_mut(repeat * kc).take(cols).enumerate() {
+        for (to, step) in col.chunks_exact_mut(repeat).zip(b_sliver.chunks_exact(nr)) {
+            to.fill(step[jj]);
+        }
+    }
+}
+
 /// A block with A read in place (`data`, rows `rs` apart) and B packed (`pb`). An edge tile
 /// of few columns goes by dot products, from its columns laid out along the depth in
 /// `spread`.
@@ -388,11 +406,7 @@ unsafe fn block_in_place<T: Element>(
         let cols = nr.min(block.nc - j);
         let dots = block.dots::<T>(cols);
         if dots {
-            for (jj, col) in spread.chunks_exact_mut(kc).take(cols).enumerate() {
-                for (v, step) in col.iter_mut().zip(b_sliver.chunks_exact(nr)) {
-                    *v = step[jj];
-                }
-            }
+            spread_columns(b_sliver, kc, cols, 1, spread);
         }
         for i in (0..block.mc).step_by(MR) {
             // A partial sliver repeats its last row; the write-back drops those tile rows.
@@ -429,11 +443,7 @@ fn block_packed<T: Element>(
         let cols = nr.min(block.nc - j);
         let dots = block.dots::<T>(cols) && T::LANES.is_multiple_of(MR);
         if dots {
-            for (jj, col) in spread.chunks_exact_mut(MR * kc).take(cols).enumerate() {
-                for (to, step) in col.chunks_exact_mut(MR).zip(b_sliver.chunks_exact(nr)) {
-                    to.fill(step[jj]);
-                }
-            }
+            spread_columns(b_sliver, kc, cols, MR, spread);
         }
         for (ir, a_sliver) in pa.chunks_exact(MR * kc).enumerate() {
             let i = ir * MR;
