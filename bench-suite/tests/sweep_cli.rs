@@ -193,7 +193,7 @@ fn bad_sweep_arguments_exit_2_and_name_the_value() {
     let cases: [(&[&str], &str); 5] = [
         (&["--profile", "huge"], "huge"),
         (&["--family", "resnet_9x9"], "resnet_9x9"),
-        (&["--variant", "winograd"], "winograd"),
+        (&["--variant", "fft"], "fft"),
         (&["--op", "min_pool"], "min_pool"),
         (&["--threads", "0"], "--threads 0"),
     ];

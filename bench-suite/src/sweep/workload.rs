@@ -5,7 +5,7 @@ use crate::case::Op;
 use crate::family::Shape;
 use crate::run::{RunError, Variant, gpu_error};
 use origami_gpu::{Gpu, GpuBuffer, GpuConv, GpuPool};
-use origami_kernels::{ConvNd, ConvOp, PoolKind, PoolNd, PoolOp, reference};
+use origami_kernels::{ConvAlgorithm, ConvNd, ConvOp, PoolKind, PoolNd, PoolOp, reference};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
@@ -354,6 +354,16 @@ impl<const D: usize> Workload for ConvWork<D> {
             Direction::BackwardInput => ConvOp::BackwardInput,
             Direction::BackwardWeight => ConvOp::BackwardWeight,
         };
+        // A variant that hands this pass to another algorithm (Winograd outside its
+        // geometries, and for the weight gradient) is not timed under its own name.
+        let runs = self.conv.resolve_op(op, algo);
+        if algo != ConvAlgorithm::Auto && runs != algo {
+            return Err(RunError::Unsupported(format!(
+                "{} runs {} here",
+                algo.name(),
+                runs.name()
+            )));
+        }
         grow(&mut self.scratch, self.conv.scratch_len::<f32>(op, algo));
         let c = &self.conv;
         match d {

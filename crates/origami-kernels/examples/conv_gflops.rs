@@ -1,7 +1,7 @@
 //! Times one 2-D convolution, forward and both gradients, and prints GFLOP/s per direction.
 //!
 //! `cargo run --release --example conv_gflops -- N C H K KERNEL PAD STRIDE GROUPS [ALGO]`
-//! (ALGO: auto, direct, unrolled). For profiling single shapes; the sweep is the benchmark.
+//! (ALGO: auto, direct, unrolled, winograd). For profiling single shapes; the sweep is the benchmark.
 mod common;
 
 use common::best_of;
@@ -20,11 +20,10 @@ fn main() {
         num(6),
         num(7),
     );
-    let algo = match args.get(8).map(String::as_str) {
-        Some("direct") => ConvAlgorithm::Direct,
-        Some("unrolled") => ConvAlgorithm::Unrolled,
-        _ => ConvAlgorithm::Auto,
-    };
+    let algo = args
+        .get(8)
+        .and_then(|a| ConvAlgorithm::from_name(a))
+        .unwrap_or(ConvAlgorithm::Auto);
     let conv = ConvSpec::new(n, c, k, [h, h], [ks, ks])
         .with_padding([pad, pad])
         .with_stride([stride, stride])

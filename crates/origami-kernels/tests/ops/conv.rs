@@ -184,6 +184,42 @@ conv_suite! {
     unrolled_f32_3d: ConvAlgorithm::Unrolled, f32, 3, 40, 5;
     unrolled_f64_3d: ConvAlgorithm::Unrolled, f64, 3, 40, 5;
     auto_f32_2d: ConvAlgorithm::Auto, f32, 2, 80, 7;
+    winograd_f32_1d: ConvAlgorithm::Winograd, f32, 1, 150, 1;
+    winograd_f32_2d: ConvAlgorithm::Winograd, f32, 2, 80, 7;
+    winograd_f64_2d: ConvAlgorithm::Winograd, f64, 2, 80, 7;
+}
+
+/// Winograd's own geometries, which the general strategy rarely draws: 3x3 kernels at
+/// stride 1 with one group, any padding on either side (the input gradient runs
+/// transformed up to 2, `Unrolled` beyond), odd and even output sides (tiles cut by the
+/// edge), rows of tiles longer than a vector, channel counts across a vector of weights.
+fn winograd_strategy() -> impl Strategy<Value = ConvSpec<2>> {
+    (
+        (1usize..4, 1usize..21, 1usize..21),
+        (1usize..12, 1usize..70),
+        (0usize..4, 0usize..4, 0usize..4, 0usize..4),
+    )
+        .prop_filter_map(
+            "window must fit",
+            |((batch, c, k), (h, w), (top, bottom, left, right))| {
+                let spec = ConvSpec::new(batch, c, k, [h, w], [3, 3])
+                    .with_padding_lo_hi([top, left], [bottom, right]);
+                spec.build().ok().map(|_| spec)
+            },
+        )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: crate::common::cases(48), max_shrink_iters: 32, ..ProptestConfig::default() })]
+    #[test]
+    fn winograd_3x3_f32(spec in winograd_strategy(), seed in any::<u64>()) {
+        check_case::<f32, 2>(ConvAlgorithm::Winograd, spec, seed % 1_000_000);
+    }
+
+    #[test]
+    fn winograd_3x3_f64(spec in winograd_strategy(), seed in any::<u64>()) {
+        check_case::<f64, 2>(ConvAlgorithm::Winograd, spec, seed % 1_000_000);
+    }
 }
 
 /// Shapes the random strategy rarely reaches: many channels and positions (every block of
