@@ -52,7 +52,7 @@ enum Command {
     /// Run golden case files (origami-cases/1) on every variant that can serve each case.
     /// Exit status: 0 all passed, 1 a comparison failed, 2 a file or case is unreadable.
     Eval {
-        /// Only these variants (repeatable): direct, unrolled, fold, prefix_sum, tiled.
+        /// Only these variants (repeatable): direct, unrolled, winograd, fold, prefix_sum, tiled.
         #[arg(long = "variant", value_name = "NAME")]
         variants: Vec<String>,
         /// Which backend runs the cases.
@@ -65,7 +65,7 @@ enum Command {
     /// Time each case of case files (origami-cases/1; expected results optional) on every
     /// variant, auto included, forward and backward: median seconds per call.
     Time {
-        /// Only these variants (repeatable): auto, direct, unrolled, fold, prefix_sum.
+        /// Only these variants (repeatable): auto, direct, unrolled, winograd, fold, prefix_sum.
         #[arg(long = "variant", value_name = "NAME")]
         variants: Vec<String>,
         /// Threads per kernel call.
@@ -108,7 +108,7 @@ enum Command {
         /// Only these ops (repeatable): conv, max_pool, avg_pool, sum_pool.
         #[arg(long = "op", value_name = "OP")]
         ops: Vec<String>,
-        /// Only these variants (repeatable): auto, direct, unrolled, fold, prefix_sum, tiled.
+        /// Only these variants (repeatable): auto, direct, unrolled, winograd, fold, prefix_sum. tiled.
         #[arg(long = "variant", value_name = "NAME")]
         variants: Vec<String>,
         /// Which backend runs the points.

@@ -56,8 +56,9 @@ fn time_reports_every_variant_forward_and_backward() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    // conv: auto, direct, unrolled; pool: auto, direct, fold, prefix_sum; two directions each.
-    assert_eq!(rows.len(), 2 * (3 + 4), "{stdout}");
+    // conv: auto, direct, unrolled, winograd; pool: auto, direct, fold, prefix_sum; two
+    // directions each.
+    assert_eq!(rows.len(), 2 * (4 + 4), "{stdout}");
     for r in &rows {
         let ok = r["status"] == "ok";
         assert!(ok || r["variant"] == "fold", "{r}");

@@ -141,14 +141,19 @@ impl ConvOp {
 }
 
 impl<const D: usize> ConvNd<D> {
-    /// The concrete algorithm `algo` stands for: itself, or for `Auto` the choice for this
-    /// geometry. `Auto` takes `Unrolled` when the matrix product has room to reach its speed
+    /// The concrete algorithm `algo` stands for: itself (`Winograd` outside its geometries
+    /// stands for `Unrolled`), or for `Auto` the choice for this geometry. `Auto` takes
+    /// `Winograd` for 2-D 3x3 kernels at stride 1 with at least 32 channels in and out and
+    /// enough outputs to repay transforming the weights (measured rules in
+    /// `conv/winograd.rs`), `Unrolled` when the matrix product has room to reach its speed
     /// (at least 8 output channels per group and 16 unrolled rows), `Direct` otherwise
     /// (depthwise and other thin convolutions).
     pub fn resolve(&self, algo: ConvAlgorithm) -> ConvAlgorithm {
         match algo {
             ConvAlgorithm::Auto => {
-                if self.shape.kg >= 8 && self.shape.unrolled_rows >= 16 {
+                if winograd::pays(&self.shape) {
+                    ConvAlgorithm::Winograd
+                } else if self.shape.kg >= 8 && self.shape.unrolled_rows >= 16 {
                     ConvAlgorithm::Unrolled
                 } else {
                     ConvAlgorithm::Direct

@@ -17,25 +17,38 @@
 //!
 //! The sum over channels of the element-wise products is 16 matrix products, one per
 //! element `xi` of the 4 x 4: `M_xi (K x tiles) = U_xi (K x C) V_xi (C x tiles)`, with the
-//! weights transformed once per call (`U = G g G^T`) and packed whole, and the input
-//! transformed a block of tiles at a time (`V = B^T d B`, vectorised along a row of tiles:
-//! even and odd columns split in registers). 16 multiply-adds per tile and channel pair
-//! instead of 36: 2.25x fewer where the output's sides are even (a 7 x 7 plane's 4 x 4
-//! tiles cover 8 x 8, 1.72x).
+//! weights transformed once per call (`U = G g G^T`) and the input a block of tiles at a
+//! time (`V = B^T d B`, vectorised along a row of tiles: even and odd columns split in
+//! registers), both laid out channel by channel so that threads can split them. 16
+//! multiply-adds per tile and channel pair instead of 36: 2.25x fewer where the output's
+//! sides are even (a 7 x 7 plane's 4 x 4 tiles cover 8 x 8: 1.72x).
+//!
+//! On the Zen 4 machine (one thread, `examples/conv_gflops`, forward; `Unrolled` in
+//! brackets): 3x3 n8 c64 56x56 11.6 ms (18.6), c128 28x28 10.6 (18.6), c256 14x14 13.3
+//! (19.5), c512 7x7 17.6 (19.9); one image c128 28x28 1.4 (2.3), on two threads 0.79
+//! (1.18). The weight transform is what small batches pay: 16 transformed values per
+//! weight (17 MB for 512 x 512 channels), which is why `Auto` asks for enough tiles
+//! ([`pays`]).
 //!
 //! Accuracy: the transforms add and subtract up to nine terms with factors 1 and 1/2 (exact
-//! in binary), so the error grows by a small constant over a direct sum's; against the `f64`
-//! reference, `f32` results of 3 x 3 convolutions with 64 to 512 channels stay within a few
-//! units of `1e-6` of the largest output (see the tests). Non-finite values would meet
-//! through the transforms where a direct sum keeps them apart (`inf - inf` is NaN where the
-//! direct sum is `inf`): where the input, the weights or the transformed weights hold any,
-//! the call runs `Unrolled` instead.
+//! in binary); each product then sums over the channels only (`Unrolled` over channels and
+//! taps). Against the `f64` reference, the largest `f32` error relative to the largest
+//! output was 3-8e-7 on 3x3 convolutions with 64 to 512 channels, `Unrolled`'s 4-10e-7 on
+//! the same (the test `winograd_error_stays_near_the_direct_sums`). Non-finite values
+//! would meet through the transforms where a direct sum keeps them apart (`inf - inf` is
+//! NaN where the direct sum is `inf`): where the input, the weights or the transformed
+//! weights hold any, the call runs `Unrolled` instead. Finite inputs within a factor of 4
+//! of the largest float may overflow in the transforms where a direct sum would not.
 
 use super::geometry::ConvShape;
 use crate::Element;
 use crate::element::{all_finite, vector_aligned};
 use crate::gemm::params::{NC_INDEXED, NV};
-use crate::gemm::{MatMut, MatRef, Prepacked, gemm_indexed, prepacked_len};
+use crate::gemm::{
+    MatMut, MatRef, PackB, Prepacked, gemm_indexed, gemm_with, pack_len, prepacked_len,
+};
+use crate::split::Units;
+use core::ops::Range;
 
 /// Elements of the 4 x 4 transform: one matrix product each.
 const XI: usize = 16;
@@ -51,6 +64,31 @@ pub(crate) fn applies(s: &ConvShape) -> bool {
             .iter()
             .all(|a| a.kernel == 3 && a.stride == 1 && a.dilation == 1)
 }
+
+/// Whether `Auto` takes Winograd for `s` ([`applies`]): at least 32 input and output
+/// channels (fewer leave the transforms, which grow with `C + K`, as costly as the products,
+/// which grow with `C K`), and enough multiply-adds saved per weight to repay transforming
+/// it: `batch (9 Ho Wo - 16 tiles)` of at least [`MIN_SAVED`].
+///
+/// From `examples/conv_gflops` on the Zen 4 machine (2026-11-28, one thread, forward /
+/// input gradient against `Unrolled`): 3x3 c512 on 7 x 7 planes (185 saved per image) ran
+/// 4.9 / 6.0 ms against 2.6 / 3.4 for one image, 10.8 / 11.6 against 10.2 / 11.3 for four,
+/// 17.4-18.8 against 19.9 for eight; c256 14 x 14 (980 per image) 1.9 / 2.2 against 2.4 /
+/// 2.6 for one image; c64 7 x 7, eight images, 0.46 against 0.60; c16 56 x 56 the same as
+/// `Unrolled`, c32 23% faster; c3 -> 64 on 224 x 224 forward 4.2 against 2.6 ms.
+pub(crate) fn pays(s: &ConvShape) -> bool {
+    let [_, h, w] = s.axes;
+    let outputs = 9usize.saturating_mul(h.output).saturating_mul(w.output);
+    let tiles = 16usize.saturating_mul(h.output.div_ceil(2) * w.output.div_ceil(2));
+    applies(s)
+        && s.cg.min(s.kg) >= 32
+        && s.batch.saturating_mul(outputs.saturating_sub(tiles)) >= MIN_SAVED
+}
+
+/// Multiply-adds per weight a call must save for `Auto` to take Winograd (see [`pays`]):
+/// the weight transform costs about that many, more where the transformed weights (16 per
+/// weight) outgrow the caches.
+const MIN_SAVED: usize = 900;
 
 /// Whether a pass may run here with this data: every input and weight finite.
 pub(crate) fn finite<T: Element>(x: &[T], w: &[T]) -> bool {
@@ -75,6 +113,25 @@ struct Layout {
     v_stride: usize,
     /// Elements of one padded input row of the input transform.
     row: usize,
+    /// Whether the weights are packed once for every block (the products then read `V` in
+    /// place): where the whole call's tiles take more than one block. With one, the
+    /// products read the weights in place and pack `V`, the smaller of the two where few
+    /// tiles share many weights. Decided for the whole call, not a thread's part of the
+    /// batch: the two ways sum deep products in blocks of different depths.
+    prepack: bool,
+    /// Parts each phase splits into: the pool's threads where the whole call is one image
+    /// (with the `rayon` feature; a batch splits by images instead), else 1.
+    parts: usize,
+}
+
+/// The threads of the current pool where the whole call is one image (see [`Layout`]).
+fn inner_parts(f: &ConvShape) -> usize {
+    #[cfg(feature = "rayon")]
+    if f.whole_batch == 1 {
+        return rayon::current_num_threads().max(1);
+    }
+    let _ = f;
+    1
 }
 
 impl Layout {
@@ -85,7 +142,8 @@ impl Layout {
         let all_rows = f.batch.saturating_mul(tiles[0]).max(1);
         // About one product's column pass of tiles per block (`NC_INDEXED`): the block's
         // `V` and `M` stay in cache while its 16 products run.
-        let block_rows = (NC_INDEXED / tiles[1].max(1)).clamp(1, all_rows);
+        let most_rows = (NC_INDEXED / tiles[1].max(1)).max(1);
+        let block_rows = most_rows.min(all_rows);
         let block = block_rows.saturating_mul(tiles[1]);
         Layout {
             tiles,
@@ -97,6 +155,8 @@ impl Layout {
                 .div_ceil(nr)
                 .saturating_mul(nr),
             row: 2 * tiles[1].div_ceil(T::LANES) * T::LANES + 2 * T::LANES,
+            parts: inner_parts(f),
+            prepack: f.whole_batch.saturating_mul(tiles[0]) > most_rows,
         }
     }
 
@@ -105,13 +165,28 @@ impl Layout {
         self.block_rows * self.tiles[1]
     }
 
-    /// Buffer lengths: the packed weights, the transformed weights, `V`, `M`, the padded
-    /// input rows.
+    /// The products' packing room per part where the weights are read in place.
+    fn pack_per_part<T: Element>(&self, k: usize, c: usize) -> usize {
+        pack_len::<T>(k, self.block(), c)
+    }
+
+    /// Room for the weights packed whole ([`Layout::prepack`]) or one packing room per
+    /// part.
+    fn packing<T: Element>(&self, k: usize, c: usize) -> usize {
+        if self.prepack {
+            XI.saturating_mul(prepacked_len(k, c))
+        } else {
+            self.parts.saturating_mul(self.pack_per_part::<T>(k, c))
+        }
+    }
+
+    /// Buffer lengths: the weights packed (or the products' packing room), the transformed
+    /// weights, `V`, `M`, the padded input rows (of every part).
     fn lens<T: Element>(&self, f: &ConvShape) -> [usize; 5] {
         let (k, c) = (f.out_channels, f.in_channels);
         let nr = NV * T::LANES;
         [
-            XI.saturating_mul(prepacked_len(k, c)),
+            self.packing::<T>(k, c),
             XI.saturating_mul(k).saturating_mul(c),
             XI.saturating_mul(c)
                 .saturating_mul(self.v_stride)
@@ -120,7 +195,8 @@ impl Layout {
             XI.saturating_mul(k)
                 .saturating_mul(self.block())
                 .saturating_add(T::LANES),
-            4usize.saturating_mul(self.row),
+            // Four padded rows per part.
+            (4 * self.parts).saturating_mul(self.row),
         ]
     }
 }
@@ -190,70 +266,131 @@ pub(crate) fn backward_input<T: Element>(
 }
 
 /// The forward pass over `f`, weights read through `weight(out channel, in channel, tap)`.
+///
+/// Each phase splits over the pool's threads where the call is one image's
+/// ([`Layout::parts`]; with the `rayon` feature): the weight transform by output channels,
+/// the packing and the products by transform element, the input transform by input
+/// channels, the output transform by output channels. Every unit is computed alike in any
+/// part, so the result does not depend on the threads.
 fn pass<T: Element>(
     f: &ConvShape,
     x: &[T],
-    weight: impl Fn(usize, usize, usize) -> T,
+    weight: impl Fn(usize, usize, usize) -> T + Sync,
     bias: Option<&[T]>,
     y: &mut [T],
     scratch: &mut [T],
 ) -> bool {
     let layout = Layout::new::<T>(f);
-    let [packed, raw, v, m, rows] = split(scratch, layout.lens::<T>(f));
+    let [packs, raw, v, m, rows] = split(scratch, layout.lens::<T>(f));
     let (k, c) = (f.out_channels, f.in_channels);
-    transform_weights(k, c, &weight, raw);
+    let split = layout.parts > 1;
+    let raw_out = Units {
+        data: &mut *raw,
+        unit: XI * c,
+    };
+    each(split, k, raw_out, &mut [] as &mut [T], 0, |ks, raw, _| {
+        transform_weights(ks, c, &weight, raw.data);
+    });
     if !all_finite(raw) {
         return false;
     }
+    let raw = &*raw;
+    // `U_xi`: row `k` at `(k * XI + xi) * C`.
+    let u = |xi: usize| MatRef::from_parts(&raw[xi * c..], k, c, XI * c, 1);
     let per_xi = prepacked_len(k, c);
-    let mut u: [Option<Prepacked<'_, T>>; XI] = [const { None }; XI];
-    for ((u, raw), out) in u
-        .iter_mut()
-        .zip(raw.chunks_exact(k * c))
-        .zip(packed.chunks_exact_mut(per_xi))
-    {
-        *u = Some(Prepacked::pack(
-            k,
-            c,
-            &MatRef::from_parts(raw, k, c, c, 1),
-            out,
-        ));
-    }
+    let (prepacked, packs, pack) = if layout.prepack {
+        let (all, _) = packs.split_at_mut(XI * per_xi);
+        let out = Units {
+            data: &mut *all,
+            unit: per_xi,
+        };
+        each(split, XI, out, &mut [] as &mut [T], 0, |xis, out, _| {
+            for (xi, out) in xis.zip(out.data.chunks_exact_mut(per_xi)) {
+                Prepacked::pack(k, c, &u(xi), out);
+            }
+        });
+        (Some(&*all), &mut [] as &mut [T], 0)
+    } else {
+        (None, packs, layout.pack_per_part::<T>(k, c))
+    };
     let [th, tw] = layout.tiles;
+    let (vs, block, row_buf) = (layout.v_stride, layout.block(), 4 * layout.row);
     let all_rows = f.batch * th;
     for r0 in (0..all_rows).step_by(layout.block_rows) {
         let r1 = all_rows.min(r0 + layout.block_rows);
         let tiles = (r1 - r0) * tw;
-        transform_input(f, &layout, x, r0..r1, v, rows);
-        let vs = layout.v_stride;
-        for (xi, u) in u.iter().enumerate() {
-            let u = u.as_ref().expect("packed above");
-            let v = MatRef::from_parts(
-                &v[xi * c * vs..(xi + 1) * c * vs + NV * T::LANES],
-                c,
-                tiles,
-                vs,
-                1,
-            );
-            let m = &mut m[xi * k * layout.block()..][..k * tiles];
-            let mut m = MatMut::from_parts(m, k, tiles, tiles, 1);
-            gemm_indexed(k, tiles, c, u, &v, &mut m, false);
-        }
-        transform_output(f, &layout, m, r0..r1, bias, y);
+        let v_out = Units {
+            data: &mut *v,
+            unit: XI * vs,
+        };
+        each(split, c, v_out, rows, row_buf, |chs, v, buf| {
+            transform_input(f, &layout, x, r0..r1, chs, v.data, buf);
+        });
+        let v = &*v;
+        let m_out = Units {
+            data: &mut *m,
+            unit: k * block,
+        };
+        each(split, XI, m_out, &mut *packs, pack, |xis, m, pack| {
+            for (xi, m) in xis.zip(m.data.chunks_mut(k * block)) {
+                // `V_xi`: row `c` of it at `(c * XI + xi) * v_stride`.
+                let v = MatRef::from_parts(&v[xi * vs..], c, tiles, XI * vs, 1);
+                let mut m = MatMut::from_parts(&mut m[..k * tiles], k, tiles, tiles, 1);
+                match prepacked {
+                    Some(all) => {
+                        let u = Prepacked::packed(k, c, &all[xi * per_xi..]);
+                        gemm_indexed(k, tiles, c, &u, &v, &mut m, false);
+                    }
+                    None => gemm_with(k, tiles, c, &u(xi), &Columns(v), &mut m, false, pack),
+                }
+            }
+        });
+        let m = &*m;
+        let y_out = Units {
+            data: &mut *y,
+            unit: f.out_plane,
+        };
+        // Split by output channels only where the block is one image's (its planes of
+        // those channels are then one piece of the output).
+        each(split, k, y_out, &mut [] as &mut [T], 0, |ks, y, _| {
+            transform_output(f, &layout, m, r0..r1, ks, bias, y.data);
+        });
     }
     true
 }
 
-/// `U_xi = (G g G^T)_xi` for every output channel `k` and input channel `c` of `weight`, in
-/// `raw` as 16 row-major `K x C` matrices; a vector of input channels at a time.
+/// Runs `f(units, out, scratch)` over `0..units`: in parts over the current pool's threads
+/// where `split` (with the `rayon` feature; `scratch` holds `per_part` elements per part),
+/// in one part otherwise.
+fn each<T: Element, O: crate::split::Split>(
+    split: bool,
+    units: usize,
+    out: O,
+    scratch: &mut [T],
+    per_part: usize,
+    f: impl Fn(Range<usize>, O, &mut [T]) + Sync,
+) {
+    #[cfg(feature = "rayon")]
+    if split {
+        let parts = crate::par::parts(units);
+        crate::par::run(units, parts, out, scratch, per_part, f);
+        return;
+    }
+    let _ = split;
+    f(0..units, out, &mut scratch[..per_part]);
+}
+
+/// `U_xi = (G g G^T)_xi` for output channels `ks` and every input channel `c` of `weight`,
+/// in `raw` (from channel `ks.start`) as rows `(k, xi)` of `C`; a vector of input channels
+/// at a time.
 fn transform_weights<T: Element>(
-    k: usize,
+    ks: Range<usize>,
     c: usize,
     weight: &impl Fn(usize, usize, usize) -> T,
     raw: &mut [T],
 ) {
     let half = T::splat(T::ONE / (T::ONE + T::ONE));
-    for row in 0..k {
+    for (kr, row) in ks.enumerate() {
         for c0 in (0..c).step_by(T::LANES) {
             let n = T::LANES.min(c - c0);
             let g: [T::Simd; 9] = core::array::from_fn(|tap| {
@@ -278,7 +415,7 @@ fn transform_weights<T: Element>(
             for (i, &[t0, t1, t2]) in t.iter().enumerate() {
                 let us = [t0, (t0 + t1 + t2) * half, (t0 - t1 + t2) * half, t2];
                 for (j, u) in us.into_iter().enumerate() {
-                    let at = (4 * i + j) * k * c + row * c + c0;
+                    let at = (kr * XI + 4 * i + j) * c + c0;
                     T::store(u, &mut raw[at..at + n]);
                 }
             }
@@ -287,13 +424,14 @@ fn transform_weights<T: Element>(
 }
 
 /// `V_xi = (B^T d B)_xi` of the tiles of tile rows `rows` (row `r` is image `r / th`, tile
-/// row `r % th`) for every input channel, into `v` (16 blocks of `C` rows, `v_stride`
-/// apart). `buf` holds four padded input rows.
+/// row `r % th`) for input channels `chs`, into `v` (from channel `chs.start`: rows `(c,
+/// xi)`, `v_stride` apart). `buf` holds four padded input rows.
 fn transform_input<T: Element>(
     f: &ConvShape,
     layout: &Layout,
     x: &[T],
-    rows: core::ops::Range<usize>,
+    rows: Range<usize>,
+    chs: Range<usize>,
     v: &mut [T],
     buf: &mut [T],
 ) {
@@ -302,7 +440,7 @@ fn transform_input<T: Element>(
     let (c_all, vs, len) = (f.in_channels, layout.v_stride, layout.row);
     for (rb, r) in rows.enumerate() {
         let (n, ty) = (r / th, r % th);
-        for ch in 0..c_all {
+        for (cr, ch) in chs.clone().enumerate() {
             let plane = &x[(n * c_all + ch) * f.in_plane..][..f.in_plane];
             // Padded rows: `buf[q]` is input column `q - pad_lo` of input row
             // `2 ty + i - pad_lo` (zero outside the input).
@@ -342,7 +480,7 @@ fn transform_input<T: Element>(
                     for (i, val) in vs4.into_iter().enumerate() {
                         // A whole vector: lanes past the row of tiles land on the next
                         // row's tiles (written after this one) or the row's slack.
-                        let at = ((4 * i + j) * c_all + ch) * vs + t;
+                        let at = (cr * XI + 4 * i + j) * vs + t;
                         T::store(val, &mut v[at..at + T::LANES]);
                     }
                 }
@@ -351,14 +489,15 @@ fn transform_input<T: Element>(
     }
 }
 
-/// `Y = A^T M A` (plus the bias) of the tiles of tile rows `rows` from `m` (16 blocks of `K`
-/// rows of the block's tiles, a whole block's room apart), written to `y` where inside the
-/// output.
+/// `Y = A^T M A` (plus the bias) of the tiles of tile rows `rows` and output channels `ks`
+/// from `m` (16 blocks of `K` rows of the block's tiles, a whole block's room apart),
+/// written to `y` (from the plane of image 0, channel `ks.start`) where inside the output.
 fn transform_output<T: Element>(
     f: &ConvShape,
     layout: &Layout,
     m: &[T],
-    rows: core::ops::Range<usize>,
+    rows: Range<usize>,
+    ks: Range<usize>,
     bias: Option<&[T]>,
     y: &mut [T],
 ) {
@@ -369,9 +508,9 @@ fn transform_output<T: Element>(
     let (ho, wo) = (ah.output, aw.output);
     for (rb, r) in rows.enumerate() {
         let (n, ty) = (r / th, r % th);
-        for k in 0..k_all {
+        for k in ks.clone() {
             let b = T::splat(bias.map_or(T::ZERO, |b| b[k]));
-            let plane = &mut y[(n * k_all + k) * f.out_plane..][..f.out_plane];
+            let plane = &mut y[(n * k_all + k - ks.start) * f.out_plane..][..f.out_plane];
             for tx0 in (0..tw).step_by(T::LANES) {
                 let t = rb * tw + tx0;
                 let n_tiles = T::LANES.min(tw - tx0);
@@ -403,5 +542,20 @@ fn transform_output<T: Element>(
                 }
             }
         }
+    }
+}
+
+/// A block's `V_xi` as the product's right operand, packed like any strided matrix but with
+/// every edge tile by the micro-kernel: which tiles are edges depends on how the tiles fall
+/// into blocks, which depends on the batch a thread gets, and results must not.
+struct Columns<'a, T>(MatRef<'a, T>);
+
+impl<T: Element> PackB<T> for Columns<'_, T> {
+    fn pack_b(&self, p0: usize, kc: usize, j0: usize, nc: usize, out: &mut [T], work: &mut [T]) {
+        self.0.pack_b(p0, kc, j0, nc, out, work);
+    }
+
+    fn tail_by_dots(&self) -> bool {
+        false
     }
 }

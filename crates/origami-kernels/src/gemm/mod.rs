@@ -496,6 +496,15 @@ impl<'a, T: Element> Prepacked<'a, T> {
         }
     }
 
+    /// A view of `data`, packed by [`Prepacked::pack`] for an `m x k` operand (which may
+    /// have run elsewhere, as on another thread).
+    pub fn packed(m: usize, k: usize, data: &'a [T]) -> Self {
+        Prepacked {
+            data: &data[..prepacked_len(m, k)],
+            m,
+        }
+    }
+
     /// The packed block of rows `i0..i0 + mc`, depth `p0..p0 + kc`.
     fn block(&self, i0: usize, mc: usize, p0: usize, kc: usize) -> &[T] {
         let start = round_up(self.m, MR) * p0 + i0 * kc;

@@ -705,3 +705,54 @@ fn tensors_larger_than_memory_are_refused() {
         Ok(huge - 1)
     );
 }
+
+/// Winograd's rounding against `Unrolled`'s, both against the f64 reference, on the channel
+/// counts and planes it is chosen for: its transforms add a small constant factor to the
+/// error of a direct sum (measured here, reported in `conv/winograd.rs`), far inside the
+/// tolerance of 1e-5 of the largest output.
+#[test]
+fn winograd_error_stays_near_the_direct_sums() {
+    for (n, c, k, size) in [
+        (1, 64, 64, 56),
+        (2, 128, 128, 28),
+        (1, 256, 256, 14),
+        (2, 512, 64, 7),
+    ] {
+        let spec = ConvSpec::new(n, c, k, [size, size], [3, 3]).with_padding([1, 1]);
+        let conv = spec.build().unwrap();
+        let e = Expected::new(&conv, 7);
+        let (x, w, dy) = (cast::<f32>(&e.x), cast::<f32>(&e.w), cast::<f32>(&e.dy));
+        let scale = |v: &[f64]| v.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        let error = |got: &[f32], want: &[f64]| {
+            got.iter()
+                .zip(want)
+                .fold(0.0f64, |m, (&g, &w)| m.max((g as f64 - w).abs()))
+                / scale(want)
+        };
+        let mut errors = [[0.0; 2]; 2];
+        for (a, algo) in [ConvAlgorithm::Unrolled, ConvAlgorithm::Winograd]
+            .into_iter()
+            .enumerate()
+        {
+            let mut y = vec![0.0f32; conv.output_len()];
+            let mut sc = vec![0.0f32; conv.scratch_len::<f32>(ConvOp::Forward, algo)];
+            conv.forward(algo, &x, &w, None, &mut y, &mut sc).unwrap();
+            let mut dx = vec![0.0f32; conv.input_len()];
+            let mut sc = vec![0.0f32; conv.scratch_len::<f32>(ConvOp::BackwardInput, algo)];
+            conv.backward_input(algo, &dy, &w, &mut dx, &mut sc)
+                .unwrap();
+            errors[a] = [error(&y, &e.y), error(&dx, &e.dx)];
+        }
+        eprintln!(
+            "n{n} c{c} k{k} {size}x{size}: relative error unrolled {:?}, winograd {:?}",
+            errors[0], errors[1]
+        );
+        for (pass, (&unrolled, &winograd)) in errors[0].iter().zip(&errors[1]).enumerate() {
+            assert!(winograd <= 1e-5, "{spec:?} pass {pass}: {winograd:e}");
+            assert!(
+                winograd <= 8.0 * unrolled.max(1e-7),
+                "{spec:?} pass {pass}: {winograd:e} against {unrolled:e}"
+            );
+        }
+    }
+}

@@ -70,6 +70,13 @@ fn convolution_is_identical_on_any_thread_count() {
         ConvSpec::new(1, 21, 6, [17, 20], [3, 3])
             .with_stride([2, 2])
             .with_padding([1, 1]),
+        // Winograd (3x3, stride 1, one group): one image over more than one block of tiles
+        // (its phases split over threads), and batches whose parts hold fewer blocks than
+        // the whole (the weights packed whole or read in place, as the whole call decides),
+        // one of them deeper than a packed block of the product.
+        ConvSpec::new(1, 19, 21, [46, 46], [3, 3]).with_padding([1, 1]),
+        ConvSpec::new(3, 18, 20, [15, 31], [3, 3]).with_padding_lo_hi([1, 2], [0, 1]),
+        ConvSpec::new(10, 400, 9, [14, 14], [3, 3]).with_padding([1, 1]),
         // Depthwise with stride 2.
         ConvSpec::new(3, 8, 8, [13, 18], [3, 3])
             .with_stride([2, 2])
