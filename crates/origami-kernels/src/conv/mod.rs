@@ -78,11 +78,11 @@ pub enum ConvAlgorithm {
     /// im2col (col2im for the input gradient) folded into the packing (and write-back) of a
     /// blocked SIMD matrix product.
     Unrolled,
-    /// Winograd's F(2x2, 3x3): 2-D 3x3 kernels at stride 1, dilation 1, one group, as 16
-    /// matrix products over transformed 4x4 input patches (2.25x fewer multiply-adds). The
-    /// forward pass and the input gradient (padding at most 2); everything else — other
-    /// geometries, the weight gradient, inputs or weights that are not all finite — runs
-    /// `Unrolled`. Its rounding differs from the direct sum's by a small constant factor.
+    /// Winograd's F(2x2, 3x3) (and F(3x3, 2x2) for the weight gradient): 2-D 3x3 kernels at
+    /// stride 1, dilation 1, one group, as 16 matrix products over transformed 4x4 input
+    /// patches (2.25x fewer multiply-adds). Every pass (the input gradient with padding at
+    /// most 2); everything else — other geometries, data that are not all finite — runs
+    /// `Unrolled`. Its rounding is of the direct sum's size (measured in the tests).
     Winograd,
 }
 
@@ -165,12 +165,10 @@ impl<const D: usize> ConvNd<D> {
     }
 
     /// The algorithm that computes `op` for `algo`: [`ConvNd::resolve`]'s, except that
-    /// `Unrolled` computes `Winograd`'s weight gradient, and its input gradient where a
-    /// padding exceeds 2. (Inputs or weights that are not all finite also run `Unrolled`
+    /// `Unrolled` computes `Winograd`'s input gradient where a padding exceeds 2. (Inputs or weights that are not all finite also run `Unrolled`
     /// for `Winograd`, decided at the call.)
     pub fn resolve_op(&self, op: ConvOp, algo: ConvAlgorithm) -> ConvAlgorithm {
         match (self.resolve(algo), op) {
-            (ConvAlgorithm::Winograd, ConvOp::BackwardWeight) => ConvAlgorithm::Unrolled,
             (ConvAlgorithm::Winograd, ConvOp::BackwardInput)
                 if !winograd::applies_backward(&self.shape) =>
             {
@@ -214,8 +212,16 @@ impl<const D: usize> ConvNd<D> {
             (ConvAlgorithm::Winograd, ConvOp::Forward) => {
                 winograd::forward_scratch_len::<T>(s).max(unrolled::forward_scratch_len::<T>(s))
             }
-            (ConvAlgorithm::Winograd, _) => winograd::backward_input_scratch_len::<T>(s)
-                .max(unrolled::backward_input_scratch_len::<T>(s)),
+            (ConvAlgorithm::Winograd, ConvOp::BackwardInput) => {
+                winograd::backward_input_scratch_len::<T>(s)
+                    .max(unrolled::backward_input_scratch_len::<T>(s))
+            }
+            // Room for `Unrolled`'s too (non-finite data), and since this one splits its
+            // phases rather than the batch, for all of its parts.
+            (ConvAlgorithm::Winograd, _) => winograd::backward_weight_scratch_len::<T>(s).max(
+                self.part_scratch_len::<T>(op, ConvAlgorithm::Unrolled)
+                    .saturating_mul(self.unrolled_weight_parts::<T>()),
+            ),
             (_, ConvOp::Forward) => unrolled::forward_scratch_len::<T>(s),
             (_, ConvOp::BackwardInput) => unrolled::backward_input_scratch_len::<T>(s),
             (_, ConvOp::BackwardWeight) => {
@@ -227,6 +233,20 @@ impl<const D: usize> ConvNd<D> {
                 }
                 packing
             }
+        }
+    }
+
+    /// Parts `Unrolled`'s weight gradient runs in (the threads of the current pool, up to
+    /// its units), which `Winograd`'s scratch also holds: its weight gradient falls back to
+    /// `Unrolled` on non-finite data.
+    fn unrolled_weight_parts<T: Element>(&self) -> usize {
+        #[cfg(feature = "rayon")]
+        {
+            par::parts(self.units::<T>(ConvOp::BackwardWeight, ConvAlgorithm::Unrolled))
+        }
+        #[cfg(not(feature = "rayon"))]
+        {
+            1
         }
     }
 
@@ -551,7 +571,14 @@ impl<const D: usize> ConvNd<D> {
             self.scratch_len::<T>(ConvOp::BackwardWeight, algo),
             scratch.len(),
         )?;
-        let algo = self.resolve_op(ConvOp::BackwardWeight, algo);
+        let algo = match self.resolve_op(ConvOp::BackwardWeight, algo) {
+            ConvAlgorithm::Winograd if winograd::finite(input, grad_output) => {
+                winograd::backward_weight(s, input, grad_output, grad_weight, scratch);
+                return Ok(());
+            }
+            ConvAlgorithm::Winograd => ConvAlgorithm::Unrolled,
+            other => other,
+        };
         #[cfg(feature = "rayon")]
         if algo == ConvAlgorithm::Unrolled {
             let parts = self.parts_for::<T>(ConvOp::BackwardWeight, algo, scratch.len());

@@ -1,7 +1,8 @@
 //! Winograd's minimal filtering F(2 x 2, 3 x 3) (Lavin and Gray, "Fast Algorithms for
 //! Convolutional Neural Networks", 2016) for 2-D 3 x 3 kernels at stride 1, dilation 1, one
-//! group: the forward pass, and the input gradient as the forward pass of the transposed
-//! geometry ([`ConvShape::transposed`]).
+//! group: the forward pass, the input gradient as the forward pass of the transposed
+//! geometry ([`ConvShape::transposed`]), and the weight gradient by F(3 x 3, 2 x 2) over the
+//! same tiles ([`backward_weight`]).
 //!
 //! Each 2 x 2 block of outputs (a *tile*) comes from a 4 x 4 patch `d` of the input, the
 //! patches of neighbouring tiles overlapping by two:
@@ -26,7 +27,8 @@
 //! On the Zen 4 machine (one thread, `examples/conv_gflops`, forward; `Unrolled` in
 //! brackets): 3x3 n8 c64 56x56 11.6 ms (18.6), c128 28x28 10.6 (18.6), c256 14x14 13.3
 //! (19.5), c512 7x7 17.6 (19.9); one image c128 28x28 1.4 (2.3), on two threads 0.79
-//! (1.18). The weight transform is what small batches pay: 16 transformed values per
+//! (1.18); weight gradient, eight images, c128 28x28 10.8 ms (19.5), c64 56x56 11.6
+//! (20.1), c512 7x7 16.6 (23.0). The weight transform is what small batches pay: 16 transformed values per
 //! weight (17 MB for 512 x 512 channels), which is why `Auto` asks for enough tiles
 //! ([`pays`]).
 //!
@@ -34,7 +36,8 @@
 //! in binary); each product then sums over the channels only (`Unrolled` over channels and
 //! taps). Against the `f64` reference, the largest `f32` error relative to the largest
 //! output was 3-8e-7 on 3x3 convolutions with 64 to 512 channels, `Unrolled`'s 4-10e-7 on
-//! the same (the test `winograd_error_stays_near_the_direct_sums`). Non-finite values
+//! the same; the weight gradient's, relative to its largest sum of magnitudes, 0.7-1.7e-7
+//! against 0.4-1.7e-7 (the test `winograd_error_stays_near_the_direct_sums`). Non-finite values
 //! would meet through the transforms where a direct sum keeps them apart (`inf - inf` is
 //! NaN where the direct sum is `inf`): where the input, the weights or the transformed
 //! weights hold any, the call runs `Unrolled` instead. Finite inputs within a factor of 4
@@ -124,18 +127,24 @@ struct Layout {
     parts: usize,
 }
 
-/// The threads of the current pool where the whole call is one image (see [`Layout`]).
-fn inner_parts(f: &ConvShape) -> usize {
+/// The threads of the current pool where the whole call is one image (see [`Layout`]), or
+/// where `always` (the weight gradient, which sums over the batch: it splits its phases,
+/// never the batch).
+fn inner_parts(f: &ConvShape, always: bool) -> usize {
     #[cfg(feature = "rayon")]
-    if f.whole_batch == 1 {
+    if always || f.whole_batch == 1 {
         return rayon::current_num_threads().max(1);
     }
-    let _ = f;
+    let _ = (f, always);
     1
 }
 
 impl Layout {
     fn new<T: Element>(f: &ConvShape) -> Self {
+        Self::with_parts::<T>(f, inner_parts(f, false))
+    }
+
+    fn with_parts<T: Element>(f: &ConvShape, parts: usize) -> Self {
         let [_, h, w] = f.axes;
         let tiles = [h.output.div_ceil(2), w.output.div_ceil(2)];
         let nr = NV * T::LANES;
@@ -155,7 +164,7 @@ impl Layout {
                 .div_ceil(nr)
                 .saturating_mul(nr),
             row: 2 * tiles[1].div_ceil(T::LANES) * T::LANES + 2 * T::LANES,
-            parts: inner_parts(f),
+            parts,
             prepack: f.whole_batch.saturating_mul(tiles[0]) > most_rows,
         }
     }
@@ -557,5 +566,200 @@ impl<T: Element> PackB<T> for Columns<'_, T> {
 
     fn tail_by_dots(&self) -> bool {
         false
+    }
+}
+
+/// The weight gradient over `s` ([`applies`]) by F(3 x 3, 2 x 2), the same tiles seen the
+/// other way: each tile's 2 x 2 output gradient is the filter and its 4 x 4 input patch the
+/// input, and the 3 x 3 gradient of a weight sums their correlation over every tile,
+///
+/// ```text
+/// dW = A'^T [ sum_tiles (G' dy G'^T) . (B'^T d B') ] A'
+///
+/// B'^T = | 1  0 -1  0 |     G' = | 1    0  |     A'^T = | 1  1  1  0 |
+///        | 0  1  1  0 |          | 1/2  1/2|            | 0  1 -1  0 |
+///        | 0 -1  1  0 |          | 1/2 -1/2|            | 0  1  1  1 |
+///        | 0 -1  0  1 |          | 0    1  |
+/// ```
+///
+/// so 16 products `M_xi (K x C) = DY_xi (K x tiles) D_xi^T (tiles x C)`, summed block of
+/// tiles after block. `B'^T` is the forward pass's `B^T` with its last row negated: the
+/// input goes through the forward pass's transform and each element's sign moves to the
+/// output gradient's. The phases split over threads (never the batch, whose sum would then
+/// be added in another order): transforms by channels, products by element, the final
+/// transform by output channels. The caller has checked that `x` and `dy` are finite.
+pub(crate) fn backward_weight<T: Element>(
+    s: &ConvShape,
+    x: &[T],
+    dy: &[T],
+    dw: &mut [T],
+    scratch: &mut [T],
+) {
+    let layout = Layout::with_parts::<T>(s, inner_parts(s, true));
+    let [packs, d, g, m, rows] = split(scratch, weight_lens::<T>(s, &layout));
+    let (k, c) = (s.out_channels, s.in_channels);
+    let split = layout.parts > 1;
+    let [th, tw] = layout.tiles;
+    let (vs, row_buf) = (layout.v_stride, 4 * layout.row);
+    let pack = pack_len::<T>(k, c, layout.block());
+    let all_rows = s.batch * th;
+    for r0 in (0..all_rows).step_by(layout.block_rows) {
+        let r1 = all_rows.min(r0 + layout.block_rows);
+        let tiles = (r1 - r0) * tw;
+        let d_out = Units {
+            data: &mut *d,
+            unit: XI * vs,
+        };
+        each(split, c, d_out, &mut *rows, row_buf, |chs, d, buf| {
+            transform_input(s, &layout, x, r0..r1, chs, d.data, buf);
+        });
+        let g_out = Units {
+            data: &mut *g,
+            unit: XI * vs,
+        };
+        each(split, k, g_out, &mut *rows, row_buf, |ks, g, buf| {
+            transform_gradient(s, &layout, dy, r0..r1, ks, g.data, buf);
+        });
+        let (d, g) = (&*d, &*g);
+        let m_out = Units {
+            data: &mut *m,
+            unit: k * c,
+        };
+        each(split, XI, m_out, &mut *packs, pack, |xis, m, pack| {
+            for (xi, m) in xis.zip(m.data.chunks_exact_mut(k * c)) {
+                // Rows `(channel, xi)` of `v_stride` tiles: `DY_xi` read along its rows,
+                // `D_xi^T` down its columns.
+                let a = MatRef::from_parts(&g[xi * vs..], k, tiles, XI * vs, 1);
+                let b = MatRef::from_parts(&d[xi * vs..], tiles, c, 1, XI * vs);
+                let mut m = MatMut::from_parts(m, k, c, c, 1);
+                gemm_with(k, c, tiles, &a, &b, &mut m, r0 > 0, pack);
+            }
+        });
+    }
+    let m = &*m;
+    let dw_out = Units {
+        data: dw,
+        unit: 9 * c,
+    };
+    each(split, k, dw_out, &mut [] as &mut [T], 0, |ks, dw, _| {
+        weight_output(k, c, m, ks, dw.data);
+    });
+}
+
+/// Buffer lengths of [`backward_weight`]: the products' packing room per part, the input's
+/// and the output gradient's transformed blocks, the 16 sums, the padded rows.
+fn weight_lens<T: Element>(s: &ConvShape, layout: &Layout) -> [usize; 5] {
+    let (k, c) = (s.out_channels, s.in_channels);
+    let nr = NV * T::LANES;
+    let blocks = |channels: usize| {
+        XI.saturating_mul(channels)
+            .saturating_mul(layout.v_stride)
+            .saturating_add(nr)
+    };
+    [
+        layout
+            .parts
+            .saturating_mul(pack_len::<T>(k, c, layout.block())),
+        blocks(c),
+        blocks(k),
+        XI.saturating_mul(k).saturating_mul(c),
+        (4 * layout.parts).saturating_mul(layout.row),
+    ]
+}
+
+/// Scratch of the weight gradient over `s` ([`applies`]).
+pub(crate) fn backward_weight_scratch_len<T: Element>(s: &ConvShape) -> usize {
+    let layout = Layout::with_parts::<T>(s, inner_parts(s, true));
+    weight_lens::<T>(s, &layout)
+        .iter()
+        .fold(T::LANES, |sum, &l| {
+            sum.saturating_add(l).saturating_add(T::LANES)
+        })
+}
+
+/// `sign_xi (G' dy G'^T)_xi` of the tiles of tile rows `rows` for output channels `ks`
+/// into `out` (from channel `ks.start`: rows `(k, xi)`, `v_stride` apart), where
+/// `sign_xi` is -1 where exactly one of the element's row and column is the last (`B'^T`'s
+/// negated row, see [`backward_weight`]). `buf` holds two zero-padded rows.
+fn transform_gradient<T: Element>(
+    s: &ConvShape,
+    layout: &Layout,
+    dy: &[T],
+    rows: Range<usize>,
+    ks: Range<usize>,
+    out: &mut [T],
+    buf: &mut [T],
+) {
+    let [_, ah, aw] = s.axes;
+    let [th, tw] = layout.tiles;
+    let (k_all, vs, len) = (s.out_channels, layout.v_stride, layout.row);
+    let half = T::splat(T::ONE / (T::ONE + T::ONE));
+    let zero = T::splat(T::ZERO);
+    for (rb, r) in rows.enumerate() {
+        let (n, ty) = (r / th, r % th);
+        for (kr, k) in ks.clone().enumerate() {
+            let plane = &dy[(n * k_all + k) * s.out_plane..][..s.out_plane];
+            for (a, row) in buf.chunks_exact_mut(len).take(2).enumerate() {
+                row.fill(T::ZERO);
+                let oy = 2 * ty + a;
+                if oy < ah.output {
+                    row[..aw.output].copy_from_slice(&plane[oy * aw.output..][..aw.output]);
+                }
+            }
+            for tx0 in (0..tw).step_by(T::LANES) {
+                // g[a][b]: the tiles' output gradients, even and odd columns split.
+                let g: [[T::Simd; 2]; 2] = core::array::from_fn(|a| {
+                    let row = &buf[a * len..][..len];
+                    let (even, odd) = T::unzip(
+                        T::load_full(&row[2 * tx0..]),
+                        T::load_full(&row[2 * tx0 + T::LANES..]),
+                    );
+                    [even, odd]
+                });
+                let by_g = |g0: T::Simd, g1: T::Simd| [g0, (g0 + g1) * half, (g0 - g1) * half, g1];
+                let t0 = by_g(g[0][0], g[1][0]);
+                let t1 = by_g(g[0][1], g[1][1]);
+                let t = rb * tw + tx0;
+                for i in 0..4 {
+                    let us = by_g(t0[i], t1[i]);
+                    for (j, u) in us.into_iter().enumerate() {
+                        let u = if (i == 3) != (j == 3) { zero - u } else { u };
+                        let at = (kr * XI + 4 * i + j) * vs + t;
+                        T::store(u, &mut out[at..at + T::LANES]);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `dW = A'^T M A'` for output channels `ks` from the 16 sums `m` (`K x C` each), into `dw`
+/// (from channel `ks.start`); a vector of input channels at a time.
+fn weight_output<T: Element>(k_all: usize, c: usize, m: &[T], ks: Range<usize>, dw: &mut [T]) {
+    let mut lanes = [T::ZERO; 9 * crate::element::MAX_LANES];
+    for (kr, k) in ks.enumerate() {
+        for c0 in (0..c).step_by(T::LANES) {
+            let n = T::LANES.min(c - c0);
+            let at = |xi: usize| T::load(&m[(xi * k_all + k) * c + c0..][..n]);
+            // s[a][j] = (A'^T M)[a][j], then dW[a][b] = (s A')[a][b].
+            let by_a = |v0: T::Simd, v1: T::Simd, v2: T::Simd, v3: T::Simd| {
+                [v0 + v1 + v2, v1 - v2, v1 + v2 + v3]
+            };
+            let cols: [[T::Simd; 3]; 4] =
+                core::array::from_fn(|j| by_a(at(j), at(4 + j), at(8 + j), at(12 + j)));
+            for a in 0..3 {
+                let taps = by_a(cols[0][a], cols[1][a], cols[2][a], cols[3][a]);
+                for (b, v) in taps.into_iter().enumerate() {
+                    T::store(v, &mut lanes[(3 * a + b) * T::LANES..][..T::LANES]);
+                }
+            }
+            // Lane `l` of tap `t` is weight `(k, c0 + l)`'s tap `t`: nine apart in `dw`.
+            let out = &mut dw[(kr * c + c0) * 9..][..n * 9];
+            for (l, taps) in out.chunks_exact_mut(9).enumerate() {
+                for (t, v) in taps.iter_mut().enumerate() {
+                    *v = lanes[t * T::LANES + l];
+                }
+            }
+        }
     }
 }

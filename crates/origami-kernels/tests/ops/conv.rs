@@ -707,9 +707,9 @@ fn tensors_larger_than_memory_are_refused() {
 }
 
 /// Winograd's rounding against `Unrolled`'s, both against the f64 reference, on the channel
-/// counts and planes it is chosen for: its transforms add a small constant factor to the
-/// error of a direct sum (measured here, reported in `conv/winograd.rs`), far inside the
-/// tolerance of 1e-5 of the largest output.
+/// counts and planes it is chosen for, all three passes: its transforms add a small constant
+/// factor to the error of a direct sum (measured here, reported in `conv/winograd.rs`), far
+/// inside the tolerance of 1e-5 of the largest output.
 #[test]
 fn winograd_error_stays_near_the_direct_sums() {
     for (n, c, k, size) in [
@@ -729,7 +729,7 @@ fn winograd_error_stays_near_the_direct_sums() {
                 .fold(0.0f64, |m, (&g, &w)| m.max((g as f64 - w).abs()))
                 / scale(want)
         };
-        let mut errors = [[0.0; 2]; 2];
+        let mut errors = [[0.0; 3]; 2];
         for (a, algo) in [ConvAlgorithm::Unrolled, ConvAlgorithm::Winograd]
             .into_iter()
             .enumerate()
@@ -741,7 +741,13 @@ fn winograd_error_stays_near_the_direct_sums() {
             let mut sc = vec![0.0f32; conv.scratch_len::<f32>(ConvOp::BackwardInput, algo)];
             conv.backward_input(algo, &dy, &w, &mut dx, &mut sc)
                 .unwrap();
-            errors[a] = [error(&y, &e.y), error(&dx, &e.dx)];
+            let mut dw = vec![0.0f32; conv.weight_len()];
+            let mut sc = vec![0.0f32; conv.scratch_len::<f32>(ConvOp::BackwardWeight, algo)];
+            conv.backward_weight(algo, &x, &dy, &mut dw, &mut sc)
+                .unwrap();
+            // The weight gradient's sums cancel: measured against the sums of magnitudes.
+            let dw_error = error(&dw, &e.dw) * scale(&e.dw) / e.dw_scale;
+            errors[a] = [error(&y, &e.y), error(&dx, &e.dx), dw_error];
         }
         eprintln!(
             "n{n} c{c} k{k} {size}x{size}: relative error unrolled {:?}, winograd {:?}",
