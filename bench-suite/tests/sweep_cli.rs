@@ -66,8 +66,8 @@ fn a_smoke_sweep_writes_results_charts_and_index() {
     let r = results::read_h5(&dir.join("results.h5")).unwrap();
     let m = r.machine.as_ref().expect("machine figures");
     assert!(m.peak_gflops_1 > 0.0 && m.triad_gbps_1 > 0.0);
-    // resnet: 3 conv variants x 3 directions; max_window: 3 points x 4 variants x 2.
-    assert_eq!(r.rows.len(), 9 + 3 * 4 * 2);
+    // resnet: 4 conv variants x 3 directions; max_window: 3 points x 4 variants x 2.
+    assert_eq!(r.rows.len(), 12 + 3 * 4 * 2);
     assert!(
         r.rows
             .iter()

@@ -5,8 +5,10 @@
 //!
 //! | op | algorithms |
 //! | --- | --- |
-//! | convolution: forward, input / weight / bias gradient, transposed ([`conv`]) | `Direct`, `Unrolled` (im2col + packed GEMM) |
-//! | pooling: max (with indices), average, sum; forward and backward ([`pool`]) | `Direct`, `Fold`, `PrefixSum` | `#![no_std]`, and nothing allocates:
+//! | convolution: forward, input / weight / bias gradient, transposed ([`conv`]) | `Direct`, `Unrolled` (im2col + packed GEMM), `Winograd` (F(2x2, 3x3): 3x3 kernels at stride 1) |
+//! | pooling: max (with indices), average, sum; forward and backward ([`pool`]) | `Direct`, `Fold`, `PrefixSum` |
+//!
+//! `#![no_std]`, and nothing allocates:
 //! every operation takes caller-owned slices, and operations that need working memory say how
 //! much through a `scratch_len` query and take it as a `&mut [T]`.
 //!
