@@ -151,7 +151,7 @@ impl<const D: usize> ConvNd<D> {
     pub fn resolve(&self, algo: ConvAlgorithm) -> ConvAlgorithm {
         match algo {
             ConvAlgorithm::Auto => {
-                if winograd::pays(&self.shape) {
+                if winograd::pays(&self.shape, self.shape.batch) {
                     ConvAlgorithm::Winograd
                 } else if self.shape.kg >= 8 && self.shape.unrolled_rows >= 16 {
                     ConvAlgorithm::Unrolled
@@ -167,8 +167,21 @@ impl<const D: usize> ConvNd<D> {
     /// The algorithm that computes `op` for `algo`: [`ConvNd::resolve`]'s, except that
     /// `Unrolled` computes `Winograd`'s input gradient where a padding exceeds 2. (Inputs or weights that are not all finite also run `Unrolled`
     /// for `Winograd`, decided at the call.)
+    /// For `Auto`, the forward pass and the input gradient, which split a batch over
+    /// threads by images, take `Winograd` only where each thread's images repay its own
+    /// transform of the weights.
     pub fn resolve_op(&self, op: ConvOp, algo: ConvAlgorithm) -> ConvAlgorithm {
-        match (self.resolve(algo), op) {
+        let resolved = match (algo, op, self.resolve(algo)) {
+            (
+                ConvAlgorithm::Auto,
+                ConvOp::Forward | ConvOp::BackwardInput,
+                ConvAlgorithm::Winograd,
+            ) if !winograd::pays(&self.shape, self.images_per_part()) => {
+                self.resolve(ConvAlgorithm::Unrolled)
+            }
+            (_, _, resolved) => resolved,
+        };
+        match (resolved, op) {
             (ConvAlgorithm::Winograd, ConvOp::BackwardInput)
                 if !winograd::applies_backward(&self.shape) =>
             {
@@ -233,6 +246,19 @@ impl<const D: usize> ConvNd<D> {
                 }
                 packing
             }
+        }
+    }
+
+    /// Images per thread where a pass splits the batch over the current pool.
+    fn images_per_part(&self) -> usize {
+        #[cfg(feature = "rayon")]
+        {
+            let batch = self.shape.batch;
+            batch.div_ceil(par::parts(batch))
+        }
+        #[cfg(not(feature = "rayon"))]
+        {
+            self.shape.batch
         }
     }
 
@@ -483,7 +509,7 @@ impl<const D: usize> ConvNd<D> {
         }
         check_len("output", s.output_len, output.len())?;
         check_scratch(self.scratch_len::<T>(ConvOp::Forward, algo), scratch.len())?;
-        let algo = match self.resolve(algo) {
+        let algo = match self.resolve_op(ConvOp::Forward, algo) {
             // Non-finite values would meet through the transforms (see `winograd`).
             ConvAlgorithm::Winograd if !winograd::finite(input, weight) => ConvAlgorithm::Unrolled,
             other => other,
