@@ -437,6 +437,29 @@ fn transform_weights<T: Element>(
     }
 }
 
+/// Fills the first `count` rows of `len` elements of `buf`: row `i` with row `first + i -
+/// top` of `plane` (`[height, width]`) from column `left` on, zero elsewhere and wherever
+/// that row lies outside the plane (the tiles' rows, padding included).
+fn padded_rows<T: Element>(
+    buf: &mut [T],
+    len: usize,
+    count: usize,
+    plane: &[T],
+    [height, width]: [usize; 2],
+    [first, top]: [usize; 2],
+    left: usize,
+) {
+    for (i, row) in buf.chunks_exact_mut(len).take(count).enumerate() {
+        row.fill(T::ZERO);
+        let Some(y) = (first + i).checked_sub(top).filter(|&y| y < height) else {
+            continue;
+        };
+        let q0 = left.min(len);
+        let copy = width.min(len - q0);
+        row[q0..q0 + copy].copy_from_slice(&plane[y * width..][..copy]);
+    }
+}
+
 /// `V_xi = (B^T d B)_xi` of the tiles of tile rows `rows` (row `r` is image `r / th`, tile
 /// row `r % th`) for input channels `chs`, into `v` (from channel `chs.start`: rows `(c,
 /// xi)`, `v_stride` apart). `buf` holds four padded input rows.
@@ -456,22 +479,10 @@ fn transform_input<T: Element>(
         let (n, ty) = (r / th, r % th);
         for (cr, ch) in chs.clone().enumerate() {
             let plane = &x[(n * c_all + ch) * f.in_plane..][..f.in_plane];
-            // Padded rows: `buf[q]` is input column `q - pad_lo` of input row
+            // Padded rows: `buf[q]` of row `i` is input column `q - pad_lo` of input row
             // `2 ty + i - pad_lo` (zero outside the input).
-            for (i, row) in buf.chunks_exact_mut(len).enumerate() {
-                row.fill(T::ZERO);
-                let Some(y_in) = (2 * ty + i)
-                    .checked_sub(ah.pad_lo)
-                    .filter(|&y| y < ah.input)
-                else {
-                    continue;
-                };
-                let src = &plane[y_in * aw.input..][..aw.input];
-                // Columns `-pad_lo .. 2 tw + 2 - pad_lo` of the row, those inside it.
-                let q0 = aw.pad_lo.min(len);
-                let copy = aw.input.min(len - q0);
-                row[q0..q0 + copy].copy_from_slice(&src[..copy]);
-            }
+            let shape = [ah.input, aw.input];
+            padded_rows(buf, len, 4, plane, shape, [2 * ty, ah.pad_lo], aw.pad_lo);
             for tx0 in (0..tw).step_by(T::LANES) {
                 // h[i][j]: B^T along the row of padded row i, for LANES tiles.
                 let h: [[T::Simd; 4]; 4] = core::array::from_fn(|i| {
@@ -704,13 +715,8 @@ fn transform_gradient<T: Element>(
         let (n, ty) = (r / th, r % th);
         for (kr, k) in ks.clone().enumerate() {
             let plane = &dy[(n * k_all + k) * s.out_plane..][..s.out_plane];
-            for (a, row) in buf.chunks_exact_mut(len).take(2).enumerate() {
-                row.fill(T::ZERO);
-                let oy = 2 * ty + a;
-                if oy < ah.output {
-                    row[..aw.output].copy_from_slice(&plane[oy * aw.output..][..aw.output]);
-                }
-            }
+            let shape = [ah.output, aw.output];
+            padded_rows(buf, len, 2, plane, shape, [2 * ty, 0], 0);
             for tx0 in (0..tw).step_by(T::LANES) {
                 // g[a][b]: the tiles' output gradients, even and odd columns split.
                 let g: [[T::Simd; 2]; 2] = core::array::from_fn(|a| {
