@@ -544,6 +544,31 @@ pub(crate) fn vector_aligned<T: Element>(buf: &mut [T]) -> &mut [T] {
     &mut buf[skip..]
 }
 
+/// Elements of scratch for buffers of the given lengths laid out by [`split`]: each rounded
+/// up to whole vectors, and a vector of room to start the first on a vector boundary.
+/// Saturates, like every scratch size.
+pub(crate) fn layout_len<T: Element>(lens: &[usize]) -> usize {
+    lens.iter().fold(T::LANES, |t, &x| {
+        t.saturating_add(x.div_ceil(T::LANES).saturating_mul(T::LANES))
+    })
+}
+
+/// Splits `scratch` into buffers of the given lengths, each starting on a vector boundary:
+/// the passes load and store whole vectors at multiples of `LANES` in them, and none of those
+/// then straddles two cache lines.
+pub(crate) fn split<T: Element, const N: usize>(
+    scratch: &mut [T],
+    lens: [usize; N],
+) -> [&mut [T]; N] {
+    let mut scratch = vector_aligned(scratch);
+    lens.map(|n| {
+        let whole = n.div_ceil(T::LANES) * T::LANES;
+        let (head, rest) = core::mem::take(&mut scratch).split_at_mut(whole);
+        scratch = rest;
+        &mut head[..n]
+    })
+}
+
 /// The widest vector of any element type, for stack buffers that hold one vector's lanes.
 pub(crate) const MAX_LANES: usize = 16;
 

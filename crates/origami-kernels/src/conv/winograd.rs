@@ -45,7 +45,7 @@
 
 use super::geometry::ConvShape;
 use crate::Element;
-use crate::element::{all_finite, vector_aligned};
+use crate::element::{all_finite, layout_len, split};
 use crate::gemm::params::{NC_INDEXED, NV};
 use crate::gemm::{
     MatMut, MatRef, PackB, Prepacked, gemm_indexed, gemm_with, pack_len, prepacked_len,
@@ -217,10 +217,7 @@ impl Layout {
 
 /// Elements of scratch for the pass over `f`, each buffer from a vector boundary.
 fn pass_scratch_len<T: Element>(f: &ConvShape) -> usize {
-    let layout = Layout::new::<T>(f);
-    layout.lens::<T>(f).iter().fold(T::LANES, |sum, &l| {
-        sum.saturating_add(l).saturating_add(T::LANES)
-    })
+    layout_len::<T>(&Layout::new::<T>(f).lens::<T>(f))
 }
 
 /// Scratch of the forward pass over `s` ([`applies`]).
@@ -231,18 +228,6 @@ pub(crate) fn forward_scratch_len<T: Element>(s: &ConvShape) -> usize {
 /// Scratch of the input gradient over `s` ([`applies_backward`]).
 pub(crate) fn backward_input_scratch_len<T: Element>(s: &ConvShape) -> usize {
     s.transposed().map_or(0, |t| pass_scratch_len::<T>(&t))
-}
-
-/// `scratch` split into buffers of `lens`, each from a vector boundary.
-fn split<T: Element>(scratch: &mut [T], lens: [usize; 5]) -> [&mut [T]; 5] {
-    let mut rest = vector_aligned(scratch);
-    lens.map(|len| {
-        let taken = core::mem::take(&mut rest);
-        let (head, tail) = taken.split_at_mut(len);
-        let skip = (len.div_ceil(T::LANES) * T::LANES - len).min(tail.len());
-        rest = &mut tail[skip..];
-        head
-    })
 }
 
 /// The forward pass over `s` ([`applies`]), bias added; `false` (nothing written) where
@@ -686,11 +671,7 @@ fn weight_lens<T: Element>(s: &ConvShape, layout: &Layout) -> [usize; 5] {
 /// Scratch of the weight gradient over `s` ([`applies`]).
 pub(crate) fn backward_weight_scratch_len<T: Element>(s: &ConvShape) -> usize {
     let layout = Layout::with_parts::<T>(s, inner_parts(s, true));
-    weight_lens::<T>(s, &layout)
-        .iter()
-        .fold(T::LANES, |sum, &l| {
-            sum.saturating_add(l).saturating_add(T::LANES)
-        })
+    layout_len::<T>(&weight_lens::<T>(s, &layout))
 }
 
 /// `sign_xi (G' dy G'^T)_xi` of the tiles of tile rows `rows` for output channels `ks`

@@ -59,7 +59,7 @@ use super::PoolKind;
 use super::geometry::PoolShape;
 use super::window_sum;
 use crate::Element;
-use crate::element::{transpose, vector_aligned};
+use crate::element::{layout_len, split, transpose};
 use crate::window::Axis;
 
 /// Whether the pass along `axis` can be skipped: a unit axis with a single-tap window. Other
@@ -754,31 +754,6 @@ fn factors<'a, T: Element>(
 /// any slice has.
 fn product(values: &[usize]) -> usize {
     values.iter().fold(1usize, |p, &x| p.saturating_mul(x))
-}
-
-/// Elements of scratch for buffers of the given lengths laid out by [`split`]: each rounded
-/// up to whole vectors, and a vector of room to start the first on a vector boundary.
-/// Saturates, like every scratch size.
-pub(super) fn layout_len<T: Element>(lens: &[usize]) -> usize {
-    lens.iter().fold(T::LANES, |t, &x| {
-        t.saturating_add(x.div_ceil(T::LANES).saturating_mul(T::LANES))
-    })
-}
-
-/// Splits `scratch` into buffers of the given lengths, each starting on a vector boundary:
-/// the passes load and store whole vectors at multiples of `LANES` in them, and none of those
-/// then straddles two cache lines.
-pub(super) fn split<T: Element, const N: usize>(
-    scratch: &mut [T],
-    lens: [usize; N],
-) -> [&mut [T]; N] {
-    let mut scratch = vector_aligned(scratch);
-    lens.map(|n| {
-        let whole = n.div_ceil(T::LANES) * T::LANES;
-        let (head, rest) = core::mem::take(&mut scratch).split_at_mut(whole);
-        scratch = rest;
-        &mut head[..n]
-    })
 }
 
 /// The forward pass's scratch: the W pass's transposed group of input lines (`[W_in,

@@ -48,9 +48,10 @@
 
 use super::PoolKind;
 use super::geometry::PoolShape;
-use super::prefix_sum::{average_factor, layout_len, split};
+use super::prefix_sum::average_factor;
 use crate::Element;
 use crate::element::streams;
+use crate::element::{layout_len, split};
 use crate::window::Axis;
 
 /// Whether the sums of `s` go by planes here: no D pass, stride and dilation 1 along H and
