@@ -1,7 +1,8 @@
 //! Times one 2-D convolution, forward and both gradients, and prints GFLOP/s per direction.
 //!
 //! `cargo run --release --example conv_gflops -- N C H K KERNEL PAD STRIDE GROUPS [ALGO]`
-//! (ALGO: auto, direct, unrolled, winograd). For profiling single shapes; the sweep is the benchmark.
+//! (H, KERNEL and PAD: one size for both axes, or `HxW`; ALGO: auto, direct, unrolled,
+//! winograd). For profiling single shapes; the sweep is the benchmark.
 mod common;
 
 use common::best_of;
@@ -10,13 +11,20 @@ use origami_kernels::{ConvAlgorithm, ConvOp, ConvSpec};
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let num = |i: usize| -> usize { args[i].parse().expect("a number") };
+    // `S` or `SHxSW`: rectangular planes and windows (the temporal (9, 1) convolutions).
+    let pair = |i: usize| -> [usize; 2] {
+        match args[i].split_once('x') {
+            Some((a, b)) => [a, b].map(|v| v.parse().expect("a number")),
+            None => [num(i); 2],
+        }
+    };
     let (n, c, h, k, ks, pad, stride, groups) = (
         num(0),
         num(1),
-        num(2),
+        pair(2),
         num(3),
-        num(4),
-        num(5),
+        pair(4),
+        pair(5),
         num(6),
         num(7),
     );
@@ -24,8 +32,8 @@ fn main() {
         .get(8)
         .and_then(|a| ConvAlgorithm::from_name(a))
         .unwrap_or(ConvAlgorithm::Auto);
-    let conv = ConvSpec::new(n, c, k, [h, h], [ks, ks])
-        .with_padding([pad, pad])
+    let conv = ConvSpec::new(n, c, k, h, ks)
+        .with_padding(pad)
         .with_stride([stride, stride])
         .with_groups(groups)
         .build()
@@ -35,7 +43,7 @@ fn main() {
     let mut y = vec![0.0f32; conv.output_len()];
     let mut dx = x.clone();
     let mut dw = w.clone();
-    let flop = 2.0 * (conv.output_len() * c / groups * ks * ks) as f64;
+    let flop = 2.0 * (conv.output_len() * c / groups * ks[0] * ks[1]) as f64;
     let reps = ((2e9 / flop) as usize).clamp(3, 200);
     // An optional tenth argument picks one direction (forward, backward_input,
     // backward_weight), for profiling.
