@@ -245,6 +245,94 @@ fn transpose8_f32(src: &[f32], src_stride: usize, dst: &mut [f32], dst_stride: u
     }
 }
 
+/// The two-source permutes of one `wide` vector type ([`Element::unzip`],
+/// [`Element::slide_by`]): `wide`'s shuffles, except where a target has a far shorter
+/// sequence than the one `wide` picks for it.
+trait Permute: Sized {
+    /// Lane indices, `0 .. 2 * LANES` over the two sources.
+    type Index;
+    /// The even elements of `a` then `b`, and the odd ones.
+    fn unzip(a: Self, b: Self) -> (Self, Self);
+    /// Lane `i` of the result is lane `index[i]` of `a` then `b`.
+    fn slide_by(a: Self, b: Self, index: Self::Index) -> Self;
+}
+
+/// [`Permute`] by `wide`'s two-source shuffles: one instruction each with AVX-512.
+macro_rules! wide_permute {
+    ($simd:ty, $index:ty, $ut:ty) => {
+        impl Permute for $simd {
+            type Index = $index;
+
+            #[inline(always)]
+            fn unzip(a: Self, b: Self) -> (Self, Self) {
+                // Two-source shuffles by constant indices (as index maps, the compiler
+                // built the vectors lane by lane).
+                let even = <$index>::new(core::array::from_fn(|i| (2 * i) as $ut));
+                let odd = <$index>::new(core::array::from_fn(|i| (2 * i + 1) as $ut));
+                (
+                    wide::ShuffleExt::shuffle([a, b], even),
+                    wide::ShuffleExt::shuffle([a, b], odd),
+                )
+            }
+
+            #[inline(always)]
+            fn slide_by(a: Self, b: Self, index: Self::Index) -> Self {
+                wide::ShuffleExt::shuffle([a, b], index)
+            }
+        }
+    };
+}
+
+wide_permute!(wide::f32x16, wide::u32x16, u32);
+wide_permute!(wide::f64x8, wide::u64x8, u64);
+wide_permute!(wide::f64x4, wide::u64x4, u64);
+#[cfg(not(all(target_arch = "x86_64", target_feature = "avx2")))]
+wide_permute!(wide::f32x8, wide::u32x8, u32);
+
+/// With AVX2 but not AVX-512, `wide` builds a two-source shuffle of 32-bit lanes from byte
+/// shuffles of each source's halves (about 20 instructions); AVX2 permutes 32-bit lanes
+/// across a whole register in one (`vpermps`). The window sums' pieces and the
+/// de-interleaving pools run on these.
+#[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
+#[allow(unsafe_code)]
+impl Permute for wide::f32x8 {
+    type Index = wide::u32x8;
+
+    #[inline(always)]
+    fn unzip(a: Self, b: Self) -> (Self, Self) {
+        use core::arch::x86_64::{__m256, _mm256_castpd_ps, _mm256_castps_pd};
+        use core::arch::x86_64::{_mm256_permute4x64_pd, _mm256_shuffle_ps};
+        let (a, b): (__m256, __m256) = (a.into(), b.into());
+        // SAFETY: AVX2 is enabled (the impl's `cfg`); the intrinsics only move lanes.
+        unsafe {
+            // Per 128-bit half: a0 a2 b0 b2 | a4 a6 b4 b6; then the middle 64-bit pairs
+            // swapped: a0 a2 a4 a6 b0 b2 b4 b6 (likewise the odd lanes).
+            let even = _mm256_shuffle_ps::<0b10_00_10_00>(a, b);
+            let odd = _mm256_shuffle_ps::<0b11_01_11_01>(a, b);
+            let order = |v: __m256| {
+                _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(v)))
+            };
+            (order(even).into(), order(odd).into())
+        }
+    }
+
+    #[inline(always)]
+    fn slide_by(a: Self, b: Self, index: Self::Index) -> Self {
+        use core::arch::x86_64::{__m256i, _mm256_blendv_ps, _mm256_castsi256_ps};
+        use core::arch::x86_64::{_mm256_permutevar8x32_ps, _mm256_slli_epi32};
+        let index: __m256i = index.into();
+        // SAFETY: AVX2 is enabled (the impl's `cfg`); the intrinsics only move lanes.
+        unsafe {
+            // Each source permuted by the index's low three bits; bit 3 (moved to the
+            // sign, which the blend reads) says which source the lane comes from.
+            let from_a = _mm256_permutevar8x32_ps(a.into(), index);
+            let from_b = _mm256_permutevar8x32_ps(b.into(), index);
+            let which = _mm256_castsi256_ps(_mm256_slli_epi32::<28>(index));
+            _mm256_blendv_ps(from_a, from_b, which).into()
+        }
+    }
+}
+
 macro_rules! impl_element {
     ($t:ty, $simd:ty, $index:ty, $ut:ty, $lanes:expr, $name:expr) => {
         impl_element!($t, $simd, $index, $ut, $lanes, $name, {});
@@ -310,14 +398,7 @@ macro_rules! impl_element {
 
             #[inline(always)]
             fn unzip(a: Self::Simd, b: Self::Simd) -> (Self::Simd, Self::Simd) {
-                // Two-source shuffles by constant indices (as index maps, the compiler
-                // built the vectors lane by lane).
-                let even = <$index>::new(core::array::from_fn(|i| (2 * i) as $ut));
-                let odd = <$index>::new(core::array::from_fn(|i| (2 * i + 1) as $ut));
-                (
-                    wide::ShuffleExt::shuffle([a, b], even),
-                    wide::ShuffleExt::shuffle([a, b], odd),
-                )
+                <$simd as Permute>::unzip(a, b)
             }
 
             #[inline(always)]
@@ -335,7 +416,7 @@ macro_rules! impl_element {
 
             #[inline(always)]
             fn slide_by(a: Self::Simd, b: Self::Simd, index: Self::SlideIndex) -> Self::Simd {
-                wide::ShuffleExt::shuffle([a, b], index)
+                <$simd as Permute>::slide_by(a, b, index)
             }
 
             #[inline(always)]
