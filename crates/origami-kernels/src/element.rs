@@ -579,7 +579,7 @@ impl_element!(f64, wide::f64x8, wide::u64x8, u64, 8, "f64", {
 
 /// Makes the non-temporal stores before it visible before any store after it (they are
 /// weakly ordered).
-#[cfg(all(target_feature = "avx512f", target_arch = "x86_64"))]
+#[cfg(all(target_feature = "avx", target_arch = "x86_64"))]
 #[inline(always)]
 #[allow(unsafe_code)]
 fn stream_fence() {
@@ -591,6 +591,26 @@ impl_element!(f32, wide::f32x8, wide::u32x8, u32, 8, "f32", {
     #[inline(always)]
     fn transpose8(src: &[f32], src_stride: usize, dst: &mut [f32], dst_stride: usize) {
         transpose8_f32(src, src_stride, dst, dst_stride)
+    }
+
+    #[cfg(all(target_arch = "x86_64", target_feature = "avx"))]
+    #[inline(always)]
+    #[allow(unsafe_code)]
+    fn store_streaming(v: wide::f32x8, dst: &mut [f32]) {
+        match dst.first_chunk_mut::<8>() {
+            Some(d) if (d.as_ptr() as usize).is_multiple_of(32) => {
+                // SAFETY: `d` holds 8 writable `f32` from the 32-byte boundary the
+                // non-temporal store requires; AVX is enabled (the item's `cfg`).
+                unsafe { core::arch::x86_64::_mm256_stream_ps(d.as_mut_ptr(), v.into()) }
+            }
+            _ => Self::store(v, dst),
+        }
+    }
+
+    #[cfg(all(target_arch = "x86_64", target_feature = "avx"))]
+    #[inline(always)]
+    fn end_streaming() {
+        stream_fence();
     }
 });
 #[cfg(not(target_feature = "avx512f"))]
