@@ -504,8 +504,16 @@ macro_rules! impl_element {
                 // `fast_` skips the saturation fix-ups: the values are whole numbers far
                 // inside the integer range.
                 let ints = v.fast_trunc_int().to_array();
-                for (d, &i) in dst.iter_mut().zip(&ints) {
-                    *d = i as usize;
+                match dst.first_chunk_mut::<$lanes>() {
+                    // A whole vector by plain stores: the loop below for every length
+                    // compiled to masked stores (`vpmaskmovq`), microcoded on AMD cores, a
+                    // fifth of a 3x3/2 max pool on Zen 3.
+                    Some(d) => *d = ints.map(|i| i as usize),
+                    None => {
+                        for (d, &i) in dst.iter_mut().zip(&ints) {
+                            *d = i as usize;
+                        }
+                    }
                 }
             }
 
