@@ -285,6 +285,7 @@ macro_rules! wide_permute {
 
 wide_permute!(wide::f32x16, wide::u32x16, u32);
 wide_permute!(wide::f64x8, wide::u64x8, u64);
+#[cfg(not(all(target_arch = "x86_64", target_feature = "avx2")))]
 wide_permute!(wide::f64x4, wide::u64x4, u64);
 #[cfg(not(all(target_arch = "x86_64", target_feature = "avx2")))]
 wide_permute!(wide::f32x8, wide::u32x8, u32);
@@ -329,6 +330,53 @@ impl Permute for wide::f32x8 {
             let from_b = _mm256_permutevar8x32_ps(b.into(), index);
             let which = _mm256_castsi256_ps(_mm256_slli_epi32::<28>(index));
             _mm256_blendv_ps(from_a, from_b, which).into()
+        }
+    }
+}
+
+/// [`Permute`] of `f64` lanes with AVX2 (see the `f32x8` impl): each 64-bit lane moved as
+/// its two 32-bit halves by `vpermps`.
+#[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
+#[allow(unsafe_code)]
+impl Permute for wide::f64x4 {
+    type Index = wide::u64x4;
+
+    #[inline(always)]
+    fn unzip(a: Self, b: Self) -> (Self, Self) {
+        use core::arch::x86_64::{__m256d, _mm256_permute4x64_pd};
+        use core::arch::x86_64::{_mm256_unpackhi_pd, _mm256_unpacklo_pd};
+        let (a, b): (__m256d, __m256d) = (a.into(), b.into());
+        // SAFETY: AVX2 is enabled (the impl's `cfg`); the intrinsics only move lanes.
+        unsafe {
+            // a0 b0 | a2 b2 and a1 b1 | a3 b3, the middle pair swapped.
+            let even = _mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_unpacklo_pd(a, b));
+            let odd = _mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_unpackhi_pd(a, b));
+            (even.into(), odd.into())
+        }
+    }
+
+    #[inline(always)]
+    fn slide_by(a: Self, b: Self, index: Self::Index) -> Self {
+        use core::arch::x86_64::{__m256i, _mm256_add_epi64, _mm256_blendv_pd};
+        use core::arch::x86_64::{_mm256_castpd_ps, _mm256_castps_pd, _mm256_castsi256_pd};
+        use core::arch::x86_64::{_mm256_permutevar8x32_ps, _mm256_set1_epi64x};
+        use core::arch::x86_64::{_mm256_slli_epi64, _mm256_xor_si256};
+        let index: __m256i = index.into();
+        // SAFETY: AVX2 is enabled (the impl's `cfg`); the intrinsics only move lanes.
+        unsafe {
+            // 32-bit lane indices `2 i` (low half) and `2 i + 1` (high half) of each 64-bit
+            // lane `i`: `vpermps` reads their low three bits, `i mod 4` of a source.
+            let twice = _mm256_slli_epi64::<1>(index);
+            let halves = _mm256_add_epi64(
+                _mm256_xor_si256(twice, _mm256_slli_epi64::<32>(twice)),
+                _mm256_set1_epi64x(1 << 32),
+            );
+            let pick = |v: Self| {
+                _mm256_castps_pd(_mm256_permutevar8x32_ps(_mm256_castpd_ps(v.into()), halves))
+            };
+            // Bit 2 of the index (moved to the sign, which the blend reads): source `b`.
+            let which = _mm256_castsi256_pd(_mm256_slli_epi64::<61>(index));
+            _mm256_blendv_pd(pick(a), pick(b), which).into()
         }
     }
 }
