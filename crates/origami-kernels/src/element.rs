@@ -635,7 +635,11 @@ impl_element!(f64, wide::f64x8, wide::u64x8, u64, 8, "f64", {
 
 /// Makes the non-temporal stores before it visible before any store after it (they are
 /// weakly ordered).
-#[cfg(all(target_feature = "avx", target_arch = "x86_64"))]
+#[cfg(all(
+    target_feature = "avx",
+    target_arch = "x86_64",
+    any(not(miri), target_feature = "avx512f")
+))]
 #[inline(always)]
 #[allow(unsafe_code)]
 fn stream_fence() {
@@ -649,7 +653,9 @@ impl_element!(f32, wide::f32x8, wide::u32x8, u32, 8, "f32", {
         transpose8_f32(src, src_stride, dst, dst_stride)
     }
 
-    #[cfg(all(target_arch = "x86_64", target_feature = "avx"))]
+    // Not under Miri, which cannot run the non-temporal store (inline assembly in
+    // `core::arch`): plain stores there.
+    #[cfg(all(target_arch = "x86_64", target_feature = "avx", not(miri)))]
     #[inline(always)]
     #[allow(unsafe_code)]
     fn store_streaming(v: wide::f32x8, dst: &mut [f32]) {
@@ -663,7 +669,7 @@ impl_element!(f32, wide::f32x8, wide::u32x8, u32, 8, "f32", {
         }
     }
 
-    #[cfg(all(target_arch = "x86_64", target_feature = "avx"))]
+    #[cfg(all(target_arch = "x86_64", target_feature = "avx", not(miri)))]
     #[inline(always)]
     fn end_streaming() {
         stream_fence();
