@@ -290,6 +290,16 @@ wide_permute!(wide::f64x4, wide::u64x4, u64);
 #[cfg(not(all(target_arch = "x86_64", target_feature = "avx2")))]
 wide_permute!(wide::f32x8, wide::u32x8, u32);
 
+/// `v`'s 64-bit quarters in the order 0, 2, 1, 3: the halves that AVX's in-lane shuffles
+/// build in each 128-bit lane (the unzips' even and odd elements), put in order.
+#[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
+#[inline(always)]
+#[allow(unsafe_code)]
+fn middle_quarters_swapped(v: core::arch::x86_64::__m256d) -> core::arch::x86_64::__m256d {
+    // SAFETY: AVX2 is enabled (the function's `cfg`); the intrinsic only moves lanes.
+    unsafe { core::arch::x86_64::_mm256_permute4x64_pd::<0b11_01_10_00>(v) }
+}
+
 /// With AVX2 but not AVX-512, `wide` builds a two-source shuffle of 32-bit lanes from byte
 /// shuffles of each source's halves (about 20 instructions); AVX2 permutes 32-bit lanes
 /// across a whole register in one (`vpermps`). The window sums' pieces and the
@@ -301,8 +311,7 @@ impl Permute for wide::f32x8 {
 
     #[inline(always)]
     fn unzip(a: Self, b: Self) -> (Self, Self) {
-        use core::arch::x86_64::{__m256, _mm256_castpd_ps, _mm256_castps_pd};
-        use core::arch::x86_64::{_mm256_permute4x64_pd, _mm256_shuffle_ps};
+        use core::arch::x86_64::{__m256, _mm256_castpd_ps, _mm256_castps_pd, _mm256_shuffle_ps};
         let (a, b): (__m256, __m256) = (a.into(), b.into());
         // SAFETY: AVX2 is enabled (the impl's `cfg`); the intrinsics only move lanes.
         unsafe {
@@ -310,9 +319,7 @@ impl Permute for wide::f32x8 {
             // swapped: a0 a2 a4 a6 b0 b2 b4 b6 (likewise the odd lanes).
             let even = _mm256_shuffle_ps::<0b10_00_10_00>(a, b);
             let odd = _mm256_shuffle_ps::<0b11_01_11_01>(a, b);
-            let order = |v: __m256| {
-                _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(v)))
-            };
+            let order = |v: __m256| _mm256_castpd_ps(middle_quarters_swapped(_mm256_castps_pd(v)));
             (order(even).into(), order(odd).into())
         }
     }
@@ -343,14 +350,13 @@ impl Permute for wide::f64x4 {
 
     #[inline(always)]
     fn unzip(a: Self, b: Self) -> (Self, Self) {
-        use core::arch::x86_64::{__m256d, _mm256_permute4x64_pd};
-        use core::arch::x86_64::{_mm256_unpackhi_pd, _mm256_unpacklo_pd};
+        use core::arch::x86_64::{__m256d, _mm256_unpackhi_pd, _mm256_unpacklo_pd};
         let (a, b): (__m256d, __m256d) = (a.into(), b.into());
         // SAFETY: AVX2 is enabled (the impl's `cfg`); the intrinsics only move lanes.
         unsafe {
             // a0 b0 | a2 b2 and a1 b1 | a3 b3, the middle pair swapped.
-            let even = _mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_unpacklo_pd(a, b));
-            let odd = _mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_unpackhi_pd(a, b));
+            let even = middle_quarters_swapped(_mm256_unpacklo_pd(a, b));
+            let odd = middle_quarters_swapped(_mm256_unpackhi_pd(a, b));
             (even.into(), odd.into())
         }
     }
