@@ -71,7 +71,7 @@ pub struct Tally {
     pub failed: usize,
 }
 
-fn row(out: &mut impl Write, tally: &mut Tally, what: &str, worst: f64) -> io::Result<()> {
+fn row(out: &mut dyn Write, tally: &mut Tally, what: &str, worst: f64) -> io::Result<()> {
     let ok = worst <= TOLERANCE;
     writeln!(
         out,
@@ -88,7 +88,7 @@ fn row(out: &mut impl Write, tally: &mut Tally, what: &str, worst: f64) -> io::R
 
 fn conv_checks<const D: usize>(
     spec: ConvSpec<D>,
-    out: &mut impl Write,
+    out: &mut dyn Write,
     tally: &mut Tally,
 ) -> io::Result<()> {
     let conv: ConvNd<D> = spec.build().map_err(io::Error::other)?;
@@ -127,7 +127,7 @@ fn conv_checks<const D: usize>(
 
 fn pool_checks<const D: usize>(
     spec: PoolSpec<D>,
-    out: &mut impl Write,
+    out: &mut dyn Write,
     tally: &mut Tally,
 ) -> io::Result<()> {
     let pool: PoolNd<D> = spec.build().map_err(io::Error::other)?;
@@ -162,7 +162,10 @@ fn pool_checks<const D: usize>(
 }
 
 /// Runs every check, writing a row each and the closing `N passed, M failed`.
-pub fn gradcheck(out: &mut impl Write) -> io::Result<Tally> {
+///
+/// `dyn Write`, not generic: a generic entry point would compile every check (and every
+/// kernel it runs) again in each crate that calls it, the CLI and its tests.
+pub fn gradcheck(out: &mut dyn Write) -> io::Result<Tally> {
     let mut tally = Tally::default();
     conv_checks(
         ConvSpec::new(2, 4, 6, [13], [3])

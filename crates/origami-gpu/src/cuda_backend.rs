@@ -246,4 +246,13 @@ mod tests {
             "src/cuda/kernels.ptx is stale: run scripts/make-ptx.sh"
         );
     }
+
+    /// Without the NVIDIA driver, opening CUDA is a clear error, not a panic. (A unit test,
+    /// so CI's check without a GPU builds no test binary beyond the library's.)
+    #[test]
+    fn cuda_without_a_driver_is_an_error() {
+        if let Err(e) = crate::Gpu::cuda(0) {
+            assert!(matches!(e, crate::GpuError::NoAdapter(_)), "{e}");
+        }
+    }
 }

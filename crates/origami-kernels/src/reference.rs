@@ -10,7 +10,9 @@ use crate::error::check_len;
 use crate::window::to3;
 use crate::{ConvNd, Element, Error, PoolKind, PoolNd};
 
-/// Everything a reference loop needs, as signed 3-D arrays.
+/// Everything a reference loop needs, as signed 3-D arrays. Its helpers are always inlined:
+/// the loops are generic, so they are compiled in the calling crate, where a call per index
+/// would otherwise be most of their time.
 struct Dims {
     n: usize,
     c: usize,
@@ -44,17 +46,20 @@ impl Dims {
         }
     }
 
+    #[inline(always)]
     fn positions(extent: [usize; 3]) -> impl Iterator<Item = [usize; 3]> {
         (0..extent[0]).flat_map(move |a| {
             (0..extent[1]).flat_map(move |b| (0..extent[2]).map(move |c| [a, b, c]))
         })
     }
 
+    #[inline(always)]
     fn flat(extent: [usize; 3], p: [usize; 3]) -> usize {
         (p[0] * extent[1] + p[1]) * extent[2] + p[2]
     }
 
     /// The input position output `o` reads through tap `t`, if not padding.
+    #[inline(always)]
     fn tap(&self, o: [usize; 3], t: [usize; 3]) -> Option<[usize; 3]> {
         let mut i = [0; 3];
         for d in 0..3 {
@@ -69,6 +74,7 @@ impl Dims {
 
     /// The output that reads input `i` through tap `t`, if any: the `o` with
     /// `o * s + t * d - p = i`.
+    #[inline(always)]
     fn reader(&self, i: [usize; 3], t: [usize; 3]) -> Option<[usize; 3]> {
         let mut o = [0; 3];
         for d in 0..3 {
@@ -82,14 +88,17 @@ impl Dims {
         Some(o)
     }
 
+    #[inline(always)]
     fn x(&self, n: usize, c: usize, p: [usize; 3]) -> usize {
         (n * self.c + c) * self.input.iter().product::<usize>() + Self::flat(self.input, p)
     }
 
+    #[inline(always)]
     fn y(&self, n: usize, k: usize, p: [usize; 3]) -> usize {
         (n * self.k + k) * self.output.iter().product::<usize>() + Self::flat(self.output, p)
     }
 
+    #[inline(always)]
     fn w(&self, k: usize, c_local: usize, t: [usize; 3]) -> usize {
         (k * self.cg + c_local) * self.kernel.iter().product::<usize>() + Self::flat(self.kernel, t)
     }

@@ -197,7 +197,7 @@ mod tests {
 
     #[test]
     fn valid_outputs_match_brute_force() {
-        for input in 1..9 {
+        for input in 1..if cfg!(miri) { 6 } else { 9 } {
             for kernel in 1..4 {
                 for stride in 1..4 {
                     for dilation in 1..3 {

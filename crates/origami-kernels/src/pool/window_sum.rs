@@ -657,10 +657,12 @@ mod tests {
     /// with rows that end inside a vector and rows of whole vectors.
     fn streaming_matches_plain<T: Element>() {
         let mut ran = 0;
+        // Miri interprets every instruction (and has no streaming stores): one short plane.
+        let (channels, rows) = if cfg!(miri) { (1, 3) } else { (3, 11) };
         for (w, k) in [(37usize, 5usize), (64, 15), (50, 3), (40, 7)] {
-            let pool = PoolSpec::new(1, 3, [11, w], [k.min(11), k])
+            let pool = PoolSpec::new(1, channels, [rows, w], [k.min(rows), k])
                 .with_stride([1, 1])
-                .with_padding([k.min(11) / 2, k / 2])
+                .with_padding([k.min(rows) / 2, k / 2])
                 .build()
                 .unwrap();
             let s = &pool.shape;

@@ -59,14 +59,18 @@ pub fn assert_close_to_scale<T: Element>(
     rel
 }
 
-/// Cases per randomized suite: `default`, divided by `ORIGAMI_TEST_CASE_DIVISOR` when it is
-/// set (the aarch64 run under qemu-user, where every case costs ~10x, uses 4: the NEON paths
-/// still see a dozen random geometries per suite, the native run all of them). At least one.
+/// Cases per randomized suite: `default`, divided by [`case_divisor`]. At least one.
 pub fn cases(default: u32) -> u32 {
-    let divisor = std::env::var("ORIGAMI_TEST_CASE_DIVISOR")
+    (default / case_divisor()).max(1)
+}
+
+/// `ORIGAMI_TEST_CASE_DIVISOR`, 1 when unset: the aarch64 run under qemu-user, where every
+/// case costs ~10x, sets 4, so the NEON paths still see a dozen random geometries per suite
+/// and the native run all of them.
+pub fn case_divisor() -> u32 {
+    std::env::var("ORIGAMI_TEST_CASE_DIVISOR")
         .ok()
         .and_then(|d| d.parse::<u32>().ok())
         .filter(|&d| d > 0)
-        .unwrap_or(1);
-    (default / divisor).max(1)
+        .unwrap_or(1)
 }

@@ -45,12 +45,28 @@ unsafe impl GlobalAlloc for Counting {
 static GLOBAL: Counting = Counting;
 
 /// Runs `f` armed and returns the allocations it made.
-fn count(f: impl FnOnce()) -> usize {
-    let before = ALLOCATIONS.load(Ordering::SeqCst);
-    ARMED.with(|a| a.set(true));
-    f();
-    ARMED.with(|a| a.set(false));
-    ALLOCATIONS.load(Ordering::SeqCst) - before
+///
+/// With the `rayon` feature, inside a pool of one thread, where the kernels split nothing:
+/// on more threads the allocations would be rayon's own (boxed jobs, a thread-local latch on
+/// first use from a thread, the global pool when another test has not yet made it), and
+/// they would depend on which test of this binary ran first.
+fn count(f: impl FnOnce() + Send) -> usize {
+    let armed = || {
+        let before = ALLOCATIONS.load(Ordering::SeqCst);
+        ARMED.with(|a| a.set(true));
+        f();
+        ARMED.with(|a| a.set(false));
+        ALLOCATIONS.load(Ordering::SeqCst) - before
+    };
+    #[cfg(feature = "rayon")]
+    let armed = || {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .expect("a one-thread pool")
+            .install(armed)
+    };
+    armed()
 }
 
 #[test]
