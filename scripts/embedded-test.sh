@@ -31,7 +31,7 @@ fi
 qemu-system-arm --version | head -n 1
 
 section "Cortex-M4F (qemu-system-arm, mps2-an386): golden cases, every algorithm"
-(cd crates/origami-firmware && cargo run --release --bin golden)
+(cd crates/origami-firmware && cargo run --profile golden --bin golden)
 
 section "aarch64 (qemu-aarch64): the kernel crate's tests on NEON"
 # A quarter of the randomized cases: under emulation each costs ~10x, and the native run
