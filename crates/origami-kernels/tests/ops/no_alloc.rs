@@ -60,10 +60,14 @@ fn count(f: impl FnOnce() + Send) -> usize {
     };
     #[cfg(feature = "rayon")]
     let armed = || {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(1)
-            .build()
-            .expect("a one-thread pool")
+        static ONE_THREAD: std::sync::OnceLock<rayon::ThreadPool> = std::sync::OnceLock::new();
+        ONE_THREAD
+            .get_or_init(|| {
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(1)
+                    .build()
+                    .expect("a one-thread pool")
+            })
             .install(armed)
     };
     armed()

@@ -1,8 +1,9 @@
 //! A fast pass over every op, algorithm and dimension on tiny shapes, for Miri
 //! (`cargo +nightly miri test -p origami-kernels --test ops smoke::`, after `--lib` for the
-//! unit tests): the full suites are far too slow when every instruction is interpreted. The shapes are chosen to reach the
-//! vector paths (rows of at least four vectors of eight `f32` lanes, the AVX2 build Miri
-//! runs), the GEMM's full and edge micro-tiles, and padding on both sides.
+//! unit tests): the full suites are far too slow when every instruction is interpreted. The
+//! shapes are chosen to reach the vector paths (rows of at least four vectors of eight `f32`
+//! lanes, the AVX2 build Miri runs), the GEMM's full and edge micro-tiles, and padding on
+//! both sides.
 
 use crate::common::{assert_close, cast, random};
 use origami_kernels::{
