@@ -3,6 +3,11 @@
 //! `cargo run --release --example conv_gflops -- N C H K KERNEL PAD STRIDE GROUPS [ALGO]`
 //! (H, KERNEL and PAD: one size for both axes, or `HxW`; ALGO: auto, direct, unrolled,
 //! winograd). For profiling single shapes; the sweep is the benchmark.
+//!
+//! With `ORIGAMI_AB=auto:forward,unrolled:forward` (ALGO:DIRECTION pairs) it alternates the
+//! listed passes call by call for 40 rounds and prints each one's fastest, first-quartile
+//! and median time: on a shared machine whose speed drifts by 1.5x over seconds, passes
+//! timed side by side see the same drift, where separate runs do not.
 mod common;
 
 use common::best_of;
@@ -51,6 +56,22 @@ fn main() {
     let wanted = |name: &str| only.as_deref().is_none_or(|o| o == name);
     let scratch = |op| vec![0.0f32; conv.scratch_len::<f32>(op, algo)];
     let mut s = scratch(ConvOp::Forward);
+    if let Ok(list) = std::env::var("ORIGAMI_AB") {
+        let mut out = vec![0.0f32; conv.output_len().max(conv.input_len())];
+        let most = ConvOp::ALL
+            .into_iter()
+            .flat_map(|op| ConvAlgorithm::ALL.map(|a| conv.scratch_len::<f32>(op, a)))
+            .max();
+        let mut s = vec![0.0f32; most.unwrap_or(0)];
+        return alternate(&list, flop, |algo, direction| {
+            match direction {
+                ConvOp::Forward => conv.forward(algo, &x, &w, None, &mut out, &mut s),
+                ConvOp::BackwardInput => conv.backward_input(algo, &y, &w, &mut out, &mut s),
+                _ => conv.backward_weight(algo, &x, &y, &mut dw, &mut s),
+            }
+            .unwrap()
+        });
+    }
     let reps_for = |name: &str| if wanted(name) { reps } else { 0 };
     let fwd = best_of(reps_for("forward"), || {
         conv.forward(algo, &x, &w, None, &mut y, &mut s).unwrap()
@@ -72,6 +93,43 @@ fn main() {
             "{name:16} {:8.3} ms {:6.1} GFLOP/s",
             t * 1e3,
             flop / t / 1e9
+        );
+    }
+}
+
+/// Times the `ALGO:DIRECTION` passes of `list` in turn, `run` calling one, and prints each
+/// one's order statistics.
+fn alternate(list: &str, flop: f64, mut run: impl FnMut(ConvAlgorithm, ConvOp)) {
+    let passes: Vec<(&str, ConvAlgorithm, ConvOp)> = list
+        .split(',')
+        .map(|pass| {
+            let (algo, direction) = pass.split_once(':').unwrap_or((pass, "forward"));
+            let direction = match direction {
+                "forward" => ConvOp::Forward,
+                "backward_input" => ConvOp::BackwardInput,
+                "backward_weight" => ConvOp::BackwardWeight,
+                other => panic!("unknown direction {other}"),
+            };
+            let algo = ConvAlgorithm::from_name(algo).expect("an algorithm name");
+            (pass, algo, direction)
+        })
+        .collect();
+    let mut times = vec![Vec::new(); passes.len()];
+    for _ in 0..40 {
+        for (&(_, algo, direction), t) in passes.iter().zip(&mut times) {
+            let start = std::time::Instant::now();
+            run(algo, direction);
+            t.push(start.elapsed().as_secs_f64());
+        }
+    }
+    for ((name, ..), mut t) in passes.into_iter().zip(times) {
+        t.sort_by(f64::total_cmp);
+        println!(
+            "{name:28} min {:8.3} ms ({:5.1} GFLOP/s)  q1 {:8.3}  median {:8.3}",
+            t[0] * 1e3,
+            flop / t[0] / 1e9,
+            t[10] * 1e3,
+            t[20] * 1e3
         );
     }
 }

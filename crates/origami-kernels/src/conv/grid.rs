@@ -48,6 +48,11 @@ impl GridAxis {
     #[inline(always)]
     fn place(&self, k: usize) -> (usize, usize) {
         let e = k * self.dilation;
+        if self.stride == 1 {
+            // One phase: without the divisions, which the input gradient's write-back would
+            // otherwise spend on every row of every tile.
+            return (0, e);
+        }
         (e % self.stride, e / self.stride)
     }
 
@@ -76,6 +81,10 @@ pub(crate) struct Grid {
     cols: usize,
     /// Elements of the planes of all the group's channels.
     planes: usize,
+    /// The leading grid columns that are outputs at their own index: up to the first
+    /// dropped column (all of them where no axis drops any, as along T of a temporal
+    /// `(k, 1)` kernel, or a 1-D convolution), whose tiles are stored as whole vectors.
+    aligned_cols: usize,
 }
 
 impl Grid {
@@ -110,12 +119,20 @@ impl Grid {
         let rows = (d.out - 1).checked_mul(h.q)?.checked_add(h.out - 1)?;
         let cols = rows.checked_mul(w.q)?.checked_add(w.out)?;
         let planes = s.cg.checked_mul(phases)?.checked_mul(plane)?;
+        let aligned_cols = if w.q > w.out {
+            w.out
+        } else if h.q > h.out {
+            h.out * w.q
+        } else {
+            cols
+        };
         Some(Grid {
             axes,
             phases,
             plane,
             cols,
             planes,
+            aligned_cols,
         })
     }
 
@@ -316,6 +333,23 @@ pub(crate) struct GridOut<'a, T> {
     pub bias: Option<&'a [T]>,
 }
 
+impl<T: Element> GridOut<'_, T> {
+    /// Writes (or adds) the top `rows` rows of a whole tile at outputs `at..at + NR`.
+    #[inline(always)]
+    fn store_whole(&mut self, tile: &Tile<T>, i: usize, at: usize, rows: usize, add: bool) {
+        let nr = NV * T::LANES;
+        for (r, row) in tile.iter().enumerate().take(rows) {
+            let bias = self.bias.filter(|_| !add).map(|b| T::splat(b[i + r]));
+            let dst = &mut self.y_g[(i + r) * self.out_plane + at..][..nr];
+            for (&v, chunk) in row.iter().zip(dst.chunks_exact_mut(T::LANES)) {
+                let v = bias.map_or(v, |b| b + v);
+                let out = if add { T::load_full(chunk) + v } else { v };
+                T::store(out, chunk);
+            }
+        }
+    }
+}
+
 impl<T: Element> StoreC<T> for GridOut<'_, T> {
     #[inline(always)]
     fn store_tile(
@@ -327,6 +361,13 @@ impl<T: Element> StoreC<T> for GridOut<'_, T> {
         cols: usize,
         add: bool,
     ) {
+        let nr = NV * T::LANES;
+        if cols == nr && j + nr <= self.grid.aligned_cols {
+            // Grid column `j` is output `j` (their divisions and partial stores cost a tenth
+            // of a temporal convolution's product).
+            self.store_whole(tile, i, j, rows, add);
+            return;
+        }
         // The tile's columns as runs of outputs: (first lane, first output, length). The same
         // for every row of the tile, so found once.
         let [_, ah, aw] = self.grid.axes;
@@ -348,6 +389,11 @@ impl<T: Element> StoreC<T> for GridOut<'_, T> {
             runs[count] = (g - j, (od * ah.out + oh) * aw.out + ow, len);
             count += 1;
             g += len;
+        }
+        if count == 1 && runs[0].2 == nr {
+            // A tile inside one output row (most of a 3x3 convolution's).
+            self.store_whole(tile, i, runs[0].1, rows, add);
+            return;
         }
         let mut lanes = [T::ZERO; NV * MAX_LANES + MAX_LANES];
         for (r, row) in tile.iter().enumerate().take(rows) {

@@ -228,8 +228,13 @@ proptest! {
 /// unroll-free path), depthwise (long rows with stride 2, and planes narrower than a vector).
 #[test]
 fn fixed_shapes_every_algorithm() {
-    let specs: [ConvSpec<2>; 13] = [
+    let specs: [ConvSpec<2>; 15] = [
         ConvSpec::new(1, 3, 500, [46, 47], [3, 3]).with_padding([1, 1]),
+        // A temporal (9, 1) kernel and a 1-D one as a 1 x 9 kernel: the grid drops no column,
+        // so its tiles are stored as whole vectors (the second with a bias); a depth of 630 spans
+        // two in-place blocks.
+        ConvSpec::new(1, 70, 9, [1, 300], [1, 9]).with_padding([0, 4]),
+        ConvSpec::new(2, 70, 13, [37, 7], [9, 1]).with_padding([4, 0]),
         // Depthwise planes narrower than a vector (the flat layout), a channel multiplier,
         // stride and dilation along W.
         ConvSpec::new(3, 8, 16, [7, 11], [3, 3])
