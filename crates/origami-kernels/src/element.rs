@@ -697,6 +697,25 @@ pub(crate) fn streams<T: Element>(len: usize) -> bool {
     len.saturating_mul(core::mem::size_of::<T>()) >= STREAM_BYTES
 }
 
+/// Copies `src` onto `dst` (the same length) with [`Element::store_streaming`] from the first
+/// 64-byte boundary of `dst` on, plain stores before it and for a last partial vector. Follow
+/// it with [`Element::end_streaming`].
+#[inline(always)]
+pub(crate) fn copy_streaming<T: Element>(dst: &mut [T], src: &[T]) {
+    let size = core::mem::size_of::<T>();
+    let head = ((dst.as_ptr() as usize).wrapping_neg() % 64 / size).min(dst.len());
+    dst[..head].copy_from_slice(&src[..head]);
+    let (dst, src) = (&mut dst[head..], &src[head..]);
+    let whole = dst.len() / T::LANES * T::LANES;
+    for (d, s) in dst[..whole]
+        .chunks_exact_mut(T::LANES)
+        .zip(src.chunks_exact(T::LANES))
+    {
+        T::store_streaming(T::load_full(s), d);
+    }
+    dst[whole..].copy_from_slice(&src[whole..]);
+}
+
 /// `buf` from its first element on a whole-vector boundary (`LANES` elements; from its start
 /// where none is within a vector). Buffers whose loads are whole vectors at multiples of
 /// `LANES` then never split a load over two cache lines, which on some cores (Zen 4) costs a

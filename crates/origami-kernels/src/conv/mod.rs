@@ -265,6 +265,8 @@ impl<const D: usize> ConvNd<D> {
     /// Parts `Unrolled`'s weight gradient runs in (the threads of the current pool, up to
     /// its units), which `Winograd`'s scratch also holds: its weight gradient falls back to
     /// `Unrolled` on non-finite data.
+    // `T` sizes the units only with threads.
+    #[cfg_attr(not(feature = "rayon"), allow(clippy::extra_unused_type_parameters))]
     fn unrolled_weight_parts<T: Element>(&self) -> usize {
         #[cfg(feature = "rayon")]
         {

@@ -205,8 +205,9 @@ impl<const D: usize> PoolNd<D> {
         }
     }
 
-    /// Elements of type `T` of scratch that `op` of `kind` needs with `algo` (0 for `Direct`,
-    /// `Fold` and max's backward, which routes through the indices).
+    /// Elements of type `T` of scratch that `op` of `kind` needs with `algo` (0 for `Direct`
+    /// and `Fold`; max's backward, the same for every algorithm, takes one channel plane per
+    /// thread where the input gradient is larger than the caches).
     pub fn scratch_len<T: Element>(
         &self,
         kind: PoolKind,
@@ -241,6 +242,7 @@ impl<const D: usize> PoolNd<D> {
             (PoolAlgorithm::PrefixSum, PoolOp::Backward, PoolKind::Avg | PoolKind::Sum) => {
                 prefix_sum::backward_scratch_len::<T>(s)
             }
+            (_, PoolOp::Backward, PoolKind::Max) => max_gradient_scratch_len::<T>(&self.shape),
             _ => 0,
         }
     }
@@ -372,7 +374,7 @@ impl<const D: usize> PoolNd<D> {
         if kind == PoolKind::Max {
             let indices = indices.unwrap_or(&[]);
             check_len("indices", s.output_len, indices.len())?;
-            return route_max_gradient(s, grad_output, indices, grad_input);
+            return route_max_gradient(s, grad_output, indices, grad_input, scratch);
         }
         let resolved = self.resolve::<T>(kind, PoolOp::Backward, algo);
         let out = Units {
@@ -398,20 +400,37 @@ impl<const D: usize> PoolNd<D> {
     }
 }
 
+/// Scratch of max pooling's backward: one channel plane where the input gradient is written
+/// past the caches ([`crate::element::streams`]), none otherwise.
+fn max_gradient_scratch_len<T: Element>(s: &geometry::PoolShape) -> usize {
+    if crate::element::streams::<T>(s.input_len) {
+        s.in_plane
+    } else {
+        0
+    }
+}
+
 /// Max pooling's backward, the same for every algorithm: `dx[plane][indices[o]] += dy[o]`.
 /// Indices come from the caller, so each plane's are checked against the plane right before
 /// that plane is written, while they are in cache: a separate pass over all of them first
 /// would read them from memory twice (8 bytes an output, the largest stream of this pass).
 /// On a bad index the planes before it are written and the rest are not; the error names
 /// the first bad index in memory order, whatever the thread count.
+///
+/// With a plane of `scratch` (a large input gradient), each plane is cleared and routed there,
+/// where it stays in cache from plane to plane, and then copied out with streaming stores:
+/// routed in place, every line of `dx` was read from memory before being cleared, and written
+/// back later: 1.6x the bytes (max 3x3/2/1 on n8 c64 112x112, Zen 3, median of 5 alternated
+/// runs: 6.6 -> 4.3 ms on one thread, 3.5 -> 3.0 on two).
 fn route_max_gradient<T: Element>(
     s: &geometry::PoolShape,
     dy: &[T],
     indices: &[usize],
     dx: &mut [T],
+    scratch: &mut [T],
 ) -> Result<(), Error> {
     // The position of the first bad index in `planes`, or `None` once they are all routed.
-    let route = |planes: core::ops::Range<usize>, dx: &mut [T]| -> Option<usize> {
+    let route = |planes: core::ops::Range<usize>, dx: &mut [T], buf: &mut [T]| -> Option<usize> {
         let dy = &dy[planes.start * s.out_plane..planes.end * s.out_plane];
         let ix = &indices[planes.start * s.out_plane..planes.end * s.out_plane];
         for (p, ((dx_p, dy_p), ix_p)) in dx
@@ -423,14 +442,25 @@ fn route_max_gradient<T: Element>(
             // A max over the plane's indices (vectorised), then the position if one is bad.
             if ix_p.iter().fold(0, |m, &i| m.max(i)) >= s.in_plane {
                 let at = ix_p.iter().position(|&i| i >= s.in_plane).unwrap_or(0);
+                T::end_streaming();
                 return Some((planes.start + p) * s.out_plane + at);
             }
+            let streamed = buf.len() >= s.in_plane;
             // Cleared plane by plane, so the plane is still in cache when the gradients land.
-            dx_p.fill(T::ZERO);
+            let plane = if streamed {
+                &mut buf[..s.in_plane]
+            } else {
+                &mut *dx_p
+            };
+            plane.fill(T::ZERO);
             for (&g, &i) in dy_p.iter().zip(ix_p) {
-                dx_p[i] += g;
+                plane[i] += g;
+            }
+            if streamed {
+                crate::element::copy_streaming(dx_p, &buf[..s.in_plane]);
             }
         }
+        T::end_streaming();
         None
     };
     #[cfg(feature = "rayon")]
@@ -443,15 +473,25 @@ fn route_max_gradient<T: Element>(
             data: dx,
             unit: s.in_plane,
         };
-        let parts = crate::par::parts(s.planes);
+        let mut parts = crate::par::parts(s.planes);
+        // With a plane of scratch, as many parts as the scratch holds planes; routed in place
+        // without one.
+        let per_part = if scratch.len() >= s.in_plane {
+            s.in_plane
+        } else {
+            0
+        };
+        if let Some(held) = scratch.len().checked_div(per_part) {
+            parts = parts.min(held);
+        }
         crate::par::run(
             s.planes,
             parts,
             out,
-            &mut [] as &mut [T],
-            0,
-            |planes, dx, _| {
-                if let Some(at) = route(planes, dx.data) {
+            scratch,
+            per_part,
+            |planes, dx, buf| {
+                if let Some(at) = route(planes, dx.data, buf) {
                     first_bad.fetch_min(at, Ordering::Relaxed);
                 }
             },
@@ -459,7 +499,7 @@ fn route_max_gradient<T: Element>(
         Some(first_bad.into_inner()).filter(|&at| at != usize::MAX)
     };
     #[cfg(not(feature = "rayon"))]
-    let first_bad = route(0..s.planes, dx);
+    let first_bad = route(0..s.planes, dx, scratch);
     match first_bad {
         Some(at) => Err(Error::InvalidValue {
             name: "indices",
@@ -468,5 +508,62 @@ fn route_max_gradient<T: Element>(
             reason: "an index lies outside the input plane",
         }),
         None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Routing through a plane of scratch (and streaming it out) writes what routing in place
+    /// writes, bit for bit, and a bad index stops both at the same plane with the same error.
+    #[test]
+    fn max_gradient_through_scratch_matches_in_place() {
+        let pool = PoolSpec::new(2, 3, [7, 9], [3, 3])
+            .with_stride([2, 2])
+            .with_padding([1, 1])
+            .build()
+            .unwrap();
+        let s = &pool.shape;
+        let x: Vec<f32> = (0..pool.input_len())
+            .map(|i| ((i * 37) % 101) as f32 - 50.0)
+            .collect();
+        let mut y = vec![0.0f32; pool.output_len()];
+        let mut idx = vec![0usize; pool.output_len()];
+        pool.forward(
+            PoolKind::Max,
+            PoolAlgorithm::Direct,
+            &x,
+            &mut y,
+            Some(&mut idx),
+            &mut [],
+        )
+        .unwrap();
+        let dy: Vec<f32> = (0..pool.output_len()).map(|i| i as f32 * 0.25).collect();
+        let route = |idx: &[usize], scratch: &mut [f32]| {
+            let mut dx = vec![f32::NAN; pool.input_len()];
+            let r = route_max_gradient(s, &dy, idx, &mut dx, scratch);
+            (r, dx)
+        };
+        let (r, in_place) = route(&idx, &mut []);
+        r.unwrap();
+        // Offsets of one element move the planes off the 64-byte boundaries.
+        for skew in [0, 1] {
+            let mut scratch = vec![f32::NAN; skew + s.in_plane];
+            let (r, streamed) = route(&idx, &mut scratch[skew..]);
+            r.unwrap();
+            assert_eq!(
+                streamed.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                in_place.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+            );
+        }
+        idx[4 * s.out_plane + 3] = s.in_plane;
+        let (bad_in_place, dx_in_place) = route(&idx, &mut []);
+        let mut scratch = vec![0.0f32; s.in_plane];
+        let (bad_streamed, dx_streamed) = route(&idx, &mut scratch);
+        assert_eq!(bad_in_place, bad_streamed);
+        assert!(bad_streamed.is_err());
+        let written = 4 * s.in_plane;
+        assert_eq!(dx_in_place[..written], dx_streamed[..written]);
     }
 }

@@ -727,3 +727,54 @@ fn invalid_values_are_named() {
     );
     let _: PoolNd<1> = PoolSpec::new(1, 1, [5], [5]).build().unwrap();
 }
+
+/// Max pooling's backward on an input gradient larger than the caches asks for a channel
+/// plane of scratch per thread and routes the gradients through it: the same values as a
+/// plain scatter, and too little scratch is an error.
+#[test]
+#[cfg_attr(miri, ignore)]
+fn large_max_gradient_routes_through_scratch() {
+    let pool = PoolSpec::new(1, 3, [900, 900], [3, 3])
+        .with_stride([2, 2])
+        .with_padding([1, 1])
+        .build()
+        .unwrap();
+    let plane = 900 * 900;
+    let need = pool.scratch_len::<f32>(PoolKind::Max, PoolOp::Backward, PoolAlgorithm::Auto);
+    assert!(need >= plane, "scratch {need} for planes of {plane}");
+    let x: Vec<f32> = (0..pool.input_len())
+        .map(|i| ((i * 7919) % 1013) as f32)
+        .collect();
+    let mut y = vec![0.0f32; pool.output_len()];
+    let mut idx = vec![0usize; pool.output_len()];
+    let mut scratch = vec![f32::NAN; need];
+    let algo = PoolAlgorithm::Auto;
+    pool.forward(
+        PoolKind::Max,
+        algo,
+        &x,
+        &mut y,
+        Some(&mut idx),
+        &mut scratch,
+    )
+    .unwrap();
+    let dy: Vec<f32> = (0..pool.output_len()).map(|i| (i % 17) as f32).collect();
+    let mut expected = vec![0.0f32; pool.input_len()];
+    let out_plane = pool.output_len() / 3;
+    for (o, (&g, &i)) in dy.iter().zip(&idx).enumerate() {
+        expected[o / out_plane * plane + i] += g;
+    }
+    let mut dx = vec![f32::NAN; pool.input_len()];
+    pool.backward(PoolKind::Max, algo, &dy, Some(&idx), &mut dx, &mut scratch)
+        .unwrap();
+    assert!(dx == expected);
+    let short = pool.backward(
+        PoolKind::Max,
+        algo,
+        &dy,
+        Some(&idx),
+        &mut dx,
+        &mut scratch[..plane - 1],
+    );
+    assert!(short.is_err(), "{short:?}");
+}
