@@ -1,0 +1,125 @@
+#!/usr/bin/env python3
+"""origami against PyTorch on the speed issue's dense convolutions, timed side by side.
+
+On a shared machine whose speed drifts by 1.5x over seconds (this project's VMs), a sweep
+and a PyTorch baseline run minutes apart compare two different machines. This script
+alternates: each round times every pass of one shape with origami (the `conv_gflops`
+example, `ORIGAMI_AB`: its passes alternated call by call) and then with PyTorch (this
+process), and a pass's time is the fastest call over all rounds, the one least disturbed.
+It prints a Markdown table of PyTorch's time over origami's (above 1: origami faster) per
+shape and direction, and the geometric mean.
+
+Needs torch; run it with the PyTorch of the project's venv:
+
+    cargo build --release -p origami-kernels --features rayon --example conv_gflops
+    .venv/bin/python scripts/side_by_side.py [--threads 1] [--rounds 3] [--calls 15]
+
+float32, NCHW, batch 8; PyTorch with its outputs' memory kept between calls (glibc's heap
+keeps freed blocks, as `torch_baseline.py` runs it); `backward_input` and `backward_weight`
+through `torch.ops.aten.convolution_backward` computing that gradient alone.
+"""
+
+import argparse
+import math
+import os
+import re
+import subprocess
+import sys
+import time
+
+# name: (batch, channels, (H, W), out channels, (kH, kW), (padH, padW)), stride 1.
+SHAPES = {
+    "3x3 c128 28x28": (8, 128, (28, 28), 128, (3, 3), (1, 1)),
+    "3x3 c64 56x56": (8, 64, (56, 56), 64, (3, 3), (1, 1)),
+    "conv1d k9 c64 T1024": (8, 64, (1, 1024), 64, (1, 9), (0, 4)),
+    "temporal (9,1) c64 300x25": (8, 64, (300, 25), 64, (9, 1), (4, 0)),
+}
+DIRECTIONS = ["forward", "backward_input", "backward_weight"]
+
+STEADY_MALLOC = {
+    "MALLOC_MMAP_THRESHOLD_": str(32 << 20),
+    "MALLOC_TRIM_THRESHOLD_": str(1 << 40),
+    "MALLOC_TOP_PAD_": str(256 << 20),
+}
+
+
+def origami(binary, shape, threads):
+    """The fastest call of each direction in one alternated run of `conv_gflops`."""
+    n, c, (h, w), k, (kh, kw), (ph, pw) = shape
+    args = [binary, str(n), str(c), f"{h}x{w}", str(k), f"{kh}x{kw}", f"{ph}x{pw}", "1", "1"]
+    env = dict(os.environ, RAYON_NUM_THREADS=str(threads))
+    env["ORIGAMI_AB"] = ",".join(f"auto:{d}" for d in DIRECTIONS)
+    out = subprocess.run(args, env=env, check=True, capture_output=True, text=True).stdout
+    best = {}
+    for line in out.splitlines():
+        m = re.match(r"auto:(\w+)\s+min\s+([0-9.]+) ms", line)
+        if m:
+            best[m.group(1)] = float(m.group(2)) / 1e3
+    return best
+
+
+def pytorch(torch, shape, calls):
+    """The fastest of `calls` calls of each direction."""
+    n, c, hw, k, ks, pad = shape
+    x = torch.randn(n, c, *hw)
+    w = torch.randn(k, c, *ks)
+    gy = torch.ones_like(torch.nn.functional.conv2d(x, w, padding=pad))
+
+    def grad(which):
+        mask = [False, which == "input", which == "weight"]
+        return lambda: torch.ops.aten.convolution_backward(
+            gy, x, w, None, [1, 1], list(pad), [1, 1], False, [0, 0], 1, mask
+        )
+
+    fns = {
+        "forward": lambda: torch.nn.functional.conv2d(x, w, padding=pad),
+        "backward_input": grad("input"),
+        "backward_weight": grad("weight"),
+    }
+    best = {}
+    for d, fn in fns.items():
+        fn()
+        t = math.inf
+        for _ in range(calls):
+            start = time.perf_counter()
+            fn()
+            t = min(t, time.perf_counter() - start)
+        best[d] = t
+    return best
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--calls", type=int, default=15, help="PyTorch calls per direction a round")
+    p.add_argument("--bin", default="target/release/examples/conv_gflops")
+    args = p.parse_args()
+    if any(os.environ.get(k) != v for k, v in STEADY_MALLOC.items()):
+        os.execve(sys.executable, [sys.executable] + sys.argv, dict(os.environ, **STEADY_MALLOC))
+    import torch
+
+    torch.set_num_threads(args.threads)
+    ours = {name: {d: math.inf for d in DIRECTIONS} for name in SHAPES}
+    theirs = {name: {d: math.inf for d in DIRECTIONS} for name in SHAPES}
+    for _ in range(args.rounds):
+        for name, shape in SHAPES.items():
+            for d, t in origami(args.bin, shape, args.threads).items():
+                ours[name][d] = min(ours[name][d], t)
+            for d, t in pytorch(torch, shape, args.calls).items():
+                theirs[name][d] = min(theirs[name][d], t)
+    print(f"threads: {args.threads}, rounds: {args.rounds}, torch {torch.__version__}")
+    print()
+    print("| shape | direction | origami ms | PyTorch ms | PyTorch / origami |")
+    print("| --- | --- | --- | --- | --- |")
+    logs = []
+    for name in SHAPES:
+        for d in DIRECTIONS:
+            o, t = ours[name][d], theirs[name][d]
+            logs.append(math.log(t / o))
+            print(f"| {name} | {d} | {o * 1e3:.2f} | {t * 1e3:.2f} | {t / o:.2f} |")
+    print(f"\ngeometric mean of PyTorch / origami: {math.exp(sum(logs) / len(logs)):.3f}")
+
+
+if __name__ == "__main__":
+    main()
