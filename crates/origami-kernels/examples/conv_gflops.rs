@@ -57,7 +57,7 @@ fn main() {
     let scratch = |op| vec![0.0f32; conv.scratch_len::<f32>(op, algo)];
     let mut s = scratch(ConvOp::Forward);
     if let Ok(list) = std::env::var("ORIGAMI_AB") {
-        let mut out = vec![0.0f32; conv.output_len().max(conv.input_len())];
+        let (mut y_out, mut dx_out) = (y.clone(), dx.clone());
         let most = ConvOp::ALL
             .into_iter()
             .flat_map(|op| ConvAlgorithm::ALL.map(|a| conv.scratch_len::<f32>(op, a)))
@@ -65,8 +65,8 @@ fn main() {
         let mut s = vec![0.0f32; most.unwrap_or(0)];
         return alternate(&list, flop, |algo, direction| {
             match direction {
-                ConvOp::Forward => conv.forward(algo, &x, &w, None, &mut out, &mut s),
-                ConvOp::BackwardInput => conv.backward_input(algo, &y, &w, &mut out, &mut s),
+                ConvOp::Forward => conv.forward(algo, &x, &w, None, &mut y_out, &mut s),
+                ConvOp::BackwardInput => conv.backward_input(algo, &y, &w, &mut dx_out, &mut s),
                 _ => conv.backward_weight(algo, &x, &y, &mut dw, &mut s),
             }
             .unwrap()

@@ -24,7 +24,7 @@ use super::geometry::ConvShape;
 use super::im2col::RowTap;
 use crate::Element;
 use crate::element::MAX_LANES;
-use crate::gemm::params::NV;
+use crate::gemm::params::{MC, MR, NV};
 use crate::gemm::{
     IndexB, PackB, StoreC, Tile, copy_over, put_columns8, put_lanes, tile_row,
     transpose_row_stride, transpose_work_len, zero_b_tail,
@@ -419,9 +419,46 @@ impl<T: Element> StoreC<T> for GridOut<'_, T> {
 /// without a scatter, whatever the stride. Taps of one phase read overlapping runs, so every
 /// tile adds (the planes start zeroed). Columns that are not outputs must carry zeros.
 pub(crate) struct OntoPlanes<'a, T> {
-    pub s: &'a ConvShape,
-    pub grid: &'a Grid,
+    s: &'a ConvShape,
+    grid: &'a Grid,
     pub planes: &'a mut [T],
+    /// Where unrolled rows `first..first + len` start in the planes. The product stores a
+    /// block's tiles row sliver after row sliver, column after column: found once per block
+    /// of rows rather than per tile, where their divisions (phases of a strided axis) cost
+    /// as much as a tile of the stem's 64-deep product.
+    starts: [usize; MC],
+    first: usize,
+    len: usize,
+}
+
+impl<'a, T: Element> OntoPlanes<'a, T> {
+    pub fn new(s: &'a ConvShape, grid: &'a Grid, planes: &'a mut [T]) -> Self {
+        OntoPlanes {
+            s,
+            grid,
+            planes,
+            starts: [0; MC],
+            first: 0,
+            len: 0,
+        }
+    }
+
+    /// The plane starts of rows `i..i + rows`.
+    #[inline(always)]
+    fn row_starts(&mut self, i: usize, rows: usize) -> &[usize] {
+        if i < self.first || i + rows > self.first + self.len {
+            self.first = i;
+            self.len = MC.min(self.s.unrolled_rows - i);
+            let mut t = RowTap::of(self.s, i);
+            for (k, start) in self.starts[..self.len].iter_mut().enumerate() {
+                if k > 0 {
+                    t.advance(self.s);
+                }
+                *start = self.grid.row_start(t.c, [t.kd, t.kh, t.kw]);
+            }
+        }
+        &self.starts[i - self.first..][..rows]
+    }
 }
 
 impl<T: Element> StoreC<T> for OntoPlanes<'_, T> {
@@ -435,14 +472,11 @@ impl<T: Element> StoreC<T> for OntoPlanes<'_, T> {
         cols: usize,
         _add: bool,
     ) {
-        let mut t = RowTap::of(self.s, i);
         let mut lanes = [T::ZERO; NV * MAX_LANES + MAX_LANES];
-        for (r, row) in tile.iter().enumerate().take(rows) {
-            if r > 0 {
-                t.advance(self.s);
-            }
-            let start = self.grid.row_start(t.c, [t.kd, t.kh, t.kw]) + j;
-            let dst = &mut self.planes[start..];
+        let mut starts = [0usize; MR];
+        starts[..rows].copy_from_slice(self.row_starts(i, rows));
+        for (row, start) in tile.iter().zip(&starts[..rows]) {
+            let dst = &mut self.planes[start + j..];
             if cols == NV * T::LANES && dst.len() >= cols {
                 for (v, d) in row.iter().zip(dst.chunks_exact_mut(T::LANES)) {
                     T::store(T::load_full(d) + *v, d);

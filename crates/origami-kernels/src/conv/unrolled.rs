@@ -398,11 +398,7 @@ fn backward_input_onto_planes<T: Element>(
             planes.fill(T::ZERO);
             // The slack after the last row is in the view's data: the product reads it.
             let b = MatRef::from_parts(&*dy_grid, s.kg, cols, cols, 1);
-            let mut c = OntoPlanes {
-                s,
-                grid,
-                planes: &mut *planes,
-            };
+            let mut c = OntoPlanes::new(s, grid, &mut *planes);
             gemm_indexed(r, cols, s.kg, &a, &b, &mut c, true);
             grid.unfill(planes, &mut dx[group_input_start(s, n, g)..]);
         }

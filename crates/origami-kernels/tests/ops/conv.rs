@@ -309,6 +309,12 @@ fn phase_planes_and_images_side_by_side() {
         .with_stride([1, 2, 2])
         .with_padding([0, 1, 1]);
     let small = ConvSpec::new(3, 20, 500, [7, 7], [3, 3]).with_padding([1, 1]);
+    // 540 unrolled rows: the input gradient's tiles land on the planes from more than one
+    // block of rows (whose row starts are found per block).
+    let deep = ConvSpec::new(1, 60, 5, [32, 34], [3, 3])
+        .with_stride([2, 2])
+        .with_padding([1, 1]);
+    check_case::<f32, 2>(ConvAlgorithm::Unrolled, deep, 3);
     for seed in 0..2 {
         check_case::<f32, 2>(ConvAlgorithm::Unrolled, two, seed);
         check_case::<f64, 2>(ConvAlgorithm::Unrolled, two, seed);
