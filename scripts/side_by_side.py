@@ -14,6 +14,10 @@ Needs torch; run it with the PyTorch of the project's venv:
     cargo build --release -p origami-kernels --features rayon --example conv_gflops
     .venv/bin/python scripts/side_by_side.py [--threads 1] [--rounds 3] [--calls 15]
 
+With `--pool` it times the issue's pooling points instead (n8 c64 112x112; the
+`pool_time` example, fastest of its repeats, built likewise), forward and backward; max
+pooling's backward routes PyTorch's 64-bit indices, as origami's does.
+
 float32, NCHW, batch 8; PyTorch with its outputs' memory kept between calls (glibc's heap
 keeps freed blocks, as `torch_baseline.py` runs it); `backward_input` and `backward_weight`
 through `torch.ops.aten.convolution_backward` computing that gradient alone.
@@ -35,6 +39,16 @@ SHAPES = {
     "temporal (9,1) c64 300x25": (8, 64, (300, 25), 64, (9, 1), (4, 0)),
 }
 DIRECTIONS = ["forward", "backward_input", "backward_weight"]
+
+# name: (kind, window, stride, padding) on n8 c64 112x112.
+POOLS = {
+    "max 3x3/2": ("max", 3, 2, 1),
+    "avg 2x2/2": ("avg", 2, 2, 0),
+    "max 2x2/2": ("max", 2, 2, 0),
+    "avg 15x15/1": ("avg", 15, 1, 7),
+    "avg 31x31/1": ("avg", 31, 1, 15),
+}
+POOL_INPUT = (8, 64, 112)
 
 STEADY_MALLOC = {
     "MALLOC_MMAP_THRESHOLD_": str(32 << 20),
@@ -88,33 +102,106 @@ def pytorch(torch, shape, calls):
     return best
 
 
+def origami_pool(binary, pool, threads):
+    """`pool_time`'s fastest forward and backward."""
+    kind, k, stride, pad = pool
+    n, c, h = POOL_INPUT
+    args = [binary, str(n), str(c), str(h), str(k), str(stride), str(pad), kind]
+    env = dict(os.environ, RAYON_NUM_THREADS=str(threads))
+    out = subprocess.run(args, env=env, check=True, capture_output=True, text=True).stdout
+    best = {}
+    for line in out.splitlines():
+        m = re.match(r"(forward|backward)\s+([0-9.]+) ms", line)
+        if m:
+            best[m.group(1)] = float(m.group(2)) / 1e3
+    return best
+
+
+def pytorch_pool(torch, pool, calls):
+    """The fastest calls of forward and backward, at most `calls` of each and about 3 s."""
+    kind, k, stride, pad = pool
+    n, c, h = POOL_INPUT
+    x = torch.randn(n, c, h, h)
+    F = torch.nn.functional
+    if kind == "max":
+        y, idx = F.max_pool2d(x, k, stride, pad, return_indices=True)
+        gy = torch.ones_like(y)
+        fns = {
+            "forward": lambda: F.max_pool2d(x, k, stride, pad, return_indices=True),
+            "backward": lambda: torch.ops.aten.max_pool2d_with_indices_backward(
+                gy, x, [k, k], [stride, stride], [pad, pad], [1, 1], False, idx
+            ),
+        }
+    else:
+        gy = torch.ones_like(F.avg_pool2d(x, k, stride, pad))
+        fns = {
+            "forward": lambda: F.avg_pool2d(x, k, stride, pad),
+            "backward": lambda: torch.ops.aten.avg_pool2d_backward(
+                gy, x, [k, k], [stride, stride], [pad, pad], False, True, None
+            ),
+        }
+    best = {}
+    for d, fn in fns.items():
+        start = time.perf_counter()
+        fn()
+        t = time.perf_counter() - start
+        spent = t
+        for _ in range(calls):
+            if spent > 3.0:
+                break
+            start = time.perf_counter()
+            fn()
+            took = time.perf_counter() - start
+            t, spent = min(t, took), spent + took
+        best[d] = t
+    return best
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--calls", type=int, default=15, help="PyTorch calls per direction a round")
     p.add_argument("--bin", default="target/release/examples/conv_gflops")
+    p.add_argument("--pool", action="store_true", help="the pooling points instead")
+    p.add_argument("--pool-bin", default="target/release/examples/pool_time")
     args = p.parse_args()
     if any(os.environ.get(k) != v for k, v in STEADY_MALLOC.items()):
         os.execve(sys.executable, [sys.executable] + sys.argv, dict(os.environ, **STEADY_MALLOC))
     import torch
 
     torch.set_num_threads(args.threads)
-    ours = {name: {d: math.inf for d in DIRECTIONS} for name in SHAPES}
-    theirs = {name: {d: math.inf for d in DIRECTIONS} for name in SHAPES}
+    if args.pool:
+        return compare(
+            args, torch, POOLS, ["forward", "backward"],
+            lambda pool: origami_pool(args.pool_bin, pool, args.threads),
+            lambda pool: pytorch_pool(torch, pool, args.calls),
+        )
+    compare(
+        args, torch, SHAPES, DIRECTIONS,
+        lambda shape: origami(args.bin, shape, args.threads),
+        lambda shape: pytorch(torch, shape, args.calls),
+    )
+
+
+def compare(args, torch, points, directions, ours_of, theirs_of):
+    """Alternates `ours_of` and `theirs_of` over `points` for the rounds and prints the
+    table of each direction's fastest times."""
+    ours = {name: {d: math.inf for d in directions} for name in points}
+    theirs = {name: {d: math.inf for d in directions} for name in points}
     for _ in range(args.rounds):
-        for name, shape in SHAPES.items():
-            for d, t in origami(args.bin, shape, args.threads).items():
+        for name, point in points.items():
+            for d, t in ours_of(point).items():
                 ours[name][d] = min(ours[name][d], t)
-            for d, t in pytorch(torch, shape, args.calls).items():
+            for d, t in theirs_of(point).items():
                 theirs[name][d] = min(theirs[name][d], t)
     print(f"threads: {args.threads}, rounds: {args.rounds}, torch {torch.__version__}")
     print()
     print("| shape | direction | origami ms | PyTorch ms | PyTorch / origami |")
     print("| --- | --- | --- | --- | --- |")
     logs = []
-    for name in SHAPES:
-        for d in DIRECTIONS:
+    for name in points:
+        for d in directions:
             o, t = ours[name][d], theirs[name][d]
             logs.append(math.log(t / o))
             print(f"| {name} | {d} | {o * 1e3:.2f} | {t * 1e3:.2f} | {t / o:.2f} |")
