@@ -61,14 +61,41 @@ def origami(binary, shape, threads):
     """The fastest call of each direction in one alternated run of `conv_gflops`."""
     n, c, (h, w), k, (kh, kw), (ph, pw) = shape
     args = [binary, str(n), str(c), f"{h}x{w}", str(k), f"{kh}x{kw}", f"{ph}x{pw}", "1", "1"]
-    env = dict(os.environ, RAYON_NUM_THREADS=str(threads))
-    env["ORIGAMI_AB"] = ",".join(f"auto:{d}" for d in DIRECTIONS)
+    ab = ",".join(f"auto:{d}" for d in DIRECTIONS)
+    return run_example(args, threads, r"auto:(\w+)\s+min\s+([0-9.]+) ms", ORIGAMI_AB=ab)
+
+
+def run_example(args, threads, pattern, **env):
+    """Runs an example binary and reads `{direction: seconds}` from the lines `pattern`
+    matches (direction, milliseconds)."""
+    env = dict(os.environ, RAYON_NUM_THREADS=str(threads), **env)
     out = subprocess.run(args, env=env, check=True, capture_output=True, text=True).stdout
     best = {}
     for line in out.splitlines():
-        m = re.match(r"auto:(\w+)\s+min\s+([0-9.]+) ms", line)
+        m = re.match(pattern, line)
         if m:
             best[m.group(1)] = float(m.group(2)) / 1e3
+    return best
+
+
+def fastest(fns, calls, budget_s=math.inf):
+    """`{direction: fastest seconds}` over up to `calls` calls of each of `fns` after a
+    warm-up, fewer once a direction has taken `budget_s`. With a budget the warm-up counts
+    as a call too: a call of seconds (PyTorch's 31 x 31 average pooling) is timed once."""
+    best = {}
+    for d, fn in fns.items():
+        start = time.perf_counter()
+        fn()
+        spent = time.perf_counter() - start
+        t = spent if budget_s < math.inf else math.inf
+        for _ in range(calls):
+            if spent > budget_s:
+                break
+            start = time.perf_counter()
+            fn()
+            took = time.perf_counter() - start
+            t, spent = min(t, took), spent + took
+        best[d] = t
     return best
 
 
@@ -90,16 +117,7 @@ def pytorch(torch, shape, calls):
         "backward_input": grad("input"),
         "backward_weight": grad("weight"),
     }
-    best = {}
-    for d, fn in fns.items():
-        fn()
-        t = math.inf
-        for _ in range(calls):
-            start = time.perf_counter()
-            fn()
-            t = min(t, time.perf_counter() - start)
-        best[d] = t
-    return best
+    return fastest(fns, calls)
 
 
 def origami_pool(binary, pool, threads):
@@ -107,14 +125,7 @@ def origami_pool(binary, pool, threads):
     kind, k, stride, pad = pool
     n, c, h = POOL_INPUT
     args = [binary, str(n), str(c), str(h), str(k), str(stride), str(pad), kind]
-    env = dict(os.environ, RAYON_NUM_THREADS=str(threads))
-    out = subprocess.run(args, env=env, check=True, capture_output=True, text=True).stdout
-    best = {}
-    for line in out.splitlines():
-        m = re.match(r"(forward|backward)\s+([0-9.]+) ms", line)
-        if m:
-            best[m.group(1)] = float(m.group(2)) / 1e3
-    return best
+    return run_example(args, threads, r"(forward|backward)\s+([0-9.]+) ms")
 
 
 def pytorch_pool(torch, pool, calls):
@@ -140,21 +151,7 @@ def pytorch_pool(torch, pool, calls):
                 gy, x, [k, k], [stride, stride], [pad, pad], False, True, None
             ),
         }
-    best = {}
-    for d, fn in fns.items():
-        start = time.perf_counter()
-        fn()
-        t = time.perf_counter() - start
-        spent = t
-        for _ in range(calls):
-            if spent > 3.0:
-                break
-            start = time.perf_counter()
-            fn()
-            took = time.perf_counter() - start
-            t, spent = min(t, took), spent + took
-        best[d] = t
-    return best
+    return fastest(fns, calls, budget_s=3.0)
 
 
 def main():
