@@ -24,7 +24,7 @@ use super::geometry::ConvShape;
 use super::im2col::RowTap;
 use crate::Element;
 use crate::element::MAX_LANES;
-use crate::gemm::params::{MC, MR, NV};
+use crate::gemm::params::{MC, NV};
 use crate::gemm::{
     IndexB, PackB, StoreC, Tile, copy_over, put_columns8, put_lanes, tile_row,
     transpose_row_stride, transpose_work_len, zero_b_tail,
@@ -443,9 +443,9 @@ impl<'a, T: Element> OntoPlanes<'a, T> {
         }
     }
 
-    /// The plane starts of rows `i..i + rows`.
+    /// Makes `starts` hold rows `i..i + rows`, finding a block of them from `i` if not.
     #[inline(always)]
-    fn row_starts(&mut self, i: usize, rows: usize) -> &[usize] {
+    fn find_rows(&mut self, i: usize, rows: usize) {
         if i < self.first || i + rows > self.first + self.len {
             self.first = i;
             self.len = MC.min(self.s.unrolled_rows - i);
@@ -457,7 +457,6 @@ impl<'a, T: Element> OntoPlanes<'a, T> {
                 *start = self.grid.row_start(t.c, [t.kd, t.kh, t.kw]);
             }
         }
-        &self.starts[i - self.first..][..rows]
     }
 }
 
@@ -473,9 +472,9 @@ impl<T: Element> StoreC<T> for OntoPlanes<'_, T> {
         _add: bool,
     ) {
         let mut lanes = [T::ZERO; NV * MAX_LANES + MAX_LANES];
-        let mut starts = [0usize; MR];
-        starts[..rows].copy_from_slice(self.row_starts(i, rows));
-        for (row, start) in tile.iter().zip(&starts[..rows]) {
+        self.find_rows(i, rows);
+        let starts = &self.starts[i - self.first..][..rows];
+        for (row, start) in tile.iter().zip(starts) {
             let dst = &mut self.planes[start + j..];
             if cols == NV * T::LANES && dst.len() >= cols {
                 for (v, d) in row.iter().zip(dst.chunks_exact_mut(T::LANES)) {

@@ -433,6 +433,7 @@ fn route_max_gradient<T: Element>(
     let route = |planes: core::ops::Range<usize>, dx: &mut [T], buf: &mut [T]| -> Option<usize> {
         let dy = &dy[planes.start * s.out_plane..planes.end * s.out_plane];
         let ix = &indices[planes.start * s.out_plane..planes.end * s.out_plane];
+        let streamed = buf.len() >= s.in_plane;
         for (p, ((dx_p, dy_p), ix_p)) in dx
             .chunks_exact_mut(s.in_plane)
             .zip(dy.chunks_exact(s.out_plane))
@@ -445,7 +446,6 @@ fn route_max_gradient<T: Element>(
                 T::end_streaming();
                 return Some((planes.start + p) * s.out_plane + at);
             }
-            let streamed = buf.len() >= s.in_plane;
             // Cleared plane by plane, so the plane is still in cache when the gradients land.
             let plane = if streamed {
                 &mut buf[..s.in_plane]
@@ -473,17 +473,12 @@ fn route_max_gradient<T: Element>(
             data: dx,
             unit: s.in_plane,
         };
-        let mut parts = crate::par::parts(s.planes);
         // With a plane of scratch, as many parts as the scratch holds planes; routed in place
         // without one.
-        let per_part = if scratch.len() >= s.in_plane {
-            s.in_plane
-        } else {
-            0
+        let (parts, per_part) = match scratch.len() / s.in_plane.max(1) {
+            0 => (crate::par::parts(s.planes), 0),
+            held => (crate::par::parts(s.planes).min(held), s.in_plane),
         };
-        if let Some(held) = scratch.len().checked_div(per_part) {
-            parts = parts.min(held);
-        }
         crate::par::run(
             s.planes,
             parts,
