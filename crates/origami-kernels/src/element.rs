@@ -50,6 +50,11 @@ pub trait Element:
     const NAN: Self;
     /// The type's name, `"f32"` or `"f64"`.
     const NAME: &'static str;
+    /// Whether [`Element::slide_by`] and [`Element::slide_back`] are one instruction each
+    /// (AVX-512's two-source permutes). Elsewhere they are several (AVX2: two `vpermps`, a
+    /// shift and a blend; NEON and scalar builds: lane by lane), and kernels that would
+    /// slide a vector along a row load it from there instead.
+    const ONE_PERMUTE_SLIDES: bool;
 
     /// A vector with every lane set to `x`.
     fn splat(x: Self) -> Self::Simd;
@@ -401,6 +406,7 @@ macro_rules! impl_element {
             const NEG_INFINITY: Self = <$t>::NEG_INFINITY;
             const NAN: Self = <$t>::NAN;
             const NAME: &'static str = $name;
+            const ONE_PERMUTE_SLIDES: bool = cfg!(target_feature = "avx512f");
 
             #[inline(always)]
             fn splat(x: Self) -> Self::Simd {

@@ -98,6 +98,8 @@ struct Layout {
     w_factors: usize,
     /// The H pass's factors.
     h_factors: usize,
+    /// One zero-padded row of the W pass's terms (see [`row_sums_by_loads`]).
+    padded: usize,
 }
 
 impl Layout {
@@ -109,13 +111,15 @@ impl Layout {
             block: h.kernel,
             w_factors: whole::<T>(row.saturating_add(w.kernel - 1)).saturating_add(2 * T::LANES),
             h_factors: h.input.max(h.output),
+            padded: row.saturating_add((STRIP_W + 2) * T::LANES),
         }
     }
 
     /// Buffer lengths in the order [`Buffers::split`] takes them.
-    fn lens(&self) -> [usize; 4] {
+    fn lens(&self) -> [usize; 5] {
         let rows = self.block.saturating_mul(self.row);
-        [rows, rows, self.w_factors, self.h_factors]
+        let padded = self.block.saturating_mul(self.padded);
+        [rows, rows, self.w_factors, self.h_factors, padded]
     }
 }
 
@@ -154,17 +158,20 @@ struct Buffers<'a, T> {
     w_factors: &'a mut [T],
     /// Factors along H.
     h_factors: &'a mut [T],
+    /// The block's rows of terms, zero-padded.
+    padded: &'a mut [T],
 }
 
 impl<'a, T: Element> Buffers<'a, T> {
     /// Every buffer on a vector boundary (see [`split`]).
     fn split(scratch: &'a mut [T], layout: &Layout) -> Self {
-        let [block, suffix, w_factors, h_factors] = split(scratch, layout.lens());
+        let [block, suffix, w_factors, h_factors, padded] = split(scratch, layout.lens());
         Buffers {
             block,
             suffix,
             w_factors,
             h_factors,
+            padded,
         }
     }
 }
@@ -228,7 +235,15 @@ pub(crate) fn forward<T: Element>(
     y: &mut [T],
     scratch: &mut [T],
 ) {
-    run(s, kind, false, streams::<T>(s.output_len), x, y, scratch);
+    run(
+        s,
+        kind,
+        false,
+        Method::new::<T>(s.output_len),
+        x,
+        y,
+        scratch,
+    );
 }
 
 /// Backward of average or sum pooling over every plane of `s` ([`applies`] holds):
@@ -240,14 +255,41 @@ pub(crate) fn backward<T: Element>(
     dx: &mut [T],
     scratch: &mut [T],
 ) {
-    run(s, kind, true, streams::<T>(s.input_len), dy, dx, scratch);
+    run(
+        s,
+        kind,
+        true,
+        Method::new::<T>(s.input_len),
+        dy,
+        dx,
+        scratch,
+    );
+}
+
+/// How a call runs.
+#[derive(Clone, Copy)]
+struct Method {
+    /// The outputs written past the caches (see [`streams`]).
+    stream: bool,
+    /// The W pass's way.
+    along_w: AlongW,
+}
+
+impl Method {
+    /// The fastest for an output of `len` elements.
+    fn new<T: Element>(len: usize) -> Self {
+        Method {
+            stream: streams::<T>(len),
+            along_w: AlongW::for_target::<T>(),
+        }
+    }
 }
 
 fn run<T: Element>(
     s: &PoolShape,
     kind: PoolKind,
     backward: bool,
-    stream: bool,
+    method: Method,
     src: &[T],
     dst: &mut [T],
     scratch: &mut [T],
@@ -255,6 +297,8 @@ fn run<T: Element>(
     let (h, w) = pass_axes(s, backward);
     let layout = Layout::new::<T>(&h, &w);
     let mut buf = Buffers::split(scratch, &layout);
+    // The padded rows' margins, which `pad_row` never writes.
+    buf.padded.fill(T::ZERO);
     let [_, ah, aw] = s.axes;
     let factor = |a: usize, o: usize| average_factor::<T>(s, a, o, a == 2);
     // One factor for every output (count_include_pad's windows inside the padded input, or
@@ -290,9 +334,9 @@ fn run<T: Element>(
         .zip(dst.chunks_exact_mut(out_plane))
         .take(s.planes)
     {
-        plane(&h, &w, scale, stream, p_src, p_dst, &mut buf, &layout);
+        plane(&h, &w, scale, method, p_src, p_dst, &mut buf, &layout);
     }
-    if stream {
+    if method.stream {
         T::end_streaming();
     }
 }
@@ -304,13 +348,13 @@ fn plane<T: Element>(
     h: &Axis,
     w: &Axis,
     scale: Scale,
-    stream: bool,
+    method: Method,
     src: &[T],
     dst: &mut [T],
     buf: &mut Buffers<'_, T>,
     layout: &Layout,
 ) {
-    let (k, cols, row) = (h.kernel, w.output, layout.row);
+    let (k, cols, row, stream) = (h.kernel, w.output, layout.row, method.stream);
     // Padded rows `0 .. h.output + k - 1` hold every window; row `p` is input row `p - pad`.
     let padded_rows = h.output + k - 1;
     for b in 0..padded_rows.div_ceil(k) {
@@ -333,20 +377,36 @@ fn plane<T: Element>(
                 uniform: T::splat(buf.h_factors[i] * buf.w_factors[w.pad_lo + T::LANES]),
             }
         };
-        // Two rows at a time: twice the independent work per step, and the step's
-        // bookkeeping shared (1.1-1.25x over one row, even where the levels of two rows
-        // do not all fit in registers).
-        let pairs = (hi - lo) / 2;
-        let mut rows = buf.block[lo * row..hi * row].chunks_exact_mut(row);
-        for t in (lo..lo + 2 * pairs).step_by(2) {
-            let (Some(a), Some(c)) = (rows.next(), rows.next()) else {
-                break;
-            };
-            let srcs = [source(t), source(t + 1)];
-            row_sums_by::<T, 2>(scale, w.kernel, &srcs, [a, c]);
-        }
-        for (t, out) in (lo + 2 * pairs..hi).zip(rows) {
-            row_sums_by::<T, 1>(scale, w.kernel, &[source(t)], [out]);
+        if method.along_w == AlongW::Loads {
+            // Every row of the block padded first, so that the sums' unaligned loads find
+            // the rows in the cache rather than half-forwarded from pending stores.
+            let padded = layout.padded;
+            for t in lo..hi {
+                pad_row_by(scale, &source(t), &mut buf.padded[t * padded..][..padded]);
+            }
+            for t in lo..hi {
+                row_sums_by_loads(
+                    w.kernel,
+                    &buf.padded[t * padded..][..padded],
+                    &mut buf.block[t * row..][..row],
+                );
+            }
+        } else {
+            // Two rows at a time: twice the independent work per step, and the step's
+            // bookkeeping shared (1.1-1.25x over one row, even where the levels of two
+            // rows do not all fit in registers).
+            let pairs = (hi - lo) / 2;
+            let mut rows = buf.block[lo * row..hi * row].chunks_exact_mut(row);
+            for t in (lo..lo + 2 * pairs).step_by(2) {
+                let (Some(a), Some(c)) = (rows.next(), rows.next()) else {
+                    break;
+                };
+                let srcs = [source(t), source(t + 1)];
+                row_sums_by::<T, 2>(scale, w.kernel, &srcs, [a, c]);
+            }
+            for (t, out) in (lo + 2 * pairs..hi).zip(rows) {
+                row_sums_by::<T, 1>(scale, w.kernel, &[source(t)], [out]);
+            }
         }
         let last = (b + 1) * k >= padded_rows;
         for c0 in (0..row).step_by(STRIP * T::LANES) {
@@ -357,18 +417,181 @@ fn plane<T: Element>(
                 stream,
             };
             // A const number of vectors, so that the running sums stay in registers (a
-            // count known only at run time kept them in memory).
-            match ((row - c0) / T::LANES).min(STRIP) {
-                1 => strip.pass::<T, 1>(b, h, scale, last, buf, dst),
-                2 => strip.pass::<T, 2>(b, h, scale, last, buf, dst),
-                3 => strip.pass::<T, 3>(b, h, scale, last, buf, dst),
-                _ => strip.pass::<T, STRIP>(b, h, scale, last, buf, dst),
+            // count known only at run time kept them in memory), and whole strips of
+            // outputs stored without a check per vector.
+            let n = ((row - c0) / T::LANES).min(STRIP);
+            let whole = c0 + n * T::LANES <= cols;
+            match (n, scale == Scale::Sums, whole) {
+                (STRIP, false, true) => strip.pass::<T, STRIP, false, true>(b, h, last, buf, dst),
+                (STRIP, true, true) => strip.pass::<T, STRIP, true, true>(b, h, last, buf, dst),
+                (1, false, _) => strip.pass::<T, 1, false, false>(b, h, last, buf, dst),
+                (2, false, _) => strip.pass::<T, 2, false, false>(b, h, last, buf, dst),
+                (3, false, _) => strip.pass::<T, 3, false, false>(b, h, last, buf, dst),
+                (_, false, _) => strip.pass::<T, STRIP, false, false>(b, h, last, buf, dst),
+                (1, true, _) => strip.pass::<T, 1, true, false>(b, h, last, buf, dst),
+                (2, true, _) => strip.pass::<T, 2, true, false>(b, h, last, buf, dst),
+                (3, true, _) => strip.pass::<T, 3, true, false>(b, h, last, buf, dst),
+                (_, true, _) => strip.pass::<T, STRIP, true, false>(b, h, last, buf, dst),
             }
         }
         if last {
             break;
         }
         core::mem::swap(&mut buf.block, &mut buf.suffix);
+    }
+}
+
+/// How the W pass sums a row's windows.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum AlongW {
+    /// By doubling in registers, each level and piece a two-source permute ([`row_sums`]):
+    /// where such a permute is one instruction (AVX-512).
+    Slides,
+    /// By unaligned loads of every tap from a zero-padded copy of the row
+    /// ([`row_sums_by_loads`]): elsewhere, where each permute is several (AVX2: two
+    /// `vpermps`, a shift and a blend) and loads are cheap.
+    Loads,
+}
+
+impl AlongW {
+    /// The faster of the two for `T`'s vectors on this target.
+    fn for_target<T: Element>() -> Self {
+        if T::ONE_PERMUTE_SLIDES {
+            AlongW::Slides
+        } else {
+            AlongW::Loads
+        }
+    }
+}
+
+/// `dst` (the padded row's whole vectors) = level 0 of `src` from its padding on, scaled as
+/// `scale` says; `dst`'s other elements are left as they are (zero: see [`run`]).
+#[inline(always)]
+fn pad_row_by<T: Element>(scale: Scale, src: &RowSource<'_, T>, dst: &mut [T]) {
+    match scale {
+        Scale::Terms => pad_row::<T, BY_POSITION>(src, dst),
+        Scale::UniformTerms => pad_row::<T, UNIFORM>(src, dst),
+        Scale::None | Scale::Sums => pad_row::<T, PLAIN>(src, dst),
+    }
+}
+
+/// [`pad_row_by`] for a scaling mode: the row's vectors copied straight from the input
+/// (its last vector ending at the row's end, overlapping the one before), with no zero-
+/// filled lanes to build. A row shorter than a vector goes through [`RowSource::vector`].
+#[inline(always)]
+fn pad_row<T: Element, const TERMS: u8>(src: &RowSource<'_, T>, dst: &mut [T]) {
+    let (n, lanes, pad) = (src.row.len(), T::LANES, src.pad);
+    if n < lanes {
+        // The vectors that hold the row (past them the margin stays zero).
+        let holding = (pad + n).div_ceil(lanes);
+        for (p, d) in dst.chunks_exact_mut(lanes).take(holding).enumerate() {
+            T::store(src.vector::<TERMS>((p * lanes) as isize), d);
+        }
+        return;
+    }
+    let body = &mut dst[pad..][..n];
+    let term = |i: usize| {
+        let v = T::load_full(&src.row[i..]);
+        match TERMS {
+            BY_POSITION => {
+                let (f, t) = src.terms;
+                v * T::load_full(&f[pad + lanes + i..]) * t
+            }
+            UNIFORM => v * src.uniform,
+            _ => v,
+        }
+    };
+    let mut i = 0;
+    while i + lanes <= n {
+        T::store(term(i), &mut body[i..]);
+        i += lanes;
+    }
+    if i < n {
+        T::store(term(n - lanes), &mut body[n - lanes..]);
+    }
+}
+
+/// The W sums of one row for a window `k < 2 * LANES <= 16`, every tap an unaligned load
+/// from the zero-padded row `padded` (the window of output `q` is `padded[q .. q + k]`),
+/// `out` whole vectors. The window's size is a constant of the loop ([`sums_by_loads`]):
+/// with a run-time count, every tap paid its loop test and two bounds checks (1.3x).
+#[inline(always)]
+fn row_sums_by_loads<T: Element>(k: usize, padded: &[T], out: &mut [T]) {
+    debug_assert!(k < 2 * T::LANES && T::LANES <= 8, "window {k}");
+    match k {
+        1 => sums_by_loads::<T, 1>(padded, out),
+        2 => sums_by_loads::<T, 2>(padded, out),
+        3 => sums_by_loads::<T, 3>(padded, out),
+        4 => sums_by_loads::<T, 4>(padded, out),
+        5 => sums_by_loads::<T, 5>(padded, out),
+        6 => sums_by_loads::<T, 6>(padded, out),
+        7 => sums_by_loads::<T, 7>(padded, out),
+        8 => sums_by_loads::<T, 8>(padded, out),
+        9 => sums_by_loads::<T, 9>(padded, out),
+        10 => sums_by_loads::<T, 10>(padded, out),
+        11 => sums_by_loads::<T, 11>(padded, out),
+        12 => sums_by_loads::<T, 12>(padded, out),
+        13 => sums_by_loads::<T, 13>(padded, out),
+        14 => sums_by_loads::<T, 14>(padded, out),
+        _ => sums_by_loads::<T, 15>(padded, out),
+    }
+}
+
+/// Output vectors the W sums by loads compute per step.
+const STRIP_W: usize = 4;
+
+/// The sum of taps `from .. to` of output vector `v`, counted from `win`'s start, in order.
+#[inline(always)]
+fn tap_range<T: Element>(win: &[T], v: usize, from: usize, to: usize) -> T::Simd {
+    let at = v * T::LANES;
+    let mut acc = T::load_full(&win[at + from..]);
+    for j in from + 1..to {
+        acc += T::load_full(&win[at + j..]);
+    }
+    acc
+}
+
+/// [`row_sums_by_loads`] for a window of `K` taps, `STRIP_W` vectors a step (the last step
+/// computes past the row, in `padded`'s margin, and stores only the row's vectors).
+///
+/// A window of `K <= LANES` taps is `K` loads a vector. A wider one, `K = LANES + r`, takes
+/// the `LANES` taps from its start (the previous step's `whole`) and the next vector's first
+/// `r` (`part`), and `whole = part + the next vector's other taps`: `LANES` loads a vector
+/// (15 taps: 8 loads and 8 adds for 8 outputs, no permutes).
+#[inline(always)]
+fn sums_by_loads<T: Element, const K: usize>(padded: &[T], out: &mut [T]) {
+    let lanes = T::LANES;
+    let vectors = out.len() / lanes;
+    let wide = K > lanes;
+    let r = if wide { K - lanes } else { K };
+    let mut carry = T::splat(T::ZERO);
+    if wide {
+        carry = tap_range::<T>(padded, 0, 0, lanes);
+    }
+    for v0 in (0..vectors).step_by(STRIP_W) {
+        let win = &padded[v0 * lanes..][..(STRIP_W + 2) * lanes];
+        let ahead = if wide { lanes } else { 0 };
+        let part: [T::Simd; STRIP_W] =
+            core::array::from_fn(|v| tap_range::<T>(&win[ahead..], v, 0, r));
+        let mut sums = part;
+        if wide {
+            let mut whole = part;
+            for (v, w) in whole.iter_mut().enumerate() {
+                for j in r..lanes {
+                    *w += T::load_full(&win[ahead + v * lanes + j..]);
+                }
+            }
+            for v in 0..STRIP_W {
+                let before = if v == 0 { carry } else { whole[v - 1] };
+                sums[v] = before + part[v];
+            }
+            carry = whole[STRIP_W - 1];
+        }
+        let n = (vectors - v0).min(STRIP_W);
+        let out = &mut out[v0 * lanes..];
+        for (v, &x) in sums.iter().enumerate().take(n) {
+            T::store(x, &mut out[v * lanes..]);
+        }
     }
 }
 
@@ -385,20 +608,20 @@ struct Strip {
 }
 
 impl Strip {
-    /// The H pass over `V` vectors of block `b`: its windows, then (unless it is the
-    /// `last`) its suffix sums.
+    /// The H pass over `V` vectors of block `b` (the forward average's factors applied
+    /// where `SUMS`; every vector's outputs inside the row where `WHOLE`): its windows,
+    /// then (unless it is the `last`) its suffix sums.
     #[inline(always)]
-    fn pass<T: Element, const V: usize>(
+    fn pass<T: Element, const V: usize, const SUMS: bool, const WHOLE: bool>(
         &self,
         b: usize,
         h: &Axis,
-        scale: Scale,
         last: bool,
         buf: &mut Buffers<'_, T>,
         dst: &mut [T],
     ) {
         let factors = (&*buf.w_factors, &*buf.h_factors);
-        self.windows::<T, V>(b, h, scale, buf.block, buf.suffix, factors, dst);
+        self.windows::<T, V, SUMS, WHOLE>(b, h, buf.block, buf.suffix, factors, dst);
         if !last {
             self.suffix_sums::<T, V>(h.kernel, buf.block);
         }
@@ -407,57 +630,73 @@ impl Strip {
     /// The windows that end in block `b` (rows in `block`), with the suffix sums of block
     /// `b - 1` in `suffix`: a running sum from the block's start, in registers, plus the
     /// suffix sum at the window's start.
-    #[allow(clippy::too_many_arguments)]
     #[inline(always)]
-    fn windows<T: Element, const V: usize>(
+    fn windows<T: Element, const V: usize, const SUMS: bool, const WHOLE: bool>(
         &self,
         b: usize,
         h: &Axis,
-        scale: Scale,
         block: &[T],
         suffix: &[T],
         (w_factors, h_factors): (&[T], &[T]),
         dst: &mut [T],
     ) {
-        let (k, lanes) = (h.kernel, T::LANES);
-        let one = T::splat(T::ONE);
-        // The forward pass's factors along W, by column (the W pass leaves them to this one).
-        let columns: [T::Simd; V] = core::array::from_fn(|v| match scale {
-            Scale::Sums => T::load_full(&w_factors[self.c0 + v * lanes..]),
-            _ => one,
-        });
-        let mut running = [T::splat(T::ZERO); V];
-        for t in 0..k {
-            let current = &block[t * self.row + self.c0..];
-            for (v, r) in running.iter_mut().enumerate() {
-                let x = T::load_full(&current[v * lanes..]);
-                *r = if t == 0 { x } else { *r + x };
+        let (k, lanes, c0) = (h.kernel, T::LANES, self.c0);
+        let columns: [T::Simd; V] = core::array::from_fn(|v| {
+            if SUMS {
+                T::load_full(&w_factors[c0 + v * lanes..])
+            } else {
+                T::splat(T::ONE)
             }
+        });
+        let first = &block[c0..][..V * lanes];
+        let mut running: [T::Simd; V] = core::array::from_fn(|v| T::load_full(&first[v * lanes..]));
+        for t in 0..k {
             // The window ending at padded row `b * k + t` starts at output row
             // `b * k + t + 1 - k`: in the previous block at `t + 1`, or at this block's
             // start when `t + 1 == k`.
+            if t > 0 {
+                let current = &block[t * self.row + c0..][..V * lanes];
+                for (v, r) in running.iter_mut().enumerate() {
+                    *r += T::load_full(&current[v * lanes..]);
+                }
+            }
             let Some(o) = (b * k + t + 1).checked_sub(k).filter(|&o| o < h.output) else {
                 continue;
             };
-            let g = match scale {
-                Scale::Sums => T::splat(h_factors[o]),
-                _ => one,
-            };
-            let dst_row = &mut dst[o * self.cols..][..self.cols];
-            for (v, &r) in running.iter().enumerate() {
-                let c = self.c0 + v * lanes;
-                if c >= self.cols {
-                    break;
+            let mut sums = running;
+            if t + 1 < k {
+                let before = &suffix[(t + 1) * self.row + c0..][..V * lanes];
+                for (v, s) in sums.iter_mut().enumerate() {
+                    *s += T::load_full(&before[v * lanes..]);
                 }
-                let mut sum = r;
-                if t + 1 < k {
-                    sum += T::load_full(&suffix[(t + 1) * self.row + c..]);
+            }
+            if SUMS {
+                let g = T::splat(h_factors[o]);
+                for (s, &c) in sums.iter_mut().zip(&columns) {
+                    *s = *s * g * c;
                 }
-                let sum = sum * g * columns[v];
-                if self.stream {
-                    T::store_streaming(sum, &mut dst_row[c..]);
-                } else {
-                    T::store(sum, &mut dst_row[c..]);
+            }
+            if WHOLE {
+                let out = &mut dst[o * self.cols + c0..][..V * lanes];
+                for (v, &s) in sums.iter().enumerate() {
+                    if self.stream {
+                        T::store_streaming(s, &mut out[v * lanes..]);
+                    } else {
+                        T::store(s, &mut out[v * lanes..]);
+                    }
+                }
+            } else {
+                let out = &mut dst[o * self.cols..][..self.cols];
+                for (v, &s) in sums.iter().enumerate() {
+                    let c = c0 + v * lanes;
+                    if c >= self.cols {
+                        break;
+                    }
+                    if self.stream {
+                        T::store_streaming(s, &mut out[c..]);
+                    } else {
+                        T::store(s, &mut out[c..]);
+                    }
                 }
             }
         }
@@ -653,56 +892,106 @@ mod tests {
         &mut buf[skip..skip + len]
     }
 
-    /// Streaming stores write what plain stores write, bit for bit, forward and backward,
-    /// with rows that end inside a vector and rows of whole vectors.
-    fn streaming_matches_plain<T: Element>() {
+    /// Both ways along W compute the reference's sums (forward and backward; sums, uniform
+    /// and per-position average factors; rows that end inside a vector, rows shorter than
+    /// a vector, every window size the loads take), and streaming stores write what plain
+    /// stores write, bit for bit.
+    fn ways_match_the_reference<T: Element>() {
         let mut ran = 0;
-        // Miri interprets every instruction (and has no streaming stores): one short plane.
-        let (channels, rows) = if cfg!(miri) { (1, 3) } else { (3, 11) };
-        for (w, k) in [(37usize, 5usize), (64, 15), (50, 3), (40, 7)] {
-            let pool = PoolSpec::new(1, channels, [rows, w], [k.min(rows), k])
-                .with_stride([1, 1])
-                .with_padding([k.min(rows) / 2, k / 2])
-                .build()
-                .unwrap();
-            let s = &pool.shape;
-            // Windows of two vectors and wider are not this module's (8-lane f32 builds).
-            if !applies::<T>(s) {
-                continue;
-            }
-            ran += 1;
-            let x: Vec<T> = (0..s.input_len)
-                .map(|i| T::from_usize(i * 7919 % 1009) / T::from_usize(1009))
-                .collect();
-            let mut scratch = vec![T::ZERO; scratch_len::<T>(s)];
-            for (kind, backward) in [(PoolKind::Avg, false), (PoolKind::Sum, true)] {
-                let (src_len, dst_len) = if backward {
-                    (s.output_len, s.input_len)
-                } else {
-                    (s.input_len, s.output_len)
-                };
-                let mut outs = [vec![T::NAN; dst_len + 64], vec![T::NAN; dst_len + 64]];
-                for (stream, out) in [false, true].into_iter().zip(&mut outs) {
-                    let dst = aligned(out, dst_len);
-                    run(s, kind, backward, stream, &x[..src_len], dst, &mut scratch);
+        // Miri interprets every instruction (and has no streaming stores): short planes.
+        let (channels, rows) = if cfg!(miri) { (1, 3) } else { (2, 11) };
+        let widths: &[(usize, usize)] = if cfg!(miri) {
+            &[(37, 5), (6, 3), (40, 11)]
+        } else {
+            &[
+                (37, 5),
+                (64, 15),
+                (50, 3),
+                (40, 7),
+                (6, 3),
+                (21, 9),
+                (8, 8),
+                (33, 1),
+                (29, 13),
+            ]
+        };
+        for &(w, k) in widths {
+            for include_pad in [true, false] {
+                let kh = k.min(rows);
+                let pool = PoolSpec::new(1, channels, [rows, w], [kh, k])
+                    .with_stride([1, 1])
+                    .with_padding([kh / 2, k / 2])
+                    .with_count_include_pad(include_pad)
+                    .build()
+                    .unwrap();
+                let s = &pool.shape;
+                // Windows of two vectors and wider are not this module's.
+                if !applies::<T>(s) {
+                    continue;
                 }
-                let [plain, streamed] = outs.map(|mut o| aligned(&mut o, dst_len).to_vec());
-                assert!(
-                    plain
-                        .iter()
-                        .zip(&streamed)
-                        .all(|(a, b)| a.to_f64().to_bits() == b.to_f64().to_bits()),
-                    "w {w} k {k} backward {backward}"
-                );
+                ran += 1;
+                let x: Vec<T> = (0..s.input_len.max(s.output_len))
+                    .map(|i| T::from_usize(i * 7919 % 1009) / T::from_usize(1009))
+                    .collect();
+                let mut scratch = vec![T::ZERO; scratch_len::<T>(s)];
+                for (kind, backward) in [
+                    (PoolKind::Avg, false),
+                    (PoolKind::Sum, false),
+                    (PoolKind::Avg, true),
+                    (PoolKind::Sum, true),
+                ] {
+                    let (src_len, dst_len) = if backward {
+                        (s.output_len, s.input_len)
+                    } else {
+                        (s.input_len, s.output_len)
+                    };
+                    let src = &x[..src_len];
+                    let mut expected = vec![T::ZERO; dst_len];
+                    if backward {
+                        crate::reference::pool_backward(&pool, kind, src, None, &mut expected)
+                    } else {
+                        crate::reference::pool_forward(&pool, kind, src, &mut expected, None)
+                    }
+                    .unwrap();
+                    for along_w in [AlongW::Slides, AlongW::Loads] {
+                        let mut outs = [vec![T::NAN; dst_len + 64], vec![T::NAN; dst_len + 64]];
+                        for (stream, out) in [false, true].into_iter().zip(&mut outs) {
+                            let dst = aligned(out, dst_len);
+                            let method = Method { stream, along_w };
+                            run(s, kind, backward, method, src, dst, &mut scratch);
+                        }
+                        let [plain, streamed] = outs.map(|mut o| aligned(&mut o, dst_len).to_vec());
+                        let case = format!(
+                            "{} w {w} k {k} include_pad {include_pad} {kind:?} backward \
+                             {backward} {along_w:?}",
+                            T::NAME
+                        );
+                        assert!(
+                            plain
+                                .iter()
+                                .zip(&streamed)
+                                .all(|(a, b)| a.to_f64().to_bits() == b.to_f64().to_bits()),
+                            "streamed: {case}"
+                        );
+                        for (i, (a, e)) in plain.iter().zip(&expected).enumerate() {
+                            let (a, e) = (a.to_f64(), e.to_f64());
+                            let tol = if T::NAME == "f32" { 1e-5 } else { 1e-13 };
+                            assert!(
+                                (a - e).abs() <= tol * e.abs().max(1.0),
+                                "{case}: element {i} is {a}, expected {e}"
+                            );
+                        }
+                    }
+                }
             }
         }
-        assert!(ran >= 2, "{ran} shapes for {}", T::NAME);
+        assert!(ran >= 4, "{ran} shapes for {}", T::NAME);
     }
 
     #[test]
-    fn streaming_stores_write_the_same() {
-        streaming_matches_plain::<f32>();
-        streaming_matches_plain::<f64>();
+    fn both_ways_along_w_match_the_reference() {
+        ways_match_the_reference::<f32>();
+        ways_match_the_reference::<f64>();
     }
 
     #[test]
