@@ -21,6 +21,11 @@
 //!   with AVX-512, see [`applies`]) it all goes in registers ([`row_sums`]), reading each
 //!   row once from the input, in order: a doubling by `m < LANES` is a lane slide of a
 //!   vector and the previous one, a piece at any offset a two-source permute.
+//! - **Along W, by loads**, where a slide is not one instruction ([`AlongW`]; AVX2 builds
+//!   for `f32`, and NEON and scalar ones: `k < 2 * LANES <= 16`): each row of a block is
+//!   copied, scaled, into a zero-padded row in scratch, and each output vector loads its
+//!   taps unaligned from there, the window size a constant ([`sums_by_loads`]; 15 taps: 8
+//!   loads and 8 adds per 8 outputs, the previous vector's 8 taps reused).
 //! - **Along H, by block-restarted running sums** (van Herk / Gil-Werman, as in
 //!   [`super::prefix_sum`]): the padded rows are cut into blocks of `k`; while the rows of
 //!   block `b` arrive from the W pass, a running sum `pre` from the block's start gives, with
@@ -45,6 +50,15 @@
 //! L2 as from memory): two rows per step, the H pass's strips and the scaling mode as
 //! consts, the forward factors moved to the H pass and the top level's piece taken as it
 //! is gave 3.4-3.7 ms (in L2, n1 c64: 0.49 -> 0.39 ms).
+//!
+//! With AVX2 (AMD EPYC Zen 3, one thread) doubling took 1.3 ns an element, in L2 as from
+//! memory: each slide is four instructions, and two rows' levels spilled from 16 registers.
+//! By loads, with the H pass's windows compiled for whole strips: n1 c4 in L2 0.104 ->
+//! 0.043 ms each way; n8 c64 9.5 -> 7.4-8.0 ms (PyTorch 320 ms backward), two threads
+//! 8.0 -> 4.2-5.2 ms. At n8 c64 the time is now the memory's as much as the instructions'
+//! (5.5 ms of them at the L2 rate; 51 MB at ~12.5 GB/s is 4.1 ms). Software prefetch of the
+//! next block's rows gained 5% on one thread and nothing on two (not kept); adding each
+//! window's taps in two chains rather than one, nothing.
 
 use super::PoolKind;
 use super::geometry::PoolShape;
