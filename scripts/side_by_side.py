@@ -16,7 +16,8 @@ Needs torch; run it with the PyTorch of the project's venv:
 
 With `--pool` it times the issue's pooling points instead (n8 c64 112x112; the
 `pool_time` example, fastest of its repeats, built likewise), forward and backward; max
-pooling's backward routes PyTorch's 64-bit indices, as origami's does.
+pooling's backward routes PyTorch's 64-bit indices, as origami's does. With `--other` it
+times depthwise 3x3 (c128 56x56) and the 7x7/2 stem (c3 224x224) like the dense shapes.
 
 float32, NCHW, batch 8; PyTorch with its outputs' memory kept between calls (glibc's heap
 keeps freed blocks, as `torch_baseline.py` runs it); `backward_input` and `backward_weight`
@@ -31,12 +32,18 @@ import subprocess
 import sys
 import time
 
-# name: (batch, channels, (H, W), out channels, (kH, kW), (padH, padW)), stride 1.
+# name: (batch, channels, (H, W), out channels, (kH, kW), (padH, padW), stride, groups).
 SHAPES = {
-    "3x3 c128 28x28": (8, 128, (28, 28), 128, (3, 3), (1, 1)),
-    "3x3 c64 56x56": (8, 64, (56, 56), 64, (3, 3), (1, 1)),
-    "conv1d k9 c64 T1024": (8, 64, (1, 1024), 64, (1, 9), (0, 4)),
-    "temporal (9,1) c64 300x25": (8, 64, (300, 25), 64, (9, 1), (4, 0)),
+    "3x3 c128 28x28": (8, 128, (28, 28), 128, (3, 3), (1, 1), 1, 1),
+    "3x3 c64 56x56": (8, 64, (56, 56), 64, (3, 3), (1, 1), 1, 1),
+    "conv1d k9 c64 T1024": (8, 64, (1, 1024), 64, (1, 9), (0, 4), 1, 1),
+    "temporal (9,1) c64 300x25": (8, 64, (300, 25), 64, (9, 1), (4, 0), 1, 1),
+}
+# The issue's other convolutions (`--other`): 2x PyTorch asked, depthwise both ways and the
+# stem's backward.
+OTHER = {
+    "depthwise 3x3 c128 56x56": (8, 128, (56, 56), 128, (3, 3), (1, 1), 1, 128),
+    "stem 7x7/2 c3 224x224": (8, 3, (224, 224), 64, (7, 7), (3, 3), 2, 1),
 }
 DIRECTIONS = ["forward", "backward_input", "backward_weight"]
 
@@ -59,8 +66,9 @@ STEADY_MALLOC = {
 
 def origami(binary, shape, threads):
     """The fastest call of each direction in one alternated run of `conv_gflops`."""
-    n, c, (h, w), k, (kh, kw), (ph, pw) = shape
-    args = [binary, str(n), str(c), f"{h}x{w}", str(k), f"{kh}x{kw}", f"{ph}x{pw}", "1", "1"]
+    n, c, (h, w), k, (kh, kw), (ph, pw), stride, groups = shape
+    args = [binary, str(n), str(c), f"{h}x{w}", str(k), f"{kh}x{kw}", f"{ph}x{pw}", str(stride),
+            str(groups)]
     ab = ",".join(f"auto:{d}" for d in DIRECTIONS)
     return run_example(args, threads, r"auto:(\w+)\s+min\s+([0-9.]+) ms", ORIGAMI_AB=ab)
 
@@ -101,19 +109,21 @@ def fastest(fns, calls, budget_s=math.inf):
 
 def pytorch(torch, shape, calls):
     """The fastest of `calls` calls of each direction."""
-    n, c, hw, k, ks, pad = shape
+    n, c, hw, k, ks, pad, stride, groups = shape
     x = torch.randn(n, c, *hw)
-    w = torch.randn(k, c, *ks)
-    gy = torch.ones_like(torch.nn.functional.conv2d(x, w, padding=pad))
+    w = torch.randn(k, c // groups, *ks)
+    conv = lambda: torch.nn.functional.conv2d(x, w, padding=pad, stride=stride, groups=groups)
+    gy = torch.ones_like(conv())
 
     def grad(which):
-        mask = [False, which == "input", which == "weight"]
+        # output_mask: (grad_input, grad_weight, grad_bias).
+        mask = [which == "input", which == "weight", False]
         return lambda: torch.ops.aten.convolution_backward(
-            gy, x, w, None, [1, 1], list(pad), [1, 1], False, [0, 0], 1, mask
+            gy, x, w, None, [stride] * 2, list(pad), [1, 1], False, [0, 0], groups, mask
         )
 
     fns = {
-        "forward": lambda: torch.nn.functional.conv2d(x, w, padding=pad),
+        "forward": conv,
         "backward_input": grad("input"),
         "backward_weight": grad("weight"),
     }
@@ -161,6 +171,7 @@ def main():
     p.add_argument("--calls", type=int, default=15, help="PyTorch calls per direction a round")
     p.add_argument("--bin", default="target/release/examples/conv_gflops")
     p.add_argument("--pool", action="store_true", help="the pooling points instead")
+    p.add_argument("--other", action="store_true", help="depthwise and the stem instead")
     p.add_argument("--pool-bin", default="target/release/examples/pool_time")
     args = p.parse_args()
     if any(os.environ.get(k) != v for k, v in STEADY_MALLOC.items()):
@@ -175,7 +186,7 @@ def main():
             lambda pool: pytorch_pool(torch, pool, args.calls),
         )
     compare(
-        args, torch, SHAPES, DIRECTIONS,
+        args, torch, OTHER if args.other else SHAPES, DIRECTIONS,
         lambda shape: origami(args.bin, shape, args.threads),
         lambda shape: pytorch(torch, shape, args.calls),
     )
