@@ -284,11 +284,13 @@ impl<const D: usize> ConvNd<D> {
     /// gradient, where split by rows every part packed all of `cols^T`. Where the columns are
     /// at least four times the rows (3x3 and 9-tap kernels: 9 taps per channel), two threads
     /// ran 8-12% faster by columns on the Zen 4 machine (n8: temporal (9,1) 29.4 -> 26.3 ms,
-    /// 3x3 c64 56x56 12.2 -> 11.2 ms); the stem (147 columns, 64 rows) ran 6% slower, its
-    /// four column tiles split unevenly.
+    /// 3x3 c64 56x56 12.2 -> 11.2 ms). The stem (147 columns, 64 rows) ran 6% slower there,
+    /// its four column tiles split unevenly, and 15-28% faster on the Zen 3 machine (n8, two
+    /// threads, 40 calls of each alternated: fastest 30.8 -> 26.5 ms, median 40.0 -> 28.7),
+    /// whose packing of `cols^T` twice cost more than the uneven split: from twice the rows.
     #[cfg(feature = "rayon")]
     fn weight_by_columns(&self) -> bool {
-        self.shape.unrolled_rows >= 4 * self.shape.out_channels
+        self.shape.unrolled_rows >= 2 * self.shape.out_channels
     }
 
     /// Runs `f(shape, input, output, scratch)` over the batch: split into parts of whole
