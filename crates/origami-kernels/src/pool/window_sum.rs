@@ -470,11 +470,18 @@ enum AlongW {
 impl AlongW {
     /// The faster of the two for `T`'s vectors on this target.
     fn for_target<T: Element>() -> Self {
-        if T::ONE_PERMUTE_SLIDES {
+        if T::ONE_PERMUTE_SLIDES || !Self::loads_take::<T>() {
             AlongW::Slides
         } else {
             AlongW::Loads
         }
+    }
+
+    /// Whether [`AlongW::Loads`] takes every window of this module for `T`: its dispatch
+    /// names windows up to 15 taps (`k < 2 * LANES` with `LANES <= 8`; 16-lane vectors,
+    /// AVX-512's `f32`, allow 31 and slide in one instruction anyway).
+    fn loads_take<T: Element>() -> bool {
+        T::LANES <= 8
     }
 }
 
@@ -531,7 +538,7 @@ fn pad_row<T: Element, const TERMS: u8>(src: &RowSource<'_, T>, dst: &mut [T]) {
 /// with a run-time count, every tap paid its loop test and two bounds checks (1.3x).
 #[inline(always)]
 fn row_sums_by_loads<T: Element>(k: usize, padded: &[T], out: &mut [T]) {
-    debug_assert!(k < 2 * T::LANES && T::LANES <= 8, "window {k}");
+    debug_assert!(k < 2 * T::LANES && AlongW::loads_take::<T>(), "window {k}");
     match k {
         1 => sums_by_loads::<T, 1>(padded, out),
         2 => sums_by_loads::<T, 2>(padded, out),
@@ -967,7 +974,12 @@ mod tests {
                         crate::reference::pool_forward(&pool, kind, src, &mut expected, None)
                     }
                     .unwrap();
-                    for along_w in [AlongW::Slides, AlongW::Loads] {
+                    let ways: &[AlongW] = if AlongW::loads_take::<T>() {
+                        &[AlongW::Slides, AlongW::Loads]
+                    } else {
+                        &[AlongW::Slides]
+                    };
+                    for &along_w in ways {
                         let mut outs = [vec![T::NAN; dst_len + 64], vec![T::NAN; dst_len + 64]];
                         for (stream, out) in [false, true].into_iter().zip(&mut outs) {
                             let dst = aligned(out, dst_len);
