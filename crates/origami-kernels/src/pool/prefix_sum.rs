@@ -47,8 +47,9 @@
 //! Max keeps the strips: its items carry indices, and its combine is not a plain add.
 //!
 //! Sums at stride 1 and dilation 1 along H and W, with no D pass (the common average pool
-//! of any window size), go by planes instead ([`super::window_sum`]): W by doubling along
-//! each contiguous row, H by these block-restarted sums, no transposes.
+//! of any window size), go by planes instead ([`super::window_sum`]): W along each
+//! contiguous row (by doubling in registers, or by unaligned loads where a slide is several
+//! instructions), H by these block-restarted sums, no transposes.
 //!
 //! Scratch holds one plane's intermediate results, the transposed groups and `pre` / `suf`
 //! (one strip, or one plane's rows for sums): its size does not grow with the batch. Max
