@@ -311,8 +311,10 @@ fn run<T: Element>(
     let (h, w) = pass_axes(s, backward);
     let layout = Layout::new::<T>(&h, &w);
     let mut buf = Buffers::split(scratch, &layout);
-    // The padded rows' margins, which `pad_row` never writes.
-    buf.padded.fill(T::ZERO);
+    if method.along_w == AlongW::Loads {
+        // The padded rows' margins, which `pad_row` never writes.
+        buf.padded.fill(T::ZERO);
+    }
     let [_, ah, aw] = s.axes;
     let factor = |a: usize, o: usize| average_factor::<T>(s, a, o, a == 2);
     // One factor for every output (count_include_pad's windows inside the padded input, or
