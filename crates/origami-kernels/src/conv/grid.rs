@@ -169,6 +169,14 @@ impl Grid {
             row[hw..].fill(T::ZERO);
             if stride == 1 {
                 row[lw..hw].copy_from_slice(&x[from..from + (hw - lw)]);
+            } else if stride == 2 {
+                // Pairs, so that the compiler vectorises the gather (as loads and shuffles);
+                // the last element alone, as its pair may lie past the input.
+                let (row, last) = row[lw..hw].split_at_mut(hw - lw - 1);
+                for (d, pair) in row.iter_mut().zip(x[from..].chunks_exact(2)) {
+                    *d = pair[0];
+                }
+                last[0] = x[from + 2 * (hw - lw - 1)];
             } else {
                 let src = x[from..].iter().step_by(stride);
                 for (d, &v) in row[lw..hw].iter_mut().zip(src) {
@@ -273,26 +281,31 @@ impl<T: Element> IndexB<T> for GridB<'_, T> {
     }
 }
 
-/// The transposed unrolled matrix of one image and group (`grid columns x R`) as the right
-/// operand of the weight gradient's product `dY x cols^T`, packed from the phase planes:
-/// column `r` is a contiguous run of a plane, so eight of them are copied side by side and
+/// The transposed unrolled matrix of one image and group (`out_plane x R`) as the right
+/// operand of the weight gradient's product `dY x cols^T`, packed from the phase planes: its
+/// depth runs over the outputs themselves, so the output gradient is the left operand as it
+/// is. Column `r` over a block of outputs is a few runs of a plane (one per output row the
+/// block touches, at the rows' grid places), so eight columns are gathered side by side and
 /// transposed into the slivers.
-pub(crate) struct GridBT<'a, T> {
+pub(crate) struct GridOutputsBT<'a, T> {
     pub b: GridB<'a, T>,
 }
 
-impl<T: Element> PackB<T> for GridBT<'_, T> {
+impl<T: Element> PackB<T> for GridOutputsBT<'_, T> {
     fn pack_b(&self, p0: usize, kc: usize, j0: usize, nc: usize, out: &mut [T], work: &mut [T]) {
         zero_b_tail(out, kc, nc);
         let stride = transpose_row_stride::<T>(kc);
         let rows = &mut work[..transpose_work_len::<T>(kc)];
         let mut starts = [0usize; 8];
+        let grid = self.b.grid;
         for j in (0..nc).step_by(8) {
             let group = 8.min(nc - j);
             self.b.row_starts(j0 + j, &mut starts[..group]);
             for (i, row) in rows.chunks_exact_mut(stride).enumerate() {
                 if i < group {
-                    copy_over(row, 0, self.b.planes, starts[i] + p0, kc);
+                    grid.output_runs(p0, kc, |at, col, len| {
+                        copy_over(row, at, self.b.planes, starts[i] + col, len);
+                    });
                 } else {
                     row[..kc].fill(T::ZERO);
                 }
@@ -302,9 +315,32 @@ impl<T: Element> PackB<T> for GridBT<'_, T> {
     }
 }
 
+impl Grid {
+    /// Visits outputs `p0..p0 + len` (in the output's order) as runs along W: `f(at, col,
+    /// run)` for the outputs `p0 + at..p0 + at + run`, at grid columns `col..col + run`.
+    #[inline(always)]
+    fn output_runs(&self, p0: usize, len: usize, mut f: impl FnMut(usize, usize, usize)) {
+        let [_, ah, aw] = self.axes;
+        let (row, mut ow) = (p0 / aw.out, p0 % aw.out);
+        let (mut od, mut oh) = (row / ah.out, row % ah.out);
+        let mut at = 0;
+        while at < len {
+            let run = (aw.out - ow).min(len - at);
+            f(at, (od * ah.q + oh) * aw.q + ow, run);
+            at += run;
+            ow = 0;
+            oh += 1;
+            if oh == ah.out {
+                oh = 0;
+                od += 1;
+            }
+        }
+    }
+}
+
 /// Copies the output gradient of `rows` channels (`rows x out_plane`) onto the grid
-/// (`rows x cols`), zero in the columns that are not outputs: the weight gradient's left
-/// operand, which must contribute nothing where the planes' columns are dropped.
+/// (`rows x cols`), zero in the columns that are not outputs: the right operand of the
+/// input gradient added onto the planes, whose dropped columns must add nothing.
 pub(crate) fn spread_onto_grid<T: Element>(grid: &Grid, dy: &[T], out_plane: usize, out: &mut [T]) {
     let [_, ah, aw] = grid.axes;
     for (src, dst) in dy

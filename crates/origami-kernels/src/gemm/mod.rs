@@ -193,18 +193,23 @@ pub fn pack_len<T: Element>(m: usize, n: usize, k: usize) -> usize {
         + T::LANES
 }
 
-/// Edge tiles of at most `LANES / SPREAD_TAIL_FRACTION` columns are computed as dot products
-/// along the depth ([`kernel::tail_dots_packed`], [`kernel::tail_dots_rows`]) rather than by
-/// the micro-kernel at one vector's width: on a 7 x 7 plane's 49 columns (48 + 1) the edge
-/// tile cost a third of the product for 2% of its columns. Eight columns (a batch of eight
-/// 7 x 7 planes: 392 = 8 x 48 + 8) measured 1-2% slower by dots than by the micro-kernel.
-const SPREAD_TAIL_FRACTION: usize = 4;
+/// Edge tiles of at most this many columns are computed as dot products along the depth
+/// ([`kernel::tail_dots_packed`], [`kernel::tail_dots_rows`]) rather than by the micro-kernel
+/// at one vector's width, which costs `MR` multiply-adds a depth step whatever the columns,
+/// where the dots cost `cols * MR / LANES` (and as many loads): on a 7 x 7 plane's 49
+/// columns (48 + 1) the edge tile cost a third of the product for 2% of its columns. Eight
+/// of 16 lanes (a batch of eight 7 x 7 planes: 392 = 8 x 48 + 8) measured 1-2% slower by
+/// dots than by the micro-kernel; three of 8 (the stem's weight gradient with AVX2: 147 =
+/// 9 x 16 + 3) 2-4% faster over the whole pass (Zen 3).
+const fn max_dot_cols<T: Element>() -> usize {
+    T::LANES * 3 / 8
+}
 
 /// Elements of the spread edge columns of [`kernel::tail_dots_packed`] (each of up to
-/// `LANES / SPREAD_TAIL_FRACTION` columns, each depth step's value `MR` times), which also
+/// [`max_dot_cols`] columns, each depth step's value `MR` times), which also
 /// hold those of [`kernel::tail_dots_rows`] (each column's values once).
 fn spread_tail_len<T: Element>(k: usize) -> usize {
-    T::LANES / SPREAD_TAIL_FRACTION * MR * k.min(KC)
+    max_dot_cols::<T>() * MR * k.min(KC)
 }
 
 /// Elements of the packed A block, whole vectors of them, so that the B block after it
@@ -360,9 +365,9 @@ struct Block {
 
 impl Block {
     /// Whether an edge tile of `cols` columns is computed as dot products along the depth
-    /// ([`SPREAD_TAIL_FRACTION`]).
+    /// ([`max_dot_cols`]).
     fn dots<T: Element>(&self, cols: usize) -> bool {
-        self.tail_by_dots && cols * SPREAD_TAIL_FRACTION <= T::LANES
+        self.tail_by_dots && cols <= max_dot_cols::<T>()
     }
 }
 

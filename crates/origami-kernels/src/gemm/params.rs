@@ -31,12 +31,16 @@ pub const NV: usize = 2;
 /// multiply-add. On a Zen 4 core 384 ran 3-10% faster than 128 (m x n x k: 1024^3 105 ->
 /// 110 GFLOP/s, 256 x 196 x 2304 102 -> 108, 512 x 49 x 4608 93 -> 102, 64 x 3136 x 576
 /// 96 -> 98), 576 the same as 384 but for the last shape (95); `NC` 512 or 1024 with it
-/// was slower. Elsewhere 128: A and B slivers of 3 and 8 KiB (`f32`, 6 x 16 with AVX2)
-/// stay in L1, and the packing buffers stay small for the embedded targets.
-#[cfg(target_feature = "avx512f")]
+/// was slower. With AVX2 (6 x 16 tiles) likewise: on a Zen 3 core, 40 weight gradients
+/// alternated call by call, 384 ran 3-9% faster than 128 (n8: the 7x7/2 stem 32.1 -> 29.6
+/// ms, 3x3 c64 56x56 35.1 -> 33.0, c128 28x28 27.5 -> 26.8, temporal (9, 1) 75.1 -> 72.1,
+/// conv1d k9 8.95 -> 8.74), 256 and 512 within 2% of it; the products 512^3 and 512 x 49 x
+/// 4608 45 -> 52 and 49 -> 63 GFLOP/s. Elsewhere (NEON, SSE, scalar) 128, not measured
+/// deeper: the packing buffers stay small for the embedded targets.
+#[cfg(any(target_feature = "avx512f", target_feature = "avx2"))]
 pub const KC: usize = 384;
 /// Depth of one packed block (see the AVX-512 definition).
-#[cfg(not(target_feature = "avx512f"))]
+#[cfg(not(any(target_feature = "avx512f", target_feature = "avx2")))]
 pub const KC: usize = 128;
 
 /// Rows of A packed at a time (`MC * KC` elements: 240 KiB of `f32` at a depth of 128, 720
