@@ -316,6 +316,15 @@ impl<T: Element> PackB<T> for GridOutputsBT<'_, T> {
 }
 
 impl Grid {
+    /// The grid column of output `o` and the outputs from it to the end of its row along W.
+    #[inline(always)]
+    fn output_col(&self, o: usize) -> (usize, usize) {
+        let [_, ah, aw] = self.axes;
+        let (row, ow) = (o / aw.out, o % aw.out);
+        let (od, oh) = (row / ah.out, row % ah.out);
+        ((od * ah.q + oh) * aw.q + ow, aw.out - ow)
+    }
+
     /// Visits outputs `p0..p0 + len` (in the output's order) as runs along W: `f(at, col,
     /// run)` for the outputs `p0 + at..p0 + at + run`, at grid columns `col..col + run`.
     #[inline(always)]
@@ -334,24 +343,6 @@ impl Grid {
                 oh = 0;
                 od += 1;
             }
-        }
-    }
-}
-
-/// Copies the output gradient of `rows` channels (`rows x out_plane`) onto the grid
-/// (`rows x cols`), zero in the columns that are not outputs: the right operand of the
-/// input gradient added onto the planes, whose dropped columns must add nothing.
-pub(crate) fn spread_onto_grid<T: Element>(grid: &Grid, dy: &[T], out_plane: usize, out: &mut [T]) {
-    let [_, ah, aw] = grid.axes;
-    for (src, dst) in dy
-        .chunks_exact(out_plane)
-        .zip(out.chunks_exact_mut(grid.cols))
-    {
-        dst.fill(T::ZERO);
-        for (o, run) in src.chunks_exact(aw.out).enumerate() {
-            let (od, oh) = (o / ah.out, o % ah.out);
-            let at = (od * ah.q + oh) * aw.q;
-            dst[at..at + aw.out].copy_from_slice(run);
         }
     }
 }
@@ -448,16 +439,20 @@ impl<T: Element> StoreC<T> for GridOut<'_, T> {
     }
 }
 
-/// The input gradient's unrolled matrix `dcols = W^T x dY` (rows `r = (c, tap)`, grid
-/// columns) as the destination of its product, added onto the phase planes the forward pass
-/// reads `cols` from: entry `(r, j)` is read from element `row_start(r) + j` of the planes, so
-/// it is added there, and each tile row is a run of whole vectors added in place — col2im
-/// without a scatter, whatever the stride. Taps of one phase read overlapping runs, so every
-/// tile adds (the planes start zeroed). Columns that are not outputs must carry zeros.
+/// The input gradient's unrolled matrix `dcols = W^T x dY` (rows `r = (c, tap)`, one column
+/// per output) as the destination of its product, added onto the phase planes the forward
+/// pass reads `cols` from: entry `(r, o)` is read from element `row_start(r) + col(o)` of the
+/// planes (`col(o)` the output's grid column), so it is added there, and each tile row is a
+/// run of whole vectors added in place where its outputs lie in one row along W — col2im
+/// without a scatter, whatever the stride. A tile across the end of a row is added in pieces.
+/// Taps of one phase read overlapping runs, so every tile adds (the planes start zeroed).
 pub(crate) struct OntoPlanes<'a, T> {
     s: &'a ConvShape,
     grid: &'a Grid,
     pub planes: &'a mut [T],
+    /// The output of the product's column 0 (a product over the last few columns starts
+    /// past it).
+    pub first_output: usize,
     /// Where unrolled rows `first..first + len` start in the planes. The product stores a
     /// block's tiles row sliver after row sliver, column after column: found once per block
     /// of rows rather than per tile, where their divisions (phases of a strided axis) cost
@@ -465,6 +460,9 @@ pub(crate) struct OntoPlanes<'a, T> {
     starts: [usize; MC],
     first: usize,
     len: usize,
+    /// The last tile's first output, its grid column and the outputs left in its row: the
+    /// product stores a column of tiles after another, all of one column at a time.
+    column: (usize, usize, usize),
 }
 
 impl<'a, T: Element> OntoPlanes<'a, T> {
@@ -473,9 +471,11 @@ impl<'a, T: Element> OntoPlanes<'a, T> {
             s,
             grid,
             planes,
+            first_output: 0,
             starts: [0; MC],
             first: 0,
             len: 0,
+            column: (usize::MAX, 0, 0),
         }
     }
 
@@ -509,16 +509,25 @@ impl<T: Element> StoreC<T> for OntoPlanes<'_, T> {
     ) {
         let mut lanes = [T::ZERO; NV * MAX_LANES + MAX_LANES];
         self.find_rows(i, rows);
+        let o = self.first_output + j;
+        if self.column.0 != o {
+            let (col, left) = self.grid.output_col(o);
+            self.column = (o, col, left);
+        }
+        let (_, col, left) = self.column;
         let starts = &self.starts[i - self.first..][..rows];
         for (row, start) in tile.iter().zip(starts) {
-            let dst = &mut self.planes[start + j..];
-            if cols == NV * T::LANES && dst.len() >= cols {
+            let dst = &mut self.planes[start + col..];
+            if cols == NV * T::LANES && left >= cols && dst.len() >= cols {
                 for (v, d) in row.iter().zip(dst.chunks_exact_mut(T::LANES)) {
                     T::store(T::load_full(d) + *v, d);
                 }
             } else {
                 tile_row::<T>(row, &mut lanes);
-                put_lanes(dst, &lanes, cols, true);
+                self.grid.output_runs(o, cols, |at, run_col, run| {
+                    let dst = &mut self.planes[start + run_col..];
+                    put_lanes(dst, &lanes[at..], run, true);
+                });
             }
         }
     }

@@ -30,7 +30,7 @@
 use core::ops::Range;
 
 use super::geometry::ConvShape;
-use super::grid::{Grid, GridB, GridOut, GridOutputsBT, OntoPlanes, spread_onto_grid};
+use super::grid::{Grid, GridB, GridOut, GridOutputsBT, OntoPlanes};
 use super::im2col::{Col2im, ImageColumns, Unrolled, UnrolledT};
 use crate::Element;
 use crate::element::all_finite;
@@ -112,13 +112,12 @@ pub(crate) fn backward_input_scratch_len<T: Element>(s: &ConvShape) -> usize {
 }
 
 /// Scratch of the input gradient added onto phase planes: the transposed weights packed
-/// whole, the planes, and the output gradient of one image's group on the grid with a sliver
-/// of slack (the product reads whole slivers past its last column).
+/// whole, the planes, and the output gradient's last columns short of a tile, a tile's
+/// width per row and a row of slack (the product reads whole tiles).
 fn onto_planes_scratch_len<T: Element>(s: &ConvShape, grid: &Grid) -> usize {
     prepacked_len(s.unrolled_rows, s.kg)
         .saturating_add(grid.planes_len::<T>())
-        .saturating_add(s.kg.saturating_mul(grid.cols()))
-        .saturating_add(NV * T::LANES)
+        .saturating_add(s.kg.saturating_add(1).saturating_mul(NV * T::LANES))
 }
 
 pub(crate) fn backward_weight_scratch_len<T: Element>(s: &ConvShape) -> usize {
@@ -365,11 +364,11 @@ fn backward_input_on_grid<T: Element>(
 }
 
 /// The input gradient with the unrolled matrix's tiles added onto phase planes ([`OntoPlanes`]):
-/// `dcols = W^T x dY_grid` over the grid's columns, where `dY_grid` is the output gradient
-/// spread onto the grid (zero in the dropped columns, whose entries then add nothing), after
-/// which the planes' inputs are written to `dx`. This serves strided convolutions, which have
-/// no forward form; scattering each tile onto the input instead (col2im) cost more than its
-/// product on the stem.
+/// `dcols = W^T x dY` over the outputs, the output gradient read in place, after which the
+/// planes' inputs are written to `dx`. This serves strided convolutions, which have no
+/// forward form; scattering each tile onto the input instead (col2im) cost more than its
+/// product on the stem. The last columns short of a whole tile go from a copy with room
+/// after each row, as the product reads whole tiles and the output gradient may end there.
 fn backward_input_onto_planes<T: Element>(
     s: &ConvShape,
     grid: &Grid,
@@ -378,22 +377,28 @@ fn backward_input_onto_planes<T: Element>(
     dx: &mut [T],
     pack: &mut [T],
 ) {
-    let (r, cols) = (s.unrolled_rows, grid.cols());
+    let (r, p, nr) = (s.unrolled_rows, s.out_plane, NV * T::LANES);
     let (pa, rest) = pack.split_at_mut(prepacked_len(r, s.kg));
-    let (planes, dy_grid) = rest.split_at_mut(grid.planes_len::<T>());
-    let dy_grid = &mut dy_grid[..s.kg * cols + NV * T::LANES];
-    dy_grid[s.kg * cols..].fill(T::ZERO);
+    let (planes, tail) = rest.split_at_mut(grid.planes_len::<T>());
+    let tail = &mut tail[..(s.kg + 1) * nr];
+    let whole = p / nr * nr;
     for g in 0..s.groups {
         let w_t = MatRef::from_parts(&w[group_weight_range(s, g)], r, s.kg, 1, r);
         let a = Prepacked::pack(r, s.kg, &w_t, pa);
         for n in 0..s.batch {
             let dy_g = &dy[group_output_range(s, n, g)];
-            spread_onto_grid(grid, dy_g, s.out_plane, &mut dy_grid[..s.kg * cols]);
             planes.fill(T::ZERO);
-            // The slack after the last row is in the view's data: the product reads it.
-            let b = MatRef::from_parts(&*dy_grid, s.kg, cols, cols, 1);
             let mut c = OntoPlanes::new(s, grid, &mut *planes);
-            gemm_indexed(r, cols, s.kg, &a, &b, &mut c, true);
+            let b = MatRef::from_parts(dy_g, s.kg, whole, p, 1);
+            gemm_indexed(r, whole, s.kg, &a, &b, &mut c, true);
+            if whole < p {
+                for (to, row) in tail.chunks_exact_mut(nr).zip(dy_g.chunks_exact(p)) {
+                    to[..p - whole].copy_from_slice(&row[whole..]);
+                }
+                let b = MatRef::from_parts(&*tail, s.kg, p - whole, nr, 1);
+                c.first_output = whole;
+                gemm_indexed(r, p - whole, s.kg, &a, &b, &mut c, true);
+            }
             grid.unfill(planes, &mut dx[group_input_start(s, n, g)..]);
         }
     }
