@@ -193,6 +193,9 @@ impl Grid {
         let [ad, ah, aw] = self.axes;
         let channels = self.planes / (self.phases * self.plane);
         dx[..channels * ad.input * ah.input * aw.input].fill(T::ZERO);
+        if aw.stride == 2 {
+            return self.unfill_pairs(channels, planes, dx);
+        }
         self.for_each_plane_row(|at, (lw, hw), input| {
             let Some(to) = input else {
                 return;
@@ -206,6 +209,50 @@ impl Grid {
                 }
             }
         });
+    }
+
+    /// [`Grid::unfill`] with stride 2 along W (`dx` zeroed): each row of `dx` interleaves a
+    /// row of each phase along W, written a pair of inputs at a time (which the compiler
+    /// vectorises), where one phase's row after the other wrote every other element alone.
+    fn unfill_pairs<T: Element>(&self, channels: usize, planes: &[T], dx: &mut [T]) {
+        let [ad, ah, aw] = self.axes;
+        // Input `iw` is element `(iw + pad) / 2` of phase `(iw + pad) % 2`: even inputs of
+        // phase `first`, from element `pad / 2` on, odd ones of the other phase, from
+        // `(pad + 1) / 2` on.
+        let first = aw.pad % 2;
+        let (q_even, q_odd) = (aw.pad / 2, aw.pad.div_ceil(2));
+        // Pairs whose both elements are in the planes (later inputs no window reaches).
+        let pairs = (aw.input / 2)
+            .min(aw.q.saturating_sub(q_even))
+            .min(aw.q.saturating_sub(q_odd));
+        let in_plane = ad.input * ah.input * aw.input;
+        let dx_rows = dx[..channels * in_plane].chunks_exact_mut(aw.input);
+        for (row, dx_row) in dx_rows.enumerate() {
+            let (c, ih) = (row / (ad.input * ah.input), row % ah.input);
+            let id = row / ah.input % ad.input;
+            let (pd, qd) = ((id + ad.pad) % ad.stride, (id + ad.pad) / ad.stride);
+            let (ph, qh) = ((ih + ah.pad) % ah.stride, (ih + ah.pad) / ah.stride);
+            if qd >= ad.q || qh >= ah.q {
+                continue;
+            }
+            let plane_row = |pw: usize| {
+                let phase = (pd * ah.stride + ph) * 2 + pw;
+                (c * self.phases + phase) * self.plane + (qd * ah.q + qh) * aw.q
+            };
+            let even = &planes[plane_row(first)..][..aw.q];
+            let odd = &planes[plane_row(1 - first)..][..aw.q];
+            let evens = even[q_even..].iter().zip(&odd[q_odd..]);
+            for (pair, (&e, &o)) in dx_row.chunks_exact_mut(2).zip(evens).take(pairs) {
+                pair[0] = e;
+                pair[1] = o;
+            }
+            for (iw, d) in dx_row.iter_mut().enumerate().skip(2 * pairs) {
+                let q = (iw + aw.pad) / 2;
+                if q < aw.q {
+                    *d = if iw % 2 == 0 { even[q] } else { odd[q] };
+                }
+            }
+        }
     }
 
     /// Visits the rows (along W) of the group's planes in order: `f(first element of the row
@@ -549,6 +596,17 @@ mod tests {
             // The last input along W is in no plane: 13 inputs, kernel 2, stride 3 make 4
             // outputs, whose planes hold coordinates 0..12.
             ConvSpec::new(1, 3, 1, [1, 2, 13], [1, 1, 2]).with_stride([1, 1, 3]),
+            // Stride 2 along W (rows written a pair at a time): odd and even padding, odd and
+            // even widths, the last inputs in no plane (15 inputs, kernel 2, no padding: 7
+            // outputs, coordinates 0..13), rows shorter than a vector and longer.
+            ConvSpec::new(2, 2, 1, [2, 3, 21], [2, 3, 7])
+                .with_stride([2, 2, 2])
+                .with_padding([1, 1, 3]),
+            ConvSpec::new(1, 2, 1, [1, 5, 15], [1, 2, 2]).with_stride([1, 2, 2]),
+            ConvSpec::new(1, 1, 1, [1, 3, 40], [1, 3, 3])
+                .with_stride([1, 1, 2])
+                .with_padding([0, 1, 2])
+                .with_dilation([1, 1, 2]),
         ];
         let mut missing = 0;
         for spec in specs {
