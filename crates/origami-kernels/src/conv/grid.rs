@@ -647,6 +647,15 @@ mod tests {
             ConvSpec::new(1, 1, 1, [1, 1, 11], [1, 1, 5])
                 .with_stride([1, 1, 3])
                 .with_padding([0, 0, 2]),
+            // Stride 2 along W (rows read a pair at a time): odd and even padding and widths.
+            ConvSpec::new(1, 2, 1, [2, 5, 23], [2, 3, 7])
+                .with_stride([2, 2, 2])
+                .with_padding([1, 1, 3]),
+            ConvSpec::new(1, 2, 1, [1, 6, 16], [1, 2, 4])
+                .with_stride([1, 1, 2])
+                .with_padding([0, 1, 2])
+                .with_dilation([1, 1, 2]),
+            ConvSpec::new(1, 1, 1, [1, 1, 3], [1, 1, 2]).with_stride([1, 1, 2]),
         ];
         for spec in specs {
             let s = spec.build().unwrap().shape;
