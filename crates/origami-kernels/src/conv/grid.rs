@@ -18,6 +18,12 @@
 //! packing. Grid columns that are not outputs are computed and dropped, which is why the
 //! grid is used only where they are few ([`Grid::worth_it`]).
 //!
+//! The strided gradients take their depth or columns over the outputs themselves instead,
+//! and drop nothing: the weight gradient packs each unrolled row over a block of outputs
+//! from a few runs of its plane (one per output row), and the input gradient adds each tile
+//! at its outputs' grid columns (in two pieces where a tile crosses the end of a row), so
+//! the output gradient is read in place in both.
+//!
 //! Building the planes copies the input once (`taps` times less than unrolling it).
 
 use super::geometry::ConvShape;
