@@ -351,12 +351,13 @@ impl<T: Element> PackB<T> for GridOutputsBT<'_, T> {
         let rows = &mut work[..transpose_work_len::<T>(kc)];
         let mut starts = [0usize; 8];
         let grid = self.b.grid;
+        let from = grid.output_at(p0);
         for j in (0..nc).step_by(8) {
             let group = 8.min(nc - j);
             self.b.row_starts(j0 + j, &mut starts[..group]);
             for (i, row) in rows.chunks_exact_mut(stride).enumerate() {
                 if i < group {
-                    grid.output_runs(p0, kc, |at, col, len| {
+                    grid.output_runs(from, kc, |at, col, len| {
                         copy_over(row, at, self.b.planes, starts[i] + col, len);
                     });
                 } else {
@@ -368,33 +369,51 @@ impl<T: Element> PackB<T> for GridOutputsBT<'_, T> {
     }
 }
 
+/// An output's place along D, H and W: where [`Grid::output_runs`] starts, found once per
+/// packed block or column of tiles (its divisions cost as much as a short run's copy).
+#[derive(Clone, Copy)]
+struct OutputAt {
+    od: usize,
+    oh: usize,
+    ow: usize,
+}
+
 impl Grid {
-    /// The grid column of output `o` and the outputs from it to the end of its row along W.
+    /// The place of output `o` (in the output's order).
     #[inline(always)]
-    fn output_col(&self, o: usize) -> (usize, usize) {
+    fn output_at(&self, o: usize) -> OutputAt {
         let [_, ah, aw] = self.axes;
         let (row, ow) = (o / aw.out, o % aw.out);
-        let (od, oh) = (row / ah.out, row % ah.out);
-        ((od * ah.q + oh) * aw.q + ow, aw.out - ow)
+        OutputAt {
+            od: row / ah.out,
+            oh: row % ah.out,
+            ow,
+        }
     }
 
-    /// Visits outputs `p0..p0 + len` (in the output's order) as runs along W: `f(at, col,
-    /// run)` for the outputs `p0 + at..p0 + at + run`, at grid columns `col..col + run`.
+    /// The grid column of an output.
     #[inline(always)]
-    fn output_runs(&self, p0: usize, len: usize, mut f: impl FnMut(usize, usize, usize)) {
+    fn output_col(&self, at: OutputAt) -> usize {
         let [_, ah, aw] = self.axes;
-        let (row, mut ow) = (p0 / aw.out, p0 % aw.out);
-        let (mut od, mut oh) = (row / ah.out, row % ah.out);
+        (at.od * ah.q + at.oh) * aw.q + at.ow
+    }
+
+    /// Visits `len` outputs from `from` on (in the output's order) as runs along W: `f(at,
+    /// col, run)` for the `at`-th to `at + run`-th of them, at grid columns `col..col + run`.
+    #[inline(always)]
+    fn output_runs(&self, from: OutputAt, len: usize, mut f: impl FnMut(usize, usize, usize)) {
+        let [_, ah, aw] = self.axes;
+        let mut place = from;
         let mut at = 0;
         while at < len {
-            let run = (aw.out - ow).min(len - at);
-            f(at, (od * ah.q + oh) * aw.q + ow, run);
+            let run = (aw.out - place.ow).min(len - at);
+            f(at, self.output_col(place), run);
             at += run;
-            ow = 0;
-            oh += 1;
-            if oh == ah.out {
-                oh = 0;
-                od += 1;
+            place.ow = 0;
+            place.oh += 1;
+            if place.oh == ah.out {
+                place.oh = 0;
+                place.od += 1;
             }
         }
     }
@@ -513,9 +532,9 @@ pub(crate) struct OntoPlanes<'a, T> {
     starts: [usize; MC],
     first: usize,
     len: usize,
-    /// The last tile's first output, its grid column and the outputs left in its row: the
-    /// product stores a column of tiles after another, all of one column at a time.
-    column: (usize, usize, usize),
+    /// The last tile's first output and its place: the product stores a column of tiles
+    /// after another, all of one column at a time.
+    column: (usize, OutputAt),
 }
 
 impl<'a, T: Element> OntoPlanes<'a, T> {
@@ -528,7 +547,14 @@ impl<'a, T: Element> OntoPlanes<'a, T> {
             starts: [0; MC],
             first: 0,
             len: 0,
-            column: (usize::MAX, 0, 0),
+            column: (
+                usize::MAX,
+                OutputAt {
+                    od: 0,
+                    oh: 0,
+                    ow: 0,
+                },
+            ),
         }
     }
 
@@ -564,10 +590,13 @@ impl<T: Element> StoreC<T> for OntoPlanes<'_, T> {
         self.find_rows(i, rows);
         let o = self.first_output + j;
         if self.column.0 != o {
-            let (col, left) = self.grid.output_col(o);
-            self.column = (o, col, left);
+            self.column = (o, self.grid.output_at(o));
         }
-        let (_, col, left) = self.column;
+        let place = self.column.1;
+        let (col, left) = (
+            self.grid.output_col(place),
+            self.grid.axes[2].out - place.ow,
+        );
         let starts = &self.starts[i - self.first..][..rows];
         for (row, start) in tile.iter().zip(starts) {
             let dst = &mut self.planes[start + col..];
@@ -577,7 +606,7 @@ impl<T: Element> StoreC<T> for OntoPlanes<'_, T> {
                 }
             } else {
                 tile_row::<T>(row, &mut lanes);
-                self.grid.output_runs(o, cols, |at, run_col, run| {
+                self.grid.output_runs(place, cols, |at, run_col, run| {
                     let dst = &mut self.planes[start + run_col..];
                     put_lanes(dst, &lanes[at..], run, true);
                 });

@@ -113,11 +113,11 @@ pub(crate) fn backward_input_scratch_len<T: Element>(s: &ConvShape) -> usize {
 
 /// Scratch of the input gradient added onto phase planes: the transposed weights packed
 /// whole, the planes, and the output gradient's last columns short of a tile, a tile's
-/// width per row and a row of slack (the product reads whole tiles).
+/// width per row (the product reads whole tiles).
 fn onto_planes_scratch_len<T: Element>(s: &ConvShape, grid: &Grid) -> usize {
     prepacked_len(s.unrolled_rows, s.kg)
         .saturating_add(grid.planes_len::<T>())
-        .saturating_add(s.kg.saturating_add(1).saturating_mul(NV * T::LANES))
+        .saturating_add(s.kg.saturating_mul(NV * T::LANES))
 }
 
 pub(crate) fn backward_weight_scratch_len<T: Element>(s: &ConvShape) -> usize {
@@ -380,7 +380,7 @@ fn backward_input_onto_planes<T: Element>(
     let (r, p, nr) = (s.unrolled_rows, s.out_plane, NV * T::LANES);
     let (pa, rest) = pack.split_at_mut(prepacked_len(r, s.kg));
     let (planes, tail) = rest.split_at_mut(grid.planes_len::<T>());
-    let tail = &mut tail[..(s.kg + 1) * nr];
+    let tail = &mut tail[..s.kg * nr];
     let whole = p / nr * nr;
     for g in 0..s.groups {
         let w_t = MatRef::from_parts(&w[group_weight_range(s, g)], r, s.kg, 1, r);
