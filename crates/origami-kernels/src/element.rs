@@ -766,6 +766,21 @@ pub(crate) fn split<T: Element, const N: usize>(
 /// The widest vector of any element type, for stack buffers that hold one vector's lanes.
 pub(crate) const MAX_LANES: usize = 16;
 
+/// Asks the cache hierarchy for the line holding `p` ahead of its use (a hint: no effect on
+/// results, never a fault, whatever the address).
+#[inline(always)]
+#[allow(unsafe_code)]
+pub(crate) fn prefetch<T>(p: *const T) {
+    #[cfg(all(target_arch = "x86_64", not(miri)))]
+    // SAFETY: a prefetch reads nothing architecturally and does not fault on any address;
+    // SSE is part of x86-64.
+    unsafe {
+        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(p.cast())
+    }
+    #[cfg(not(all(target_arch = "x86_64", not(miri))))]
+    let _ = p;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -887,19 +902,4 @@ mod tests {
             }
         }
     }
-}
-
-/// Asks the cache hierarchy for the line holding `p` ahead of its use (a hint: no effect on
-/// results, never a fault, whatever the address).
-#[inline(always)]
-#[allow(unsafe_code)]
-pub(crate) fn prefetch<T>(p: *const T) {
-    #[cfg(all(target_arch = "x86_64", not(miri)))]
-    // SAFETY: a prefetch reads nothing architecturally and does not fault on any address;
-    // SSE is part of x86-64.
-    unsafe {
-        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(p.cast())
-    }
-    #[cfg(not(all(target_arch = "x86_64", not(miri))))]
-    let _ = p;
 }
