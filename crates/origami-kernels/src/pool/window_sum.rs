@@ -62,7 +62,11 @@
 //! 7-12% on two (in one process, alternated with none; AVX-512's slides prefetch the same
 //! way, not measured there). Adding each window's taps in two chains rather than one:
 //! nothing. Neither the W pass's strip (2, 4 or 8 vectors) nor the padded rows' offsets
-//! from the block's (a test for false store-to-load aliasing) changed the time.
+//! from the block's (a test for false store-to-load aliasing) changed the time. Taps as
+//! constant slides of aligned vectors rather than unaligned loads (`vperm2f128` and in-lane
+//! byte aligns, which the compiler turned into `vshufps` pairs) ran 10% slower in L2.
+//! Splitting the planes into more parts than threads made each part's output too small to
+//! stream ([`streams`] decides per call): 30% slower.
 
 use super::PoolKind;
 use super::geometry::PoolShape;
@@ -655,7 +659,10 @@ fn sums_by_loads<T: Element, const K: usize>(padded: &[T], out: &mut [T]) {
     }
 }
 
-/// Vectors of a column strip that the H pass keeps in registers.
+/// Vectors of a column strip that the H pass keeps in registers. Its streamed stores must
+/// cover whole cache lines (4 `f32x8` are two): strips of 7 (a 112-wide row as 7 + 7) ran 5%
+/// faster in L2 but 15% slower to memory, each strip's last line flushed half-written from
+/// the write-combining buffers (n8 c64 112x112 15x15, Zen 3).
 const STRIP: usize = 4;
 
 /// A strip of the H pass: vectors from column `c0` of rows `row` apart, of which the first
