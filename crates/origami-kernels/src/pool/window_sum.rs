@@ -417,22 +417,24 @@ fn plane<T: Element>(
             // stores, and the ring stays in L1 with the block, its suffix sums and the rows
             // coming in (padding the whole block first took 15 rows of scratch, and measured
             // 2-7% slower: n8 c64 112x112 15x15, Zen 3, one and two threads).
+            // Step `t` pads row `t` and sums row `t - 1` (one place for each: the padding is
+            // inlined for every scaling mode).
             let padded = layout.padded;
-            if lo < hi {
-                pad_row_by(scale, &source(lo), &mut buf.padded[..padded]);
-            }
-            for t in lo..hi {
-                let (this, other) = buf.padded.split_at_mut(padded);
-                let (this, next) = if (t - lo) % 2 == 0 {
-                    (this, other)
+            for t in lo..=hi {
+                let (even, odd) = buf.padded.split_at_mut(padded);
+                let (this, last) = if (t - lo) % 2 == 0 {
+                    (even, odd)
                 } else {
-                    (other, this)
+                    (odd, even)
                 };
-                if t + 1 < hi {
-                    pad_row_by(scale, &source(t + 1), &mut next[..padded]);
+                if t < hi {
+                    pad_row_by(scale, &source(t), &mut this[..padded]);
                 }
-                prefetch_next(t);
-                row_sums_by_loads(w.kernel, &this[..padded], &mut buf.block[t * row..][..row]);
+                if t > lo {
+                    let s = t - 1;
+                    prefetch_next(s);
+                    row_sums_by_loads(w.kernel, &last[..padded], &mut buf.block[s * row..][..row]);
+                }
             }
         } else {
             // Two rows at a time: twice the independent work per step, and the step's
