@@ -770,7 +770,7 @@ pub(crate) const MAX_LANES: usize = 16;
 /// results, never a fault, whatever the address).
 #[inline(always)]
 #[allow(unsafe_code)]
-pub(crate) fn prefetch<T>(p: *const T) {
+fn prefetch<T>(p: *const T) {
     #[cfg(all(target_arch = "x86_64", not(miri)))]
     // SAFETY: a prefetch reads nothing architecturally and does not fault on any address;
     // SSE is part of x86-64.
@@ -779,6 +779,17 @@ pub(crate) fn prefetch<T>(p: *const T) {
     }
     #[cfg(not(all(target_arch = "x86_64", not(miri))))]
     let _ = p;
+}
+
+/// [`prefetch`] for the `len` elements from `first`, one request per cache line (the
+/// addresses computed only, never read: `first` may point anywhere).
+#[inline(always)]
+pub(crate) fn prefetch_span<T>(first: *const T, len: usize) {
+    let line = (64 / core::mem::size_of::<T>()).max(1);
+    for e in (0..len).step_by(line) {
+        prefetch(first.wrapping_add(e));
+    }
+    prefetch(first.wrapping_add(len.saturating_sub(1)));
 }
 
 #[cfg(test)]

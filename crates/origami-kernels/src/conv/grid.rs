@@ -371,7 +371,7 @@ impl<T: Element> PackB<T> for GridOutputsBT<'_, T> {
 
 /// An output's place along D, H and W: where [`Grid::output_runs`] starts, found once per
 /// packed block or column of tiles (its divisions cost as much as a short run's copy).
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Default)]
 struct OutputAt {
     od: usize,
     oh: usize,
@@ -547,14 +547,7 @@ impl<'a, T: Element> OntoPlanes<'a, T> {
             starts: [0; MC],
             first: 0,
             len: 0,
-            column: (
-                usize::MAX,
-                OutputAt {
-                    od: 0,
-                    oh: 0,
-                    ow: 0,
-                },
-            ),
+            column: (usize::MAX, OutputAt::default()),
         }
     }
 

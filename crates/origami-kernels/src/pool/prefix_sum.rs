@@ -60,7 +60,7 @@ use super::PoolKind;
 use super::geometry::PoolShape;
 use super::window_sum;
 use crate::Element;
-use crate::element::{layout_len, prefetch, split, transpose};
+use crate::element::{layout_len, prefetch_span, split, transpose};
 use crate::window::Axis;
 
 /// Whether the pass along `axis` can be skipped: a unit axis with a single-tap window. Other
@@ -611,14 +611,14 @@ fn put_row<T: Element>(dst: &mut [T], factor: Option<T>, a: &[T], b: Option<&[T]
 /// computes on data in cache ([`Ahead::step`], once per row a [`sum_rows`] pass builds).
 /// A pass that reads its whole input first and then only computes leaves the hardware's
 /// stream prefetch nothing to follow until the next pass starts reading.
-pub(crate) struct Ahead<'a, T> {
+struct Ahead<'a, T> {
     rest: &'a [T],
     per_step: usize,
 }
 
 impl<'a, T> Ahead<'a, T> {
     /// Nothing to ask for.
-    pub(crate) fn none() -> Self {
+    fn none() -> Self {
         Ahead {
             rest: &[],
             per_step: 0,
@@ -626,7 +626,7 @@ impl<'a, T> Ahead<'a, T> {
     }
 
     /// All of `data`, spread over `steps` steps.
-    pub(crate) fn new(data: &'a [T], steps: usize) -> Self {
+    fn new(data: &'a [T], steps: usize) -> Self {
         Ahead {
             rest: data,
             per_step: data.len().div_ceil(steps.max(1)),
@@ -635,16 +635,13 @@ impl<'a, T> Ahead<'a, T> {
 
     /// The next share of the data, one request per cache line.
     #[inline(always)]
-    pub(crate) fn step(&mut self) {
+    fn step(&mut self) {
         if self.rest.is_empty() {
             return;
         }
         let (now, rest) = self.rest.split_at(self.per_step.min(self.rest.len()));
         self.rest = rest;
-        let line = (64 / core::mem::size_of::<T>()).max(1);
-        for e in (0..now.len()).step_by(line) {
-            prefetch(now[e..].as_ptr());
-        }
+        prefetch_span(now.as_ptr(), now.len());
     }
 }
 

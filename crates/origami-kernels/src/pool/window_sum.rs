@@ -58,7 +58,7 @@
 //! 8.0 -> 4.2-5.2 ms. At n8 c64 the time is now the memory's as much as the instructions'
 //! (5.5 ms of them at the L2 rate; 51 MB at ~12.5 GB/s is 4.1 ms). Software prefetch of the
 //! next block's rows, all at the block's start, gained 5% on one thread and nothing on two
-//! (not kept); one row of them per row summed ([`prefetch_row`]), 12-15% on one thread and
+//! (not kept); one row of them per row summed (`prefetch_next` in [`plane`]), 12-15% on one thread and
 //! 7-12% on two (in one process, alternated with none; AVX-512's slides prefetch the same
 //! way, not measured there). Adding each window's taps in two chains rather than one:
 //! nothing. Neither the W pass's strip (2, 4 or 8 vectors) nor the padded rows' offsets
@@ -73,7 +73,7 @@ use super::geometry::PoolShape;
 use super::prefix_sum::average_factor;
 use crate::Element;
 use crate::element::{layout_len, split};
-use crate::element::{prefetch, streams};
+use crate::element::{prefetch_span, streams};
 use crate::window::Axis;
 
 /// Whether the sums of `s` go by planes here: no D pass, stride and dilation 1 along H and
@@ -409,16 +409,16 @@ fn plane<T: Element>(
         // (AMD Zen 3), 8.7 -> 7.3 ms backward, 9.2 -> 7.5 forward; two threads 5.5 -> 4.9.
         let prefetch_next = |t: usize| {
             let i = (b + 1) * k + t - h.pad_lo;
-            prefetch_row(src.as_ptr().wrapping_add(i.wrapping_mul(w.input)), w.input);
+            prefetch_span(src.as_ptr().wrapping_add(i.wrapping_mul(w.input)), w.input);
         };
         if method.along_w == AlongW::Loads {
             // Each row padded one row ahead of its sums, in a ring of two: the sums' unaligned
             // loads then find the row in the cache rather than half-forwarded from pending
             // stores, and the ring stays in L1 with the block, its suffix sums and the rows
             // coming in (padding the whole block first took 15 rows of scratch, and measured
-            // 2-7% slower: n8 c64 112x112 15x15, Zen 3, one and two threads).
-            // Step `t` pads row `t` and sums row `t - 1` (one place for each: the padding is
-            // inlined for every scaling mode).
+            // 2-7% slower: n8 c64 112x112 15x15, Zen 3, one and two threads). Step `t` pads
+            // row `t` and sums row `t - 1`: one place for each, as the padding is inlined for
+            // every scaling mode.
             let padded = layout.padded;
             for t in lo..=hi {
                 let (even, odd) = buf.padded.split_at_mut(padded);
@@ -487,17 +487,6 @@ fn plane<T: Element>(
         }
         core::mem::swap(&mut buf.block, &mut buf.suffix);
     }
-}
-
-/// Asks for the `len` elements from `row` ahead of their use, one request per cache line
-/// (the address computed only: a prefetch reads nothing and may point anywhere).
-#[inline(always)]
-fn prefetch_row<T>(row: *const T, len: usize) {
-    let line = (64 / core::mem::size_of::<T>()).max(1);
-    for e in (0..len).step_by(line) {
-        prefetch(row.wrapping_add(e));
-    }
-    prefetch(row.wrapping_add(len.saturating_sub(1)));
 }
 
 /// How the W pass sums a row's windows.
